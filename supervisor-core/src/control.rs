@@ -1,0 +1,493 @@
+//! The control socket: a Unix stream socket that serves the
+//! [`protocol`](crate::protocol), and a blocking client for it.
+//!
+//! The server never blocks: every client socket is non-blocking, input is
+//! cut into lines of at most [`MAX_REQUEST`] bytes, output is buffered up to
+//! a limit, and a client that sends nothing for a while, or reads nothing
+//! while its answers pile up, is dropped. Peers are checked with
+//! `SO_PEERCRED` when they connect: root and the supervisor's own user are
+//! served, plus the uids and groups of an [`AccessPolicy`]; anybody else
+//! gets one "permission denied" line and is disconnected.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+use serde_json::Value;
+
+use crate::protocol::{parse_request, ErrorCode, Request, Response, MAX_REQUEST};
+
+/// Most clients connected at once.
+pub const MAX_CLIENTS: usize = 128;
+/// Most requests of one client waiting for their answers.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Most bytes of answers buffered for a client that does not read them.
+pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
+/// How long an idle client with nothing in flight stays connected.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Who besides root and the supervisor's own user may use the socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccessPolicy {
+    /// More uids to serve.
+    pub uids: Vec<u32>,
+    /// Groups whose members (primary or supplementary) are served.
+    pub gids: Vec<u32>,
+}
+
+impl AccessPolicy {
+    /// Whether anybody beyond root and the owner is allowed (then the
+    /// socket file is made reachable and `SO_PEERCRED` alone decides).
+    pub fn is_open(&self) -> bool {
+        !self.uids.is_empty() || !self.gids.is_empty()
+    }
+
+    /// Decides for a peer with these credentials.
+    pub fn allows(&self, uid: u32, gid: u32, pid: i32) -> bool {
+        if uid == 0 || uid == nix::unistd::geteuid().as_raw() || self.uids.contains(&uid) {
+            return true;
+        }
+        if self.gids.is_empty() {
+            return false;
+        }
+        self.gids.contains(&gid) || supplementary_groups(pid).iter().any(|g| self.gids.contains(g))
+    }
+}
+
+fn supplementary_groups(pid: i32) -> Vec<u32> {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Vec::new();
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| g.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Identifies a connected client.
+pub type ClientId = u64;
+
+#[derive(Debug)]
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    skipping: bool,
+    in_flight: usize,
+    last_active: Instant,
+    closing: bool,
+}
+
+/// The listening side.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    policy: AccessPolicy,
+    clients: HashMap<ClientId, Client>,
+    next_id: ClientId,
+}
+
+/// Creates `dir` (and its parents) if needed and sets its mode.
+///
+/// # Errors
+///
+/// The I/O error, with the path.
+pub fn make_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("create directory {}: {e}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .map_err(|e| io::Error::new(e.kind(), format!("set mode of {}: {e}", dir.display())))
+}
+
+impl ControlServer {
+    /// Binds the socket at `path`, creating its directory (mode 0700, or
+    /// 0711 when the policy admits other users) and replacing a stale
+    /// socket file that nobody serves.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` when another process serves `path`; any I/O error.
+    pub fn bind(path: &Path, policy: AccessPolicy) -> io::Result<ControlServer> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        make_private_dir(dir, if policy.is_open() { 0o711 } else { 0o700 })?;
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(io::Error::new(
+                    ErrorKind::AddrInUse,
+                    format!("another supervisor serves {}", path.display()),
+                ));
+            }
+            fs::remove_file(path)?;
+        }
+        let listener = UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
+        let mode = if policy.is_open() { 0o666 } else { 0o600 };
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        listener.set_nonblocking(true)?;
+        Ok(ControlServer { listener, path: path.to_path_buf(), policy, clients: HashMap::new(), next_id: 1 })
+    }
+
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of connected clients.
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Descriptors to poll and the events wanted for each.
+    pub fn poll_fds(&self) -> Vec<(RawFd, i16)> {
+        let mut v = Vec::with_capacity(self.clients.len() + 1);
+        if self.clients.len() < MAX_CLIENTS {
+            v.push((self.listener.as_raw_fd(), libc::POLLIN));
+        } else {
+            // Still accept, to tell the newcomer we are busy.
+            v.push((self.listener.as_raw_fd(), libc::POLLIN));
+        }
+        for c in self.clients.values() {
+            let mut ev = 0;
+            if !c.closing {
+                ev |= libc::POLLIN;
+            }
+            if !c.output.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            v.push((c.stream.as_raw_fd(), ev));
+        }
+        v
+    }
+
+    /// The next idle-timeout deadline, if any client is idle.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.clients.values().filter(|c| c.in_flight == 0).map(|c| c.last_active + IDLE_TIMEOUT).min()
+    }
+
+    /// Handles readiness of the descriptors given by [`poll_fds`]
+    /// (`ready` holds those with events) and returns the complete requests
+    /// that arrived. Malformed, oversized and refused input is answered
+    /// here.
+    ///
+    /// [`poll_fds`]: ControlServer::poll_fds
+    pub fn handle_ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
+        let mut requests = Vec::new();
+        if ready.contains(&self.listener.as_raw_fd()) {
+            self.accept_all(now);
+        }
+        let ids: Vec<ClientId> =
+            self.clients.iter().filter(|(_, c)| ready.contains(&c.stream.as_raw_fd())).map(|(id, _)| *id).collect();
+        for id in ids {
+            self.read_client(id, now, &mut requests);
+            self.flush(id);
+        }
+        self.expire(now);
+        requests
+    }
+
+    fn accept_all(&mut self, now: Instant) {
+        loop {
+            let stream = match self.listener.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("control socket: accept: {e}");
+                    return;
+                }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let allowed = match getsockopt(&stream, PeerCredentials) {
+                Ok(cred) => self.policy.allows(cred.uid(), cred.gid(), cred.pid()),
+                Err(_) => false,
+            };
+            if !allowed {
+                let cred = getsockopt(&stream, PeerCredentials).ok();
+                log::warn!(
+                    "control socket: refused peer uid {} pid {}",
+                    cred.map_or(-1, |c| c.uid() as i64),
+                    cred.map_or(-1, |c| c.pid() as i64)
+                );
+                let line = Response::error(Value::Null, ErrorCode::PermissionDenied, "permission denied").to_line();
+                let _ = (&stream).write(&line);
+                continue;
+            }
+            if self.clients.len() >= MAX_CLIENTS {
+                let line = Response::error(Value::Null, ErrorCode::Busy, "too many clients").to_line();
+                let _ = (&stream).write(&line);
+                continue;
+            }
+            let id = self.next_id;
+            self.next_id += 1;
+            self.clients.insert(
+                id,
+                Client {
+                    stream,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    skipping: false,
+                    in_flight: 0,
+                    last_active: now,
+                    closing: false,
+                },
+            );
+        }
+    }
+
+    fn read_client(&mut self, id: ClientId, now: Instant, requests: &mut Vec<(ClientId, Request)>) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        let mut buf = [0u8; 16 * 1024];
+        let mut eof = false;
+        // Read a bounded amount per turn, so one client cannot starve others.
+        for _ in 0..16 {
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.last_active = now;
+                    c.input.extend_from_slice(&buf[..n]);
+                    Self::split_lines(id, c, requests);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+        }
+        if eof {
+            // Half-closed: answer what is in flight, then drop.
+            c.closing = true;
+            if c.in_flight == 0 && c.output.is_empty() {
+                self.clients.remove(&id);
+            }
+        }
+    }
+
+    fn split_lines(id: ClientId, c: &mut Client, requests: &mut Vec<(ClientId, Request)>) {
+        loop {
+            match c.input.iter().position(|b| *b == b'\n') {
+                Some(pos) => {
+                    let line: Vec<u8> = c.input.drain(..=pos).collect();
+                    if std::mem::take(&mut c.skipping) {
+                        continue;
+                    }
+                    let line = &line[..line.len() - 1];
+                    if line.iter().all(u8::is_ascii_whitespace) {
+                        continue;
+                    }
+                    if line.len() > MAX_REQUEST {
+                        let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
+                        c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
+                        continue;
+                    }
+                    match parse_request(line) {
+                        Ok(req) if c.in_flight >= MAX_IN_FLIGHT => {
+                            let r = Response::error(req.id, ErrorCode::Busy, "too many requests in flight");
+                            c.output.extend(r.to_line());
+                        }
+                        Ok(req) => {
+                            c.in_flight += 1;
+                            requests.push((id, req));
+                        }
+                        Err(resp) => c.output.extend(resp.to_line()),
+                    }
+                }
+                None => {
+                    if c.input.len() > MAX_REQUEST {
+                        if !c.skipping {
+                            let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
+                            c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
+                        }
+                        c.skipping = true;
+                        c.input.clear();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues the answer to one of a client's requests. A client that has
+    /// gone is silently skipped.
+    pub fn respond(&mut self, id: ClientId, response: &Response) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        c.in_flight = c.in_flight.saturating_sub(1);
+        c.output.extend(response.to_line());
+        self.flush(id);
+    }
+
+    fn flush(&mut self, id: ClientId) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        while !c.output.is_empty() {
+            match c.stream.write(&c.output) {
+                Ok(0) => break,
+                Ok(n) => {
+                    c.output.drain(..n);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.clients.remove(&id);
+                    return;
+                }
+            }
+        }
+        if c.output.len() > MAX_OUTPUT || (c.closing && c.in_flight == 0 && c.output.is_empty()) {
+            self.clients.remove(&id);
+        }
+    }
+
+    /// Drops idle clients whose time is up.
+    pub fn expire(&mut self, now: Instant) {
+        self.clients.retain(|_, c| c.in_flight > 0 || now < c.last_active + IDLE_TIMEOUT);
+    }
+
+    /// Tries for a short while to deliver what is buffered (used just
+    /// before the supervisor exits).
+    pub fn flush_all(&mut self, limit: Duration) {
+        let ids: Vec<ClientId> = self.clients.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.clients.get_mut(&id) {
+                let _ = c.stream.set_nonblocking(false);
+                let _ = c.stream.set_write_timeout(Some(limit));
+                let _ = c.stream.write_all(&c.output);
+                c.output.clear();
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nobody serves the socket (no file, or refused).
+    #[error("no supervisor is running at {path}: {source}")]
+    NotRunning {
+        /// The socket path.
+        path: PathBuf,
+        /// What connect said.
+        source: io::Error,
+    },
+    /// The answer did not come in time.
+    #[error("no answer from the supervisor within {0:?}")]
+    Timeout(Duration),
+    /// Any other I/O error, or a connection closed early.
+    #[error("control socket: {0}")]
+    Io(#[from] io::Error),
+    /// The answer was not a valid response.
+    #[error("bad answer from the supervisor: {0}")]
+    Protocol(String),
+}
+
+/// A blocking connection to a control socket.
+#[derive(Debug)]
+pub struct ControlClient {
+    reader: BufReader<UnixStream>,
+    next_id: u64,
+}
+
+impl ControlClient {
+    /// Connects.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::NotRunning`] when nothing listens at `path`.
+    pub fn connect(path: &Path) -> Result<ControlClient, ClientError> {
+        let stream =
+            UnixStream::connect(path).map_err(|source| ClientError::NotRunning { path: path.to_path_buf(), source })?;
+        Ok(ControlClient { reader: BufReader::new(stream), next_id: 1 })
+    }
+
+    /// Sends one command and waits at most `timeout` for its answer.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Timeout`], I/O and protocol errors.
+    pub fn call(&mut self, command: crate::protocol::Command, timeout: Duration) -> Result<Response, ClientError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let req = Request { id: Value::from(id), command };
+        let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        self.send_raw(&line)?;
+        loop {
+            let resp = self.read_response(timeout)?;
+            if resp.id == Value::from(id) || resp.id.is_null() {
+                return Ok(resp);
+            }
+        }
+    }
+
+    /// Writes raw bytes (for tests of the server's defences).
+    ///
+    /// # Errors
+    ///
+    /// The write error.
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.reader.get_mut().write_all(bytes)?;
+        Ok(())
+    }
+
+    /// Reads the next response line.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Timeout`], or an early end of the connection.
+    pub fn read_response(&mut self, timeout: Duration) -> Result<Response, ClientError> {
+        self.reader.get_ref().set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => Err(ClientError::Io(io::Error::new(ErrorKind::UnexpectedEof, "connection closed"))),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{e}: {line}"))),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(ClientError::Timeout(timeout)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Waits until the server closes the connection (it exits).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Timeout`] when it is still open after `timeout`.
+    pub fn wait_closed(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::Timeout(timeout));
+            }
+            self.reader.get_ref().set_read_timeout(Some(left))?;
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return Err(ClientError::Timeout(timeout))
+                }
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,884 @@
+//! The engine: a single-threaded loop that sleeps in `poll(2)` and drives
+//! one [`Machine`] per service.
+//!
+//! It wakes up only for a signal (through the self-pipe), a descriptor (the
+//! control socket and its clients, a child's exec-status pipe, the pidfd of
+//! a tracked descendant) or the nearest deadline (backoff, stop timeout,
+//! start confirmation). With nothing to do it sleeps without a timeout.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+use crate::control::{AccessPolicy, ClientId, ControlServer};
+use crate::procfs::{self, ProcTable};
+use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
+use crate::reap::{reap, ReapScope};
+use crate::service::{parse_signal, signal_name, Expected, Service};
+use crate::spawn::{self, SERVICE_ENV};
+use crate::state::{Action, Event, Machine};
+use crate::status::{ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::sys::{self, SignalPipe};
+
+/// The source of time, so that tests and embedders can substitute their
+/// own.
+pub trait Clock: std::fmt::Debug {
+    /// Monotonic now.
+    fn now(&self) -> Instant;
+}
+
+/// The real monotonic clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MonotonicClock;
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Errors of engine calls.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Two services with one name.
+    #[error("a service named {0:?} already exists")]
+    Duplicate(String),
+    /// No service has this name.
+    #[error("no service named {0:?}")]
+    UnknownService(String),
+    /// System error (poll, pipe, socket).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// A descendant of a service tracked beside its main process.
+#[derive(Debug)]
+struct Member {
+    pid: i32,
+    start_time: u64,
+    pidfd: Option<OwnedFd>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    svc: Service,
+    m: Machine,
+    timer: Option<Instant>,
+    exec_pipe: Option<OwnedFd>,
+    leader: Option<i32>,
+    pgid: Option<i32>,
+    members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitKind {
+    Up,
+    Down,
+}
+
+#[derive(Debug)]
+struct Wait {
+    client: ClientId,
+    id: Value,
+    kind: WaitKind,
+    slots: Vec<usize>,
+}
+
+/// What a polled descriptor belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Signals,
+    Control,
+    Exec(usize),
+    Member(usize, i32),
+}
+
+/// The supervision engine. See the crate documentation for an example.
+#[derive(Debug)]
+pub struct Engine {
+    name: String,
+    clock: Box<dyn Clock>,
+    started: Instant,
+    slots: Vec<Slot>,
+    by_name: HashMap<String, usize>,
+    leaders: HashMap<i32, usize>,
+    signals: SignalPipe,
+    terminate_on_signals: bool,
+    scope: ReapScope,
+    control: Option<ControlServer>,
+    waits: Vec<Wait>,
+    shutdown_waiters: Vec<(ClientId, Value)>,
+    shutting_down: bool,
+    finished: bool,
+    table: Option<ProcTable>,
+    queue: VecDeque<(usize, Event)>,
+}
+
+impl Engine {
+    /// A new engine for an instance called `name`, with a `SIGCHLD`
+    /// handler installed.
+    ///
+    /// # Errors
+    ///
+    /// When the self-pipe or the handler cannot be set up.
+    pub fn new(name: impl Into<String>) -> Result<Engine, EngineError> {
+        let mut signals = SignalPipe::new()?;
+        signals.add(Signal::SIGCHLD)?;
+        let clock: Box<dyn Clock> = Box::new(MonotonicClock);
+        let started = clock.now();
+        Ok(Engine {
+            name: name.into(),
+            clock,
+            started,
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            leaders: HashMap::new(),
+            signals,
+            terminate_on_signals: false,
+            scope: ReapScope::OwnPids,
+            control: None,
+            waits: Vec::new(),
+            shutdown_waiters: Vec::new(),
+            shutting_down: false,
+            finished: false,
+            table: None,
+            queue: VecDeque::new(),
+        })
+    }
+
+    /// Replaces the clock (before any service is added).
+    pub fn set_clock(&mut self, clock: Box<dyn Clock>) {
+        self.started = clock.now();
+        self.clock = clock;
+    }
+
+    /// Declares that this engine owns the whole process: it becomes a child
+    /// subreaper, so that descendants which double-fork out of a service
+    /// are re-parented to it and tracked, and it reaps with `waitpid(-1)`.
+    ///
+    /// # Errors
+    ///
+    /// When `prctl(PR_SET_CHILD_SUBREAPER)` fails.
+    pub fn own_process(&mut self) -> Result<(), EngineError> {
+        sys::set_child_subreaper()?;
+        self.scope = ReapScope::WholeProcess;
+        Ok(())
+    }
+
+    /// Makes `SIGTERM` and `SIGINT` start a graceful shutdown; `run`
+    /// returns once every service is stopped.
+    ///
+    /// # Errors
+    ///
+    /// When the handlers cannot be installed.
+    pub fn stop_on_signals(&mut self) -> Result<(), EngineError> {
+        self.signals.add(Signal::SIGTERM)?;
+        self.signals.add(Signal::SIGINT)?;
+        self.terminate_on_signals = true;
+        Ok(())
+    }
+
+    /// Serves the control protocol on a Unix socket at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be bound (another supervisor serves it, no
+    /// permission).
+    pub fn serve_control(&mut self, path: &Path, policy: AccessPolicy) -> Result<(), EngineError> {
+        self.control = Some(ControlServer::bind(path, policy)?);
+        Ok(())
+    }
+
+    /// The instance name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds a service; if it is expected running, it is started at once.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::Duplicate`] when the name is taken.
+    pub fn add_service(&mut self, svc: Service) -> Result<(), EngineError> {
+        if self.by_name.contains_key(&svc.name) {
+            return Err(EngineError::Duplicate(svc.name));
+        }
+        let now = self.clock.now();
+        let expected = svc.expected;
+        let idx = self.slots.len();
+        self.by_name.insert(svc.name.clone(), idx);
+        self.slots.push(Slot {
+            m: Machine::new(expected, now),
+            svc,
+            timer: None,
+            exec_pipe: None,
+            leader: None,
+            pgid: None,
+            members: Vec::new(),
+        });
+        if expected == Expected::Running && !self.shutting_down {
+            self.queue.push_back((idx, Event::Start));
+            self.drain_queue();
+        }
+        Ok(())
+    }
+
+    /// Sends a command event (`Start`, `Stop`, `Restart`, `Pause`,
+    /// `Resume`) to a service.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownService`].
+    pub fn command(&mut self, name: &str, event: Event) -> Result<(), EngineError> {
+        let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
+        self.queue.push_back((idx, event));
+        self.drain_queue();
+        Ok(())
+    }
+
+    /// Sends `sig` to a service's processes (main process, group and
+    /// tracked descendants). Returns whether it had a process to signal.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownService`].
+    pub fn signal(&mut self, name: &str, sig: Signal) -> Result<bool, EngineError> {
+        let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
+        if self.slots[idx].leader.is_none() {
+            return Ok(false);
+        }
+        self.signal_slot(idx, sig);
+        Ok(true)
+    }
+
+    /// The state of one service.
+    pub fn state(&self, name: &str) -> Option<ServiceState> {
+        self.by_name.get(name).map(|i| self.slots[*i].m.state())
+    }
+
+    /// A snapshot of everything.
+    pub fn status(&self) -> StatusSnapshot {
+        let now = self.clock.now();
+        StatusSnapshot {
+            supervisor: SupervisorStatus {
+                name: self.name.clone(),
+                pid: std::process::id() as i32,
+                uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
+            },
+            services: (0..self.slots.len()).map(|i| self.service_status(i, now)).collect(),
+        }
+    }
+
+    fn service_status(&self, idx: usize, now: Instant) -> ServiceStatus {
+        let s = &self.slots[idx];
+        ServiceStatus {
+            name: s.svc.name.clone(),
+            state: s.m.state(),
+            pid: s.m.pid(),
+            uptime_s: s.m.pid().and(s.m.started_at()).map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            since_s: now.saturating_duration_since(s.m.since()).as_secs_f64(),
+            restarts: s.m.restarts(),
+            expected: s.svc.expected,
+            wanted: if s.m.want_up() { Expected::Running } else { Expected::Stopped },
+            last_exit: s.m.last_exit(),
+            error: s.m.error().map(str::to_owned),
+            descendants: s.members.len(),
+        }
+    }
+
+    /// Begins a graceful shutdown: every service is stopped; [`run`]
+    /// returns once all are down.
+    ///
+    /// [`run`]: Engine::run
+    pub fn shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        log::info!("shutting down: stopping all services");
+        self.shutting_down = true;
+        for idx in 0..self.slots.len() {
+            self.queue.push_back((idx, Event::Stop));
+        }
+        self.drain_queue();
+        self.check_finished();
+    }
+
+    /// Whether a shutdown has completed.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Runs until a shutdown completes.
+    ///
+    /// # Errors
+    ///
+    /// When `poll` fails for a reason other than a signal.
+    pub fn run(&mut self) -> Result<(), EngineError> {
+        while !self.finished {
+            self.turn(None)?;
+        }
+        if let Some(c) = self.control.as_mut() {
+            c.flush_all(Duration::from_secs(1));
+        }
+        self.control = None;
+        Ok(())
+    }
+
+    /// One turn of the loop: sleeps in `poll` until something needs
+    /// attention (or `max_wait` passes), then handles it.
+    ///
+    /// # Errors
+    ///
+    /// When `poll` fails for a reason other than a signal.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> Result<(), EngineError> {
+        self.table = None;
+        let (mut fds, sources) = self.poll_set();
+        let now = self.clock.now();
+        let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+        if let Some(m) = max_wait {
+            timeout = Some(timeout.map_or(m, |t| t.min(m)));
+        }
+        if self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none())) {
+            // Without pidfds, descendants are checked now and then.
+            let t = Duration::from_millis(100);
+            timeout = Some(timeout.map_or(t, |x| x.min(t)));
+        }
+        sys::poll(&mut fds, timeout)?;
+        let now = self.clock.now();
+
+        let mut control_ready = Vec::new();
+        let mut sigchld = false;
+        for (pfd, src) in fds.iter().zip(&sources) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            match *src {
+                Source::Signals => {
+                    for sig in self.signals.drain() {
+                        match sig {
+                            Signal::SIGCHLD => sigchld = true,
+                            Signal::SIGTERM | Signal::SIGINT if self.terminate_on_signals => {
+                                log::info!("received SIG{}", signal_name(sig));
+                                self.shutdown();
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Source::Control => control_ready.push(pfd.fd),
+                Source::Exec(idx) => self.read_exec_status(idx),
+                Source::Member(idx, pid) => {
+                    self.slots[idx].members.retain(|m| m.pid != pid);
+                    sigchld = true;
+                }
+            }
+        }
+        if sigchld || self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none())) {
+            self.reap_children();
+        }
+        self.fire_timers(now);
+        if let Some(ctl) = self.control.as_mut() {
+            let requests = if control_ready.is_empty() {
+                ctl.expire(now);
+                Vec::new()
+            } else {
+                ctl.handle_ready(&control_ready, now)
+            };
+            for (client, req) in requests {
+                self.handle_request(client, req);
+            }
+        }
+        self.drain_queue();
+        self.settle_waits();
+        self.check_finished();
+        Ok(())
+    }
+
+    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Source>) {
+        let mut fds = Vec::new();
+        let mut src = Vec::new();
+        let mut add = |fd: RawFd, events: i16, s: Source| {
+            fds.push(libc::pollfd { fd, events, revents: 0 });
+            src.push(s);
+        };
+        add(self.signals.fd(), libc::POLLIN, Source::Signals);
+        if let Some(c) = &self.control {
+            for (fd, ev) in c.poll_fds() {
+                add(fd, ev, Source::Control);
+            }
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(p) = &s.exec_pipe {
+                add(p.as_raw_fd(), libc::POLLIN, Source::Exec(i));
+            }
+            for m in &s.members {
+                if let Some(fd) = &m.pidfd {
+                    add(fd.as_raw_fd(), libc::POLLIN, Source::Member(i, m.pid));
+                }
+            }
+        }
+        (fds, src)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let timers = self.slots.iter().filter_map(|s| s.timer);
+        let ctl = self.control.as_ref().and_then(|c| c.deadline());
+        timers.chain(ctl).min()
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].timer.is_some_and(|t| t <= now) {
+                self.slots[idx].timer = None;
+                self.queue.push_back((idx, Event::Timer));
+            }
+        }
+    }
+
+    fn proc_table(&mut self) -> &ProcTable {
+        self.table.get_or_insert_with(ProcTable::read)
+    }
+
+    fn drain_queue(&mut self) {
+        while let Some((idx, ev)) = self.queue.pop_front() {
+            let now = self.clock.now();
+            let slot = &mut self.slots[idx];
+            let before = slot.m.state();
+            let actions = slot.m.handle(&slot.svc, ev, now);
+            let after = slot.m.state();
+            if before != after {
+                log::debug!("{}: {} -> {}", slot.svc.name, before, after);
+                self.log_transition(idx, before, after);
+            }
+            for a in actions {
+                self.perform(idx, a, now);
+            }
+        }
+    }
+
+    fn log_transition(&self, idx: usize, before: ServiceState, after: ServiceState) {
+        let s = &self.slots[idx];
+        let name = &s.svc.name;
+        match after {
+            ServiceState::Running => log::info!("{name}: running (pid {})", s.m.pid().unwrap_or(0)),
+            ServiceState::Backoff => {
+                let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                log::warn!("{name}: {exit}; backing off for {}s", s.m.backoff().delay().as_secs_f64())
+            }
+            ServiceState::Fatal => match s.m.error() {
+                Some(e) => log::error!("{name}: fatal: {e}"),
+                None => log::error!("{name}: fatal after {} quick failures", s.m.backoff().failures()),
+            },
+            ServiceState::Exited => {
+                log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default())
+            }
+            ServiceState::Stopped if before == ServiceState::Stopping => log::info!("{name}: stopped"),
+            _ => {}
+        }
+    }
+
+    fn perform(&mut self, idx: usize, action: Action, now: Instant) {
+        match action {
+            Action::ArmTimer(t) => self.slots[idx].timer = Some(t),
+            Action::CancelTimer => self.slots[idx].timer = None,
+            Action::Signal(sig) => {
+                if sig == Signal::SIGKILL {
+                    log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);
+                }
+                self.signal_slot(idx, sig)
+            }
+            Action::Spawn => {
+                let slot = &mut self.slots[idx];
+                match spawn::spawn(&slot.svc) {
+                    Ok(sp) => {
+                        log::info!("{}: started pid {}", slot.svc.name, sp.pid);
+                        slot.leader = Some(sp.pid);
+                        slot.pgid = Some(sp.pid);
+                        slot.exec_pipe = Some(sp.exec_status);
+                        self.leaders.insert(sp.pid, idx);
+                        self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
+                    }
+                    Err(e) => {
+                        log::error!("{}: cannot start: {e}", slot.svc.name);
+                        let transient = e.is_transient();
+                        self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
+                    }
+                }
+                let _ = now;
+            }
+        }
+    }
+
+    fn read_exec_status(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        let Some(pipe) = slot.exec_pipe.take() else { return };
+        let mut buf = [0u8; 8];
+        let mut got = 0;
+        loop {
+            match nix::unistd::read(&pipe, &mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        break;
+                    }
+                }
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {
+                    // Not closed yet: keep waiting.
+                    if got == 0 {
+                        slot.exec_pipe = Some(pipe);
+                        return;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        if got > 0 {
+            let program = slot.svc.command.argv().first().cloned().unwrap_or_default();
+            let error = spawn::describe_exec_failure(&buf[..got], &program);
+            log::error!("{}: {error}", slot.svc.name);
+            self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
+        }
+    }
+
+    fn reap_children(&mut self) {
+        let known: Vec<i32> = self
+            .leaders
+            .keys()
+            .copied()
+            .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
+            .collect();
+        let reaped = reap(self.scope, known.into_iter());
+        for (pid, status) in reaped {
+            if let Some(idx) = self.leaders.remove(&pid) {
+                // An exec-status pipe still open means the child died before
+                // closing it: read what it wrote first.
+                if self.slots[idx].exec_pipe.is_some() {
+                    self.read_exec_status_final(idx);
+                }
+                let slot = &mut self.slots[idx];
+                slot.leader = None;
+                log::info!("{}: pid {pid} {status}", slot.svc.name);
+                self.table = None;
+                let leftovers = self.find_leftovers(idx);
+                if leftovers {
+                    log::info!(
+                        "{}: {} descendant(s) of pid {pid} still running",
+                        self.slots[idx].svc.name,
+                        self.slots[idx].members.len()
+                    );
+                }
+                self.queue.push_back((idx, Event::Exited { status, leftovers }));
+            } else {
+                let mut found = false;
+                for s in &mut self.slots {
+                    let before = s.members.len();
+                    s.members.retain(|m| m.pid != pid);
+                    found |= s.members.len() != before;
+                }
+                if !found {
+                    log::debug!("reaped orphan pid {pid} ({status})");
+                }
+            }
+        }
+        // Prune members that died without a pidfd to tell us.
+        for s in &mut self.slots {
+            s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
+        }
+        self.check_all_gone();
+    }
+
+    fn read_exec_status_final(&mut self, idx: usize) {
+        self.read_exec_status(idx);
+        // The writer is dead, so whatever is left is end-of-file.
+        self.slots[idx].exec_pipe = None;
+    }
+
+    /// For slots whose main process is gone while they wait for
+    /// descendants: report `AllGone` once none is left.
+    fn check_all_gone(&mut self) {
+        for idx in 0..self.slots.len() {
+            let s = &self.slots[idx];
+            if s.leader.is_some() || s.m.state() != ServiceState::Stopping || s.m.pid().is_some() {
+                continue;
+            }
+            if s.members.is_empty() && !self.find_leftovers(idx) {
+                self.queue.push_back((idx, Event::AllGone));
+            }
+        }
+    }
+
+    /// Refreshes a slot's tracked descendants; true if any is alive.
+    fn find_leftovers(&mut self, idx: usize) -> bool {
+        let Some(pgid) = self.slots[idx].pgid else {
+            return !self.slots[idx].members.is_empty();
+        };
+        let group_alive = kill(Pid::from_raw(-pgid), None).is_ok();
+        let orphans = self.unknown_children_of(idx);
+        if group_alive || !orphans.is_empty() || !self.slots[idx].members.is_empty() {
+            self.table = None;
+            self.track_members(idx, &orphans);
+        }
+        !self.slots[idx].members.is_empty()
+    }
+
+    /// Children of this process that the engine did not spawn and that carry
+    /// the service's marker: descendants re-parented to us (subreaper).
+    fn unknown_children_of(&self, idx: usize) -> Vec<i32> {
+        if self.scope != ReapScope::WholeProcess {
+            return Vec::new();
+        }
+        let me = std::process::id() as i32;
+        let Some(kids) = procfs::children(me) else { return Vec::new() };
+        let name = &self.slots[idx].svc.name;
+        kids.into_iter()
+            .filter(|p| !self.leaders.contains_key(p))
+            .filter(|p| !self.slots.iter().any(|s| s.members.iter().any(|m| m.pid == *p)))
+            .filter(|p| procfs::environ_has(*p, SERVICE_ENV, name))
+            .collect()
+    }
+
+    /// Adds every live descendant of the slot's processes to its members.
+    fn track_members(&mut self, idx: usize, extra_roots: &[i32]) {
+        let pgid = self.slots[idx].pgid.unwrap_or(0);
+        let mut roots: Vec<i32> = self.slots[idx].leader.into_iter().collect();
+        roots.extend(self.slots[idx].members.iter().map(|m| m.pid));
+        roots.extend_from_slice(extra_roots);
+        let leader = self.slots[idx].leader;
+        let found = self.proc_table().members(pgid, &roots);
+        let slot = &mut self.slots[idx];
+        for p in found {
+            if Some(p.pid) == leader || slot.members.iter().any(|m| m.pid == p.pid && m.start_time == p.start_time) {
+                continue;
+            }
+            slot.members.retain(|m| m.pid != p.pid);
+            let pidfd = sys::pidfd_open(p.pid).ok();
+            // The pid may have been reused between the scan and the open.
+            if procfs::read_stat(p.pid).map(|i| i.start_time) != Some(p.start_time) {
+                continue;
+            }
+            slot.members.push(Member { pid: p.pid, start_time: p.start_time, pidfd });
+        }
+        slot.members.retain(member_alive);
+    }
+
+    /// Sends `sig` to the main process's group and every descendant.
+    fn signal_slot(&mut self, idx: usize, sig: Signal) {
+        if sig != Signal::SIGCONT {
+            self.track_members(idx, &[]);
+        }
+        let slot = &self.slots[idx];
+        if let Some(pgid) = slot.pgid {
+            let _ = kill(Pid::from_raw(-pgid), sig);
+        }
+        if let Some(pid) = slot.leader {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+        for m in &slot.members {
+            match &m.pidfd {
+                Some(fd) => {
+                    let _ = sys::pidfd_send_signal(fd, sig);
+                }
+                None if member_alive(m) => {
+                    let _ = kill(Pid::from_raw(m.pid), sig);
+                }
+                None => {}
+            }
+        }
+        if sig != Signal::SIGCONT {
+            log::debug!("{}: sent SIG{} to {} process(es)", slot.svc.name, signal_name(sig), 1 + slot.members.len());
+        }
+    }
+
+    fn check_finished(&mut self) {
+        if !self.shutting_down || self.finished {
+            return;
+        }
+        let all_down = self.slots.iter().all(|s| {
+            s.leader.is_none()
+                && s.members.is_empty()
+                && matches!(s.m.state(), ServiceState::Stopped | ServiceState::Exited | ServiceState::Fatal)
+        });
+        if all_down {
+            log::info!("all services stopped");
+            self.finished = true;
+            let waiters = std::mem::take(&mut self.shutdown_waiters);
+            if let Some(ctl) = self.control.as_mut() {
+                for (client, id) in waiters {
+                    ctl.respond(client, &Response::with_services(id, Vec::new()));
+                }
+            }
+        }
+    }
+
+    fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Response> {
+        if sel.all {
+            return Ok((0..self.slots.len()).collect());
+        }
+        if sel.names.is_empty() {
+            return Err(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all"));
+        }
+        let unknown: Vec<&str> =
+            sel.names.iter().filter(|n| !self.by_name.contains_key(*n)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            return Err(Response::error(
+                Value::Null,
+                ErrorCode::UnknownService,
+                format!("unknown service(s): {}", unknown.join(", ")),
+            ));
+        }
+        Ok(sel.names.iter().map(|n| self.by_name[n]).collect())
+    }
+
+    fn handle_request(&mut self, client: ClientId, req: Request) {
+        let id = req.id;
+        let reply = |engine: &mut Engine, mut resp: Response| {
+            resp.id = id.clone();
+            if let Some(c) = engine.control.as_mut() {
+                c.respond(client, &resp);
+            }
+        };
+        let (sel, event, wait) = match req.command {
+            Command::Ping => {
+                let mut st = self.status();
+                st.services.clear();
+                return reply(self, Response::with_status(Value::Null, st));
+            }
+            Command::Status { names } => {
+                let sel = Selection { all: names.is_empty(), names };
+                match self.resolve(&sel) {
+                    Ok(idxs) => {
+                        let mut st = self.status();
+                        st.services = idxs.into_iter().map(|i| st.services[i].clone()).collect();
+                        return reply(self, Response::with_status(Value::Null, st));
+                    }
+                    Err(e) => return reply(self, e),
+                }
+            }
+            Command::Shutdown => {
+                self.shutdown_waiters.push((client, id.clone()));
+                self.shutdown();
+                return;
+            }
+            Command::Signal { signal, sel } => {
+                let sig = match parse_signal(&signal) {
+                    Ok(s) => s,
+                    Err(msg) => return reply(self, Response::error(Value::Null, ErrorCode::BadRequest, msg)),
+                };
+                let idxs = match self.resolve(&sel) {
+                    Ok(i) => i,
+                    Err(e) => return reply(self, e),
+                };
+                let mut results = Vec::new();
+                for idx in idxs {
+                    let running = self.slots[idx].leader.is_some();
+                    if running {
+                        self.signal_slot(idx, sig);
+                    }
+                    results.push(ServiceResult {
+                        name: self.slots[idx].svc.name.clone(),
+                        state: self.slots[idx].m.state(),
+                        ok: running,
+                        message: (!running).then(|| "not running".to_string()),
+                    });
+                }
+                return reply(self, Response::with_services(Value::Null, results));
+            }
+            Command::Start { sel, wait } => (sel, Event::Start, wait.then_some(WaitKind::Up)),
+            Command::Stop { sel, wait } => (sel, Event::Stop, wait.then_some(WaitKind::Down)),
+            Command::Restart { sel, wait } => (sel, Event::Restart, wait.then_some(WaitKind::Up)),
+            Command::Pause { sel } => (sel, Event::Pause, None),
+            Command::Resume { sel } => (sel, Event::Resume, None),
+        };
+        if self.shutting_down && !matches!(event, Event::Stop) {
+            return reply(self, Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"));
+        }
+        let idxs = match self.resolve(&sel) {
+            Ok(i) => i,
+            Err(e) => return reply(self, e),
+        };
+        for &idx in &idxs {
+            self.queue.push_back((idx, event.clone()));
+        }
+        self.drain_queue();
+        match wait {
+            Some(kind) => self.waits.push(Wait { client, id, kind, slots: idxs }),
+            None => {
+                let results = idxs
+                    .iter()
+                    .map(|&i| ServiceResult {
+                        name: self.slots[i].svc.name.clone(),
+                        state: self.slots[i].m.state(),
+                        ok: true,
+                        message: None,
+                    })
+                    .collect();
+                reply(self, Response::with_services(Value::Null, results))
+            }
+        }
+    }
+
+    /// Answers the waits whose services have all settled.
+    fn settle_waits(&mut self) {
+        let mut i = 0;
+        while i < self.waits.len() {
+            let w = &self.waits[i];
+            let outcome: Option<Vec<ServiceResult>> =
+                w.slots.iter().map(|&idx| self.settled(idx, w.kind)).collect();
+            match outcome {
+                Some(results) => {
+                    let w = self.waits.swap_remove(i);
+                    if let Some(c) = self.control.as_mut() {
+                        c.respond(w.client, &Response::with_services(w.id, results));
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    fn settled(&self, idx: usize, kind: WaitKind) -> Option<ServiceResult> {
+        let s = &self.slots[idx];
+        let state = s.m.state();
+        use ServiceState as S;
+        let ok = match (kind, state) {
+            (WaitKind::Up, S::Running | S::Paused) => true,
+            (WaitKind::Up, S::Backoff | S::Fatal | S::Exited | S::Stopped) => false,
+            (WaitKind::Down, S::Stopped | S::Exited | S::Fatal) if s.leader.is_none() => true,
+            _ => return None,
+        };
+        let message = (!ok).then(|| match (s.m.error(), s.m.last_exit()) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(x)) => format!("{state}: {x}"),
+            (None, None) => state.to_string(),
+        });
+        Some(ServiceResult { name: s.svc.name.clone(), state, ok, message })
+    }
+}
+
+fn member_alive(m: &Member) -> bool {
+    procfs::read_stat(m.pid).is_some_and(|i| i.start_time == m.start_time && !i.zombie)
+}
+
+impl Drop for Engine {
+    /// An engine dropped with live services kills them, so that no process
+    /// outlives its supervisor unnoticed.
+    fn drop(&mut self) {
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].leader.is_some() || !self.slots[idx].members.is_empty() {
+                self.signal_slot(idx, Signal::SIGKILL);
+            }
+        }
+        let known: Vec<i32> = self.leaders.keys().copied().collect();
+        crate::reap::reap_blocking(&known);
+    }
+}

@@ -1,0 +1,98 @@
+//! Run, watch and control Unix daemons.
+//!
+//! `supervisor-core` is the engine behind the `supervisor` command, made to
+//! be embedded: describe [`Service`]s, add them to an [`Engine`], and call
+//! [`Engine::run`] (or [`Engine::turn`] from your own loop).
+//!
+//! # Theory of operation
+//!
+//! Each service has a pure state machine ([`state::Machine`]): events go in
+//! (a command, a process that was spawned or exited, a timer that fired),
+//! the state changes, and actions come out (spawn, signal, arm a timer).
+//! It reads no clock and does no I/O, so its logic and the zdaemon-style
+//! backoff of [`RestartPolicy`] are tested without processes or sleeping.
+//!
+//! The [`Engine`] is the thin, single-threaded loop around those machines.
+//! It sleeps in `poll(2)` until one of these needs it:
+//!
+//! - a signal: handlers registered with `signal-hook-registry` only write
+//!   the signal number into a self-pipe (`SIGCHLD`, and with
+//!   [`Engine::stop_on_signals`] `SIGTERM` and `SIGINT`);
+//! - a descriptor: the control socket and its clients, the close-on-exec
+//!   pipe through which a child reports a failed `exec`, and a pidfd for
+//!   each tracked descendant of a service;
+//! - the nearest deadline: backoff, stop timeout, start confirmation.
+//!
+//! There is no periodic tick: an engine with nothing to do sleeps until
+//! something happens.
+//!
+//! **Spawning** ([`spawn`]) resolves everything in the parent (program in
+//! `PATH`, user and groups, output files), then forks; the child makes only
+//! async-signal-safe calls: its own process group, default signal
+//! dispositions, stdio, directory, umask, supplementary groups, gid, uid,
+//! exec. A failure reaches the parent through the close-on-exec pipe and
+//! shows in the status as an error (`exec /x: No such file or directory`)
+//! and a `fatal` state, not as a loop of mysterious exits.
+//!
+//! **Stopping** sends the stop signal to the service's process group and to
+//! every descendant found in `/proc` (children that called `setsid` to leave
+//! the group included), then `SIGKILL` after the stop timeout. A service is
+//! `stopped` only when its main process is reaped and none of its
+//! descendants is left; descendants are watched with pidfds, which cannot be
+//! fooled by pid reuse. A main process that dies on its own with
+//! descendants left behind has them stopped the same way before it is
+//! restarted, so orphans never pile up.
+//!
+//! **Reaping** is done in one place ([`reap`]). A library must not reap its
+//! host's children, so by default the engine waits only for pids it
+//! spawned. A program that owns its process calls [`Engine::own_process`]:
+//! it becomes a child subreaper (orphaned descendants are re-parented to it
+//! and attributed to their service by the `SUPERVISOR_SERVICE` environment
+//! marker) and reaps with `waitpid(-1)`.
+//!
+//! **Control** ([`control`], [`protocol`]): one JSON request and one JSON
+//! response per line on a Unix socket, checked with `SO_PEERCRED`, served
+//! with non-blocking I/O and size limits so that no client can stall the
+//! engine.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use supervisor_core::{Command, Engine, Service, ServiceState};
+//!
+//! let mut engine = Engine::new("example")?;
+//! let mut svc = Service::new("sleeper", Command::parse("sleep 30")?);
+//! svc.restart.min_uptime = Duration::from_millis(100);
+//! engine.add_service(svc)?;
+//! while engine.state("sleeper") != Some(ServiceState::Running) {
+//!     engine.turn(Some(Duration::from_millis(50)))?;
+//! }
+//! let pid = engine.status().services[0].pid.expect("running");
+//! assert!(pid > 0);
+//! engine.shutdown();
+//! engine.run()?; // returns once the service is stopped
+//! assert_eq!(engine.state("sleeper"), Some(ServiceState::Stopped));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod control;
+pub mod engine;
+pub mod procfs;
+pub mod protocol;
+pub mod reap;
+pub mod restart;
+pub mod service;
+pub mod spawn;
+pub mod state;
+pub mod status;
+pub mod sys;
+
+pub use control::{AccessPolicy, ControlClient, ControlServer};
+pub use engine::{Clock, Engine, EngineError, MonotonicClock};
+pub use nix::sys::signal::Signal;
+pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
+pub use service::{parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError};
+pub use state::{Action, Event, Machine};
+pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};

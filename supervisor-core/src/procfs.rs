@@ -1,0 +1,145 @@
+//! Reading the process table from `/proc`: parents, groups, sessions and
+//! start times, to find every descendant of a service.
+
+use std::collections::HashMap;
+use std::fs;
+
+/// What `/proc/PID/stat` says about one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcInfo {
+    /// Process id.
+    pub pid: i32,
+    /// Parent process id.
+    pub ppid: i32,
+    /// Process group id.
+    pub pgid: i32,
+    /// Session id.
+    pub sid: i32,
+    /// Start time in clock ticks since boot: with the pid, it names one
+    /// process for good (a reused pid has a later start time).
+    pub start_time: u64,
+    /// A zombie: dead, waiting to be reaped.
+    pub zombie: bool,
+}
+
+/// Parses the text of `/proc/PID/stat`.
+pub fn parse_stat(text: &str) -> Option<ProcInfo> {
+    let pid = text.split(' ').next()?.parse().ok()?;
+    // The command name is in parentheses and may hold anything: parse from
+    // the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // rest[0] is field 3 (state); start time is field 22.
+    Some(ProcInfo {
+        pid,
+        zombie: fields.first()? == &"Z",
+        ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        sid: fields.get(3)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Reads one process's stat line; `None` when it is gone.
+pub fn read_stat(pid: i32) -> Option<ProcInfo> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether `/proc/PID/environ` holds `KEY=VALUE` exactly.
+pub fn environ_has(pid: i32, key: &str, value: &str) -> bool {
+    let Ok(env) = fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let want = format!("{key}={value}");
+    env.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
+}
+
+/// The direct children of `pid` (all its threads'), from
+/// `/proc/PID/task/*/children`. `None` when the kernel lacks that file.
+pub fn children(pid: i32) -> Option<Vec<i32>> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut out = Vec::new();
+    let mut any = false;
+    for t in tasks.flatten() {
+        let Ok(text) = fs::read_to_string(t.path().join("children")) else {
+            continue;
+        };
+        any = true;
+        out.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+    }
+    any.then_some(out)
+}
+
+/// A snapshot of the whole process table.
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    procs: HashMap<i32, ProcInfo>,
+}
+
+impl ProcTable {
+    /// Reads every process in `/proc`.
+    pub fn read() -> ProcTable {
+        let mut procs = HashMap::new();
+        if let Ok(dir) = fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if let Some(info) = read_stat(pid) {
+                    procs.insert(pid, info);
+                }
+            }
+        }
+        ProcTable { procs }
+    }
+
+    /// One process, if it was alive at the snapshot.
+    pub fn get(&self, pid: i32) -> Option<&ProcInfo> {
+        self.procs.get(&pid)
+    }
+
+    /// Every live (non-zombie) process that belongs to a service whose
+    /// processes include `roots` and whose process group is `pgid`:
+    /// members of the group, and descendants of any of them (which catches
+    /// children that called `setsid`).
+    pub fn members(&self, pgid: i32, roots: &[i32]) -> Vec<ProcInfo> {
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        for p in self.procs.values() {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        let mut seen: Vec<i32> = Vec::new();
+        let mut stack: Vec<i32> = roots.to_vec();
+        stack.extend(self.procs.values().filter(|p| p.pgid == pgid).map(|p| p.pid));
+        while let Some(pid) = stack.pop() {
+            if seen.contains(&pid) || !self.procs.contains_key(&pid) {
+                continue;
+            }
+            seen.push(pid);
+            if let Some(kids) = children.get(&pid) {
+                stack.extend(kids);
+            }
+        }
+        seen.iter().filter_map(|p| self.procs.get(p)).filter(|p| !p.zombie).copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_stat_with_odd_names() {
+        let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
+        let p = parse_stat(line).unwrap();
+        assert_eq!((p.pid, p.ppid, p.pgid, p.sid, p.start_time), (4242, 1, 4242, 4242, 987654));
+        assert!(!p.zombie);
+    }
+
+    #[test]
+    fn reads_ourselves() {
+        let me = std::process::id() as i32;
+        let p = read_stat(me).unwrap();
+        assert_eq!(p.pid, me);
+        assert!(ProcTable::read().get(me).is_some());
+    }
+}

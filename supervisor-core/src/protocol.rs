@@ -1,0 +1,244 @@
+//! The control protocol: one JSON object per line each way.
+//!
+//! A request names a command in `cmd` and may carry an `id` (any JSON
+//! value), which its response repeats:
+//!
+//! ```text
+//! {"id":1,"cmd":"status","names":["web"]}
+//! {"id":1,"ok":true,"status":{"supervisor":{...},"services":[...]}}
+//! {"id":2,"cmd":"stop","names":["web"],"wait":true}
+//! {"id":2,"ok":true,"services":[{"name":"web","state":"stopped","ok":true}]}
+//! {"id":3,"cmd":"frobnicate"}
+//! {"id":3,"ok":false,"error":{"code":"bad_request","message":"..."}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::status::{ServiceState, StatusSnapshot};
+
+/// The longest request line the server accepts, in bytes.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// Which services a command applies to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// Services by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Every service (instead of names).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A command to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Command {
+    /// Is anybody there? Answered with the supervisor's own status.
+    Ping,
+    /// The status of the named services (all when none are named).
+    Status {
+        /// Services to report on; empty means all.
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// Want the services up.
+    Start {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+        /// Answer only once they run (or failed to).
+        #[serde(default)]
+        wait: bool,
+    },
+    /// Want the services down.
+    Stop {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+        /// Answer only once they are stopped.
+        #[serde(default)]
+        wait: bool,
+    },
+    /// Stop the services if they run, then start them.
+    Restart {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+        /// Answer only once they run again (or failed to).
+        #[serde(default)]
+        wait: bool,
+    },
+    /// Suspend the services (`SIGSTOP`).
+    Pause {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+    },
+    /// Continue paused services (`SIGCONT`).
+    Resume {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+    },
+    /// Send a signal to the services' processes.
+    Signal {
+        /// Name (`HUP`, `SIGHUP`) or number.
+        signal: String,
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+    },
+    /// Stop every service, then the supervisor. Answered once all are
+    /// stopped, just before the supervisor exits.
+    Shutdown,
+}
+
+/// A request: a command and the id its response will carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client; repeated in the response.
+    #[serde(default)]
+    pub id: Value,
+    /// What to do.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// Machine-readable error kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a known command.
+    BadRequest,
+    /// Longer than [`MAX_REQUEST`].
+    TooLarge,
+    /// A named service does not exist.
+    UnknownService,
+    /// The peer's uid or group is not allowed.
+    PermissionDenied,
+    /// The supervisor is shutting down.
+    ShuttingDown,
+    /// Too many clients or requests in flight.
+    Busy,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The kind.
+    pub code: ErrorCode,
+    /// For people.
+    pub message: String,
+}
+
+/// The outcome of a command for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceResult {
+    /// The service.
+    pub name: String,
+    /// Its state when the answer was made.
+    pub state: ServiceState,
+    /// Whether the command reached its aim for this service.
+    pub ok: bool,
+    /// Why not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A response to one request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    #[serde(default)]
+    pub id: Value,
+    /// Whether the request as a whole succeeded.
+    pub ok: bool,
+    /// Why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+    /// For `status` and `ping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<StatusSnapshot>,
+    /// For commands on services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<ServiceResult>>,
+}
+
+impl Response {
+    /// A failure.
+    pub fn error(id: Value, code: ErrorCode, message: impl Into<String>) -> Response {
+        Response {
+            id,
+            ok: false,
+            error: Some(ErrorBody { code, message: message.into() }),
+            status: None,
+            services: None,
+        }
+    }
+
+    /// A success with a status snapshot.
+    pub fn with_status(id: Value, status: StatusSnapshot) -> Response {
+        Response { id, ok: true, error: None, status: Some(status), services: None }
+    }
+
+    /// An answer about services: ok when every one is.
+    pub fn with_services(id: Value, services: Vec<ServiceResult>) -> Response {
+        let ok = services.iter().all(|s| s.ok);
+        Response { id, ok, error: None, status: None, services: Some(services) }
+    }
+
+    /// The line to send, newline included.
+    pub fn to_line(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_else(|_| br#"{"ok":false}"#.to_vec());
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Parses one request line; on failure, the error response to send (with
+/// the id when the line was JSON with one).
+pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| Response::error(Value::Null, ErrorCode::BadRequest, format!("not valid JSON: {e}")))?;
+    let id = value.get("id").cloned().unwrap_or(Value::Null);
+    if !value.is_object() {
+        return Err(Response::error(id, ErrorCode::BadRequest, "a request must be a JSON object"));
+    }
+    serde_json::from_value(value).map_err(|e| Response::error(id, ErrorCode::BadRequest, format!("bad request: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_keeps_ids() {
+        let r = parse_request(br#"{"id":"a","cmd":"stop","names":["x"],"wait":true}"#).unwrap();
+        assert_eq!(r.id, Value::from("a"));
+        assert_eq!(
+            r.command,
+            Command::Stop { sel: Selection { names: vec!["x".into()], all: false }, wait: true }
+        );
+        let r = parse_request(br#"{"cmd":"signal","signal":"HUP","all":true}"#).unwrap();
+        assert!(matches!(r.command, Command::Signal { ref signal, .. } if signal == "HUP"));
+        let line = serde_json::to_vec(&r).unwrap();
+        assert_eq!(parse_request(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn malformed_requests_become_error_responses() {
+        let e = parse_request(b"{nope").unwrap_err();
+        assert_eq!(e.error.unwrap().code, ErrorCode::BadRequest);
+        let e = parse_request(br#"{"id":7,"cmd":"frob"}"#).unwrap_err();
+        assert_eq!(e.id, Value::from(7));
+        assert!(!e.ok);
+        let e = parse_request(b"[1,2]").unwrap_err();
+        assert!(e.error.unwrap().message.contains("object"));
+    }
+}

@@ -1,0 +1,67 @@
+//! Reaping: the one place that calls `waitpid`.
+//!
+//! A library must not reap its host program's children, so by default only
+//! the pids the engine spawned or adopted are waited for, one by one. A
+//! program that owns its whole process (the `supervisor` command, a PID 1)
+//! opts in to [`ReapScope::WholeProcess`], where `waitpid(-1)` also collects
+//! orphans re-parented to a child subreaper.
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::status::ExitStatus;
+
+/// Which children the engine may reap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReapScope {
+    /// Only pids the engine knows (the default, safe for libraries).
+    #[default]
+    OwnPids,
+    /// Any child of the process: set by programs that own the process, such
+    /// as a subreaper or PID 1.
+    WholeProcess,
+}
+
+/// Collects every child that has ended, without blocking.
+///
+/// With [`ReapScope::OwnPids`], only `known` pids are waited for.
+pub fn reap(scope: ReapScope, known: impl Iterator<Item = i32>) -> Vec<(i32, ExitStatus)> {
+    let mut out = Vec::new();
+    match scope {
+        ReapScope::WholeProcess => loop {
+            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+                Ok(ws) => push(&mut out, ws),
+            }
+        },
+        ReapScope::OwnPids => {
+            for pid in known {
+                loop {
+                    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                        Err(Errno::EINTR) => continue,
+                        Ok(ws) => push(&mut out, ws),
+                        Err(_) => {}
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Waits for each of `pids` to end (after they were sent `SIGKILL`).
+pub fn reap_blocking(pids: &[i32]) {
+    for &pid in pids {
+        while let Err(Errno::EINTR) = waitpid(Pid::from_raw(pid), None) {}
+    }
+}
+
+fn push(out: &mut Vec<(i32, ExitStatus)>, ws: WaitStatus) {
+    if let (Some(pid), Some(st)) = (ws.pid(), ExitStatus::from_wait(ws)) {
+        out.push((pid.as_raw(), st));
+    }
+}

@@ -1,0 +1,214 @@
+//! When to restart a service, and how long to wait first.
+//!
+//! The backoff follows zdaemon: a run that lasted at least
+//! [`RestartPolicy::min_uptime`] is restarted at once; a quicker death waits
+//! one second more than the previous one (1 s, 2 s, ...); a failure whose
+//! delay would pass [`RestartPolicy::backoff_limit`] makes the service
+//! `fatal`, or, with [`RestartPolicy::forever`], keeps retrying at the
+//! limit. A run longer than the limit resets the delay.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::status::ExitStatus;
+
+/// Which exits lead to a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    /// Restart after every exit not in the exit-code list (the default).
+    #[default]
+    Always,
+    /// Restart after a non-zero exit code or a death by signal.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+impl fmt::Display for RestartMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RestartMode::Always => "always",
+            RestartMode::OnFailure => "on-failure",
+            RestartMode::Never => "never",
+        })
+    }
+}
+
+/// When and how fast a service is restarted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Which exits restart.
+    pub mode: RestartMode,
+    /// Exit codes that mean "finished on purpose": never restarted.
+    pub exit_codes: Vec<i32>,
+    /// A run at least this long counts as a success and restarts at once.
+    pub min_uptime: Duration,
+    /// The longest delay between quick failures; also the run length that
+    /// resets the delay.
+    pub backoff_limit: Duration,
+    /// How much the delay grows with each quick failure.
+    pub backoff_step: Duration,
+    /// Keep retrying at the limit instead of giving up.
+    pub forever: bool,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            mode: RestartMode::Always,
+            exit_codes: Vec::new(),
+            min_uptime: Duration::from_secs(1),
+            backoff_limit: Duration::from_secs(10),
+            backoff_step: Duration::from_secs(1),
+            forever: false,
+        }
+    }
+}
+
+/// What to do after a service's process exited while it was wanted up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Start it again immediately.
+    RestartNow,
+    /// Start it again after this delay.
+    RestartAfter(Duration),
+    /// It finished on purpose (exit code in the list, or the mode says
+    /// so): leave it `exited`.
+    Finished,
+    /// Too many quick failures: give up, `fatal`.
+    GiveUp,
+}
+
+/// The growing delay between quick failures of one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Backoff {
+    delay: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    /// The delay that the last quick failure got (zero after a reset).
+    pub fn delay(&self) -> Duration {
+        self.delay
+    }
+
+    /// Quick failures in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Forgets past failures (after an explicit start).
+    pub fn reset(&mut self) {
+        *self = Backoff::default();
+    }
+
+    /// Decides what follows an exit after a run of `ran_for`.
+    pub fn on_exit(&mut self, policy: &RestartPolicy, exit: ExitStatus, ran_for: Duration) -> Decision {
+        if !policy.wants_restart(exit) {
+            return Decision::Finished;
+        }
+        if ran_for > policy.backoff_limit {
+            self.reset();
+        }
+        if ran_for >= policy.min_uptime {
+            return Decision::RestartNow;
+        }
+        self.failures = self.failures.saturating_add(1);
+        let next = self.delay + policy.backoff_step;
+        if next > policy.backoff_limit {
+            if policy.forever {
+                self.delay = policy.backoff_limit;
+                return Decision::RestartAfter(self.delay);
+            }
+            return Decision::GiveUp;
+        }
+        self.delay = next;
+        Decision::RestartAfter(next)
+    }
+}
+
+impl RestartPolicy {
+    /// Whether this exit calls for a restart at all.
+    pub fn wants_restart(&self, exit: ExitStatus) -> bool {
+        if let ExitStatus::Code(c) = exit {
+            if self.exit_codes.contains(&c) {
+                return false;
+            }
+        }
+        match self.mode {
+            RestartMode::Always => true,
+            RestartMode::OnFailure => !exit.success(),
+            RestartMode::Never => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    const QUICK: Duration = Duration::from_millis(100);
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn quick_failures_back_off_then_give_up() {
+        let p = RestartPolicy::default();
+        let mut b = Backoff::default();
+        let fail = ExitStatus::Code(1);
+        for s in 1..=10 {
+            assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(s)));
+        }
+        assert_eq!(b.on_exit(&p, fail, QUICK), Decision::GiveUp);
+        assert_eq!(b.failures(), 11);
+    }
+
+    #[test]
+    fn forever_retries_at_the_limit() {
+        let p = RestartPolicy { forever: true, backoff_limit: secs(2), ..Default::default() };
+        let mut b = Backoff::default();
+        let fail = ExitStatus::Signal(Signal::SIGSEGV);
+        assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(1)));
+        assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(2)));
+        for _ in 0..5 {
+            assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(2)));
+        }
+    }
+
+    #[test]
+    fn long_runs_restart_at_once_and_reset_only_past_the_limit() {
+        let p = RestartPolicy::default();
+        let mut b = Backoff::default();
+        let fail = ExitStatus::Code(1);
+        b.on_exit(&p, fail, QUICK);
+        b.on_exit(&p, fail, QUICK);
+        assert_eq!(b.delay(), secs(2));
+        // Ran 5 s: at least min_uptime, so at once, but the delay stays.
+        assert_eq!(b.on_exit(&p, fail, secs(5)), Decision::RestartNow);
+        assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(3)));
+        // Ran longer than the limit: the delay starts over.
+        assert_eq!(b.on_exit(&p, fail, secs(11)), Decision::RestartNow);
+        assert_eq!(b.on_exit(&p, fail, QUICK), Decision::RestartAfter(secs(1)));
+    }
+
+    #[test]
+    fn exit_codes_and_modes() {
+        let p = RestartPolicy { exit_codes: vec![0, 3], ..Default::default() };
+        let mut b = Backoff::default();
+        assert_eq!(b.on_exit(&p, ExitStatus::Code(3), QUICK), Decision::Finished);
+        assert_eq!(b.on_exit(&p, ExitStatus::Code(4), secs(2)), Decision::RestartNow);
+
+        let p = RestartPolicy { mode: RestartMode::OnFailure, ..Default::default() };
+        assert_eq!(b.on_exit(&p, ExitStatus::Code(0), secs(2)), Decision::Finished);
+        assert_eq!(b.on_exit(&p, ExitStatus::Signal(Signal::SIGKILL), secs(2)), Decision::RestartNow);
+
+        let p = RestartPolicy { mode: RestartMode::Never, ..Default::default() };
+        assert_eq!(b.on_exit(&p, ExitStatus::Code(1), secs(2)), Decision::Finished);
+    }
+}

@@ -1,0 +1,383 @@
+//! Fork and exec of a service: the one place where `unsafe` process code
+//! lives.
+//!
+//! Everything that allocates or may take a lock (user and group look-ups,
+//! `PATH` search, C strings, opening output files) happens in the parent
+//! before `fork`. Between `fork` and `exec` the child makes only raw,
+//! async-signal-safe system calls. If one fails, the child writes which step
+//! failed and its `errno` into a close-on-exec pipe and `_exit`s with 127;
+//! a successful `exec` closes the pipe, so the parent reads end-of-file.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{Gid, Group, Uid, User};
+
+use crate::service::{Output, Service};
+
+/// The environment variable that marks a service's processes, so that
+/// descendants that escape the process group can still be attributed.
+pub const SERVICE_ENV: &str = "SUPERVISOR_SERVICE";
+
+/// Why a service could not be spawned.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// Preparation in the parent failed (unknown user, missing program,
+    /// unopenable output file); retrying will not help.
+    #[error("{0}")]
+    Setup(String),
+    /// `fork` itself failed (no memory, process limit); worth retrying.
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+}
+
+impl SpawnError {
+    /// Whether a later attempt may succeed without a configuration change.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SpawnError::Fork(_))
+    }
+}
+
+/// A forked child whose `exec` has not been confirmed yet.
+#[derive(Debug)]
+pub struct Spawned {
+    /// The child's pid (also its process group id).
+    pub pid: i32,
+    /// Read end of the close-on-exec status pipe: end-of-file means the
+    /// `exec` succeeded; 8 bytes (step, errno) mean it failed.
+    pub exec_status: OwnedFd,
+}
+
+/// The steps of the child's set-up, reported on failure.
+const STEPS: [&str; 9] = ["setpgid", "dup2 stdio", "chdir", "setgroups", "setgid", "setuid", "signal mask", "exec", "close fds"];
+
+/// Turns the 8 bytes a failed child wrote into a message.
+pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
+    if bytes.len() < 8 {
+        return format!("child failed before exec of {program} (short status)");
+    }
+    let step = u32::from_ne_bytes(bytes[0..4].try_into().unwrap_or_default()) as usize;
+    let errno = i32::from_ne_bytes(bytes[4..8].try_into().unwrap_or_default());
+    let err = io::Error::from_raw_os_error(errno);
+    match STEPS.get(step) {
+        Some(&"exec") => format!("exec {program}: {err}"),
+        Some(s) => format!("{s} before exec of {program}: {err}"),
+        None => format!("child failed before exec of {program}: {err}"),
+    }
+}
+
+/// Everything the child needs, prepared before `fork`.
+struct Prepared {
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    dir: Option<CString>,
+    umask: Option<libc::mode_t>,
+    ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
+    stdin: OwnedFd,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
+    CString::new(s.as_ref().as_bytes()).map_err(|_| SpawnError::Setup(format!("{what} contains a NUL byte")))
+}
+
+fn open_output(out: &Output, what: &str) -> Result<Option<OwnedFd>, SpawnError> {
+    let path = match out {
+        Output::Inherit => return Ok(None),
+        Output::Null => Path::new("/dev/null"),
+        Output::File(p) => p.as_path(),
+    };
+    let f = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| SpawnError::Setup(format!("open {what} file {}: {e}", path.display())))?;
+    Ok(Some(f.into()))
+}
+
+/// Resolves the user and group to (uid, gid, supplementary groups).
+fn resolve_ids(svc: &Service) -> Result<Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>, SpawnError> {
+    if svc.user.is_none() && svc.group.is_none() {
+        return Ok(None);
+    }
+    let user = match &svc.user {
+        None => None,
+        Some(u) => Some(lookup_user(u)?),
+    };
+    let gid = match (&svc.group, &user) {
+        (Some(g), _) => lookup_group(g)?,
+        (None, Some(u)) => u.gid,
+        (None, None) => unreachable!(),
+    };
+    let (uid, groups) = match &user {
+        Some(u) => {
+            let name = cstring(&u.name, "user name")?;
+            let groups = nix::unistd::getgrouplist(&name, gid)
+                .map_err(|e| SpawnError::Setup(format!("groups of user {}: {e}", u.name)))?;
+            (u.uid, groups)
+        }
+        None => (Uid::current(), vec![gid]),
+    };
+    Ok(Some((uid.as_raw(), gid.as_raw(), groups.into_iter().map(Gid::as_raw).collect())))
+}
+
+fn lookup_user(spec: &str) -> Result<User, SpawnError> {
+    let found = match spec.parse::<u32>() {
+        Ok(n) => User::from_uid(Uid::from_raw(n)),
+        Err(_) => User::from_name(spec),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u),
+        Ok(None) => Err(SpawnError::Setup(format!("unknown user {spec:?}"))),
+        Err(e) => Err(SpawnError::Setup(format!("look up user {spec:?}: {e}"))),
+    }
+}
+
+fn lookup_group(spec: &str) -> Result<Gid, SpawnError> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok(Gid::from_raw(n));
+    }
+    match Group::from_name(spec) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(SpawnError::Setup(format!("unknown group {spec:?}"))),
+        Err(e) => Err(SpawnError::Setup(format!("look up group {spec:?}: {e}"))),
+    }
+}
+
+/// Finds `program` in `path_var` the way `execvp` would, or returns it as
+/// it is when it holds a `/`.
+pub fn find_program(program: &str, path_var: Option<&OsStr>, cwd: Option<&Path>) -> Option<PathBuf> {
+    if program.contains('/') {
+        let p = Path::new(program);
+        return Some(match (p.is_relative(), cwd) {
+            (true, Some(dir)) => dir.join(p),
+            _ => p.to_path_buf(),
+        });
+    }
+    let default = OsString::from("/usr/local/bin:/usr/bin:/bin");
+    let path_var = path_var.unwrap_or(&default);
+    std::env::split_paths(path_var)
+        .map(|dir| dir.join(program))
+        .find(|cand| is_executable_file(cand))
+}
+
+fn is_executable_file(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The environment of the child, as `KEY=VALUE` pairs.
+fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
+    let mut env: std::collections::BTreeMap<OsString, OsString> = if svc.env.clear {
+        Default::default()
+    } else {
+        std::env::vars_os().collect()
+    };
+    for (k, v) in &svc.env.vars {
+        env.insert(k.into(), v.into());
+    }
+    env.insert(SERVICE_ENV.into(), svc.name.clone().into());
+    env.into_iter().collect()
+}
+
+fn prepare(svc: &Service) -> Result<Prepared, SpawnError> {
+    let argv_s = svc.command.argv();
+    let env = environment(svc);
+    let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
+    let program_path = find_program(&argv_s[0], path_var, svc.directory.as_deref())
+        .ok_or_else(|| SpawnError::Setup(format!("program {:?} not found in PATH", argv_s[0])))?;
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in &env {
+        let mut kv = k.clone();
+        kv.push("=");
+        kv.push(v);
+        envp.push(cstring(&kv, "environment variable")?);
+    }
+    let devnull = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/null")
+        .map_err(|e| SpawnError::Setup(format!("open /dev/null: {e}")))?;
+    Ok(Prepared {
+        program: cstring(program_path.as_os_str(), "program path")?,
+        argv: argv_s.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?,
+        envp,
+        dir: svc.directory.as_ref().map(|d| cstring(d.as_os_str(), "directory")).transpose()?,
+        umask: svc.umask.map(|m| m as libc::mode_t),
+        ids: resolve_ids(svc)?,
+        stdin: devnull.into(),
+        stdout: open_output(&svc.stdout, "stdout")?,
+        stderr: open_output(&svc.stderr, "stderr")?,
+    })
+}
+
+fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Forks and starts `svc` in a new process group.
+///
+/// Returns as soon as the child exists; whether its `exec` succeeded is
+/// learnt from [`Spawned::exec_status`].
+///
+/// # Errors
+///
+/// [`SpawnError::Setup`] when the program, user, group or an output file
+/// cannot be resolved; [`SpawnError::Fork`] when `fork` fails.
+pub fn spawn(svc: &Service) -> Result<Spawned, SpawnError> {
+    let prep = prepare(svc)?;
+    let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::Setup(format!("pipe: {e}")))?;
+
+    let mut argv: Vec<*const libc::c_char> = prep.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = prep.envp.iter().map(|a| a.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let groups: &[libc::gid_t] = prep.ids.as_ref().map_or(&[], |(_, _, g)| g.as_slice());
+
+    // SAFETY: the child only runs `child_after_fork`, which makes raw
+    // async-signal-safe system calls on data prepared above and never
+    // returns (it execs or `_exit`s).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Fork(nix::Error::last()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_after_fork`.
+        unsafe {
+            child_after_fork(&prep, &argv, &envp, groups, status_w.as_raw_fd());
+        }
+    }
+    drop(status_w);
+    // Also set the group from the parent, so that a signal sent to the group
+    // right after fork cannot miss the child (both calls are harmless).
+    // SAFETY: plain system call on our own child.
+    unsafe {
+        libc::setpgid(pid, pid);
+    }
+    Ok(Spawned { pid, exec_status: status_r })
+}
+
+/// Reports a failed step to the parent and exits.
+///
+/// # Safety
+///
+/// Only to be called in the forked child.
+unsafe fn child_fail(fd: RawFd, step: u32) -> ! {
+    let errno = *libc::__errno_location();
+    let mut buf = [0u8; 8];
+    buf[..4].copy_from_slice(&step.to_ne_bytes());
+    buf[4..].copy_from_slice(&errno.to_ne_bytes());
+    libc::write(fd, buf.as_ptr().cast(), buf.len());
+    libc::_exit(127)
+}
+
+/// The child side: set-up, then exec.
+///
+/// # Safety
+///
+/// Must be called only in a child right after `fork`, and makes only
+/// async-signal-safe calls: no allocation, no locks, no Rust std I/O.
+unsafe fn child_after_fork(
+    prep: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    groups: &[libc::gid_t],
+    status_fd: RawFd,
+) -> ! {
+    if libc::setpgid(0, 0) != 0 {
+        child_fail(status_fd, 0);
+    }
+    // Default dispositions and an empty mask: ignored signals (Rust ignores
+    // SIGPIPE) and blocked ones would otherwise survive exec.
+    for sig in 1..libc::SIGRTMIN() {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+        child_fail(status_fd, 6);
+    }
+    if libc::dup2(prep.stdin.as_raw_fd(), 0) < 0 {
+        child_fail(status_fd, 1);
+    }
+    if let Some(fd) = &prep.stdout {
+        if libc::dup2(fd.as_raw_fd(), 1) < 0 {
+            child_fail(status_fd, 1);
+        }
+    }
+    if let Some(fd) = &prep.stderr {
+        if libc::dup2(fd.as_raw_fd(), 2) < 0 {
+            child_fail(status_fd, 1);
+        }
+    }
+    if let Some(dir) = &prep.dir {
+        if libc::chdir(dir.as_ptr()) != 0 {
+            child_fail(status_fd, 2);
+        }
+    }
+    if let Some(mask) = prep.umask {
+        libc::umask(mask);
+    }
+    if let Some((uid, gid, _)) = prep.ids {
+        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+            child_fail(status_fd, 3);
+        }
+        if libc::setgid(gid) != 0 {
+            child_fail(status_fd, 4);
+        }
+        if libc::setuid(uid) != 0 {
+            child_fail(status_fd, 5);
+        }
+    }
+    // Descriptors the host program left inheritable must not leak into the
+    // service: mark everything above stderr close-on-exec.
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+        let errno = *libc::__errno_location();
+        if errno != libc::ENOSYS && errno != libc::EINVAL {
+            child_fail(status_fd, 8);
+        }
+    }
+    libc::execve(prep.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    child_fail(status_fd, 7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_programs_in_path() {
+        let p = find_program("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin")), None).unwrap();
+        assert!(p.ends_with("sh"));
+        assert!(find_program("no-such-program-xyz", None, None).is_none());
+        assert_eq!(find_program("./x", None, Some(Path::new("/tmp"))).unwrap(), Path::new("/tmp/./x"));
+    }
+
+    #[test]
+    fn describes_failures() {
+        let mut b = 7u32.to_ne_bytes().to_vec();
+        b.extend_from_slice(&libc::ENOENT.to_ne_bytes());
+        assert!(describe_exec_failure(&b, "/x").starts_with("exec /x: No such file"));
+        let mut b = 2u32.to_ne_bytes().to_vec();
+        b.extend_from_slice(&libc::ENOENT.to_ne_bytes());
+        assert!(describe_exec_failure(&b, "/x").starts_with("chdir before exec"));
+    }
+}

@@ -1,0 +1,192 @@
+//! Service states, exit results and the status snapshot that serializes to
+//! JSON.
+
+use std::fmt;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::WaitStatus;
+use serde::{Deserialize, Serialize};
+
+use crate::service::{parse_signal, signal_name, Expected};
+
+/// Where a service is in its life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceState {
+    /// Not running and not wanted.
+    Stopped,
+    /// Spawned, but not yet up for `min_uptime`.
+    Starting,
+    /// Up for at least `min_uptime`.
+    Running,
+    /// Died quickly; waiting before the next start.
+    Backoff,
+    /// Asked to stop (or cleaning up after a death); waiting until the
+    /// process and all its descendants are gone.
+    Stopping,
+    /// Finished on purpose (an exit code in the list, or a policy that does
+    /// not restart); not restarted.
+    Exited,
+    /// Gave up: too many quick failures, or the program cannot be started.
+    Fatal,
+    /// Stopped with `SIGSTOP`; continue with resume.
+    Paused,
+}
+
+impl ServiceState {
+    /// Every state, in a fixed order.
+    pub const ALL: [ServiceState; 8] = [
+        ServiceState::Stopped,
+        ServiceState::Starting,
+        ServiceState::Running,
+        ServiceState::Backoff,
+        ServiceState::Stopping,
+        ServiceState::Exited,
+        ServiceState::Fatal,
+        ServiceState::Paused,
+    ];
+
+    /// The lowercase name used in JSON and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceState::Stopped => "stopped",
+            ServiceState::Starting => "starting",
+            ServiceState::Running => "running",
+            ServiceState::Backoff => "backoff",
+            ServiceState::Stopping => "stopping",
+            ServiceState::Exited => "exited",
+            ServiceState::Fatal => "fatal",
+            ServiceState::Paused => "paused",
+        }
+    }
+}
+
+impl fmt::Display for ServiceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a process ended: an exit code, or a signal. The two are never
+/// confused (a shell's `128 + N` is a code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// `exit(N)`.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(Signal),
+}
+
+impl ExitStatus {
+    /// Exit code 0.
+    pub fn success(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+
+    /// The final status in a `waitpid` result, if it is one.
+    pub fn from_wait(ws: WaitStatus) -> Option<ExitStatus> {
+        match ws {
+            WaitStatus::Exited(_, code) => Some(ExitStatus::Code(code)),
+            WaitStatus::Signaled(_, sig, _) => Some(ExitStatus::Signal(sig)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitStatus::Code(c) => write!(f, "exited with code {c}"),
+            ExitStatus::Signal(s) => write!(f, "killed by SIG{}", signal_name(*s)),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum ExitRepr {
+    Code(i32),
+    Signal(String),
+}
+
+impl Serialize for ExitStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            ExitStatus::Code(c) => ExitRepr::Code(c),
+            ExitStatus::Signal(sig) => ExitRepr::Signal(signal_name(sig).to_string()),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExitStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match ExitRepr::deserialize(d)? {
+            ExitRepr::Code(c) => Ok(ExitStatus::Code(c)),
+            ExitRepr::Signal(name) => parse_signal(&name).map(ExitStatus::Signal).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// One service's status at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// Its state.
+    pub state: ServiceState,
+    /// The pid of its main process, if it has one.
+    pub pid: Option<i32>,
+    /// Seconds since its main process started, if it has one.
+    pub uptime_s: Option<f64>,
+    /// Seconds since it entered its current state.
+    pub since_s: f64,
+    /// Automatic restarts since the supervisor started.
+    pub restarts: u32,
+    /// The state it starts in, from its configuration.
+    pub expected: Expected,
+    /// Whether it is wanted up now (set by start and stop commands).
+    pub wanted: Expected,
+    /// How its last process ended.
+    pub last_exit: Option<ExitStatus>,
+    /// Why it could not be started, if it could not.
+    pub error: Option<String>,
+    /// Descendant processes tracked beside the main process.
+    pub descendants: usize,
+}
+
+/// The supervisor's own part of a status snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupervisorStatus {
+    /// The instance name.
+    pub name: String,
+    /// The supervisor's pid.
+    pub pid: i32,
+    /// Seconds since the engine started.
+    pub uptime_s: f64,
+}
+
+/// A status snapshot of a whole engine, as `status --json` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSnapshot {
+    /// The supervisor itself.
+    pub supervisor: SupervisorStatus,
+    /// The services, in configuration order.
+    pub services: Vec<ServiceStatus>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_json_keeps_code_and_signal_apart() {
+        let code = serde_json::to_string(&ExitStatus::Code(143)).unwrap();
+        let sig = serde_json::to_string(&ExitStatus::Signal(Signal::SIGTERM)).unwrap();
+        assert_eq!(code, r#"{"code":143}"#);
+        assert_eq!(sig, r#"{"signal":"TERM"}"#);
+        let back: ExitStatus = serde_json::from_str(&sig).unwrap();
+        assert_eq!(back, ExitStatus::Signal(Signal::SIGTERM));
+        assert_eq!(ExitStatus::Signal(Signal::SIGKILL).to_string(), "killed by SIGKILL");
+    }
+}

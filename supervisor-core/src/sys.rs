@@ -1,0 +1,203 @@
+//! Small wrappers around system calls that `nix` does not cover: pidfds,
+//! the signal self-pipe and the child-subreaper flag. Together with
+//! `spawn.rs` this is where the crate's `unsafe` lives.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::signal::Signal;
+use signal_hook_registry::SigId;
+
+/// Opens a pidfd for `pid`: a descriptor that names that one process (it
+/// cannot be confused with a later process that reuses the pid) and
+/// becomes readable when it exits.
+///
+/// # Errors
+///
+/// `ESRCH` when no such process exists; `ENOSYS` on kernels before 5.3.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+    // or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `sig` to the process behind a pidfd.
+///
+/// # Errors
+///
+/// `ESRCH` when the process has exited.
+pub fn pidfd_send_signal(fd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, a null siginfo and no flags.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            sig as libc::c_int,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes this process a child subreaper: orphaned descendants are
+/// re-parented to it instead of to init, so that none escapes.
+///
+/// # Errors
+///
+/// The `prctl` error.
+pub fn set_child_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Waits in `poll(2)` for the descriptors, at most `timeout` (forever
+/// when `None`). A signal ends the wait early with no event, like a
+/// timeout.
+///
+/// # Errors
+///
+/// The `poll` error, except `EINTR`.
+pub fn poll(fds: &mut [libc::pollfd], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up, so that a deadline is never polled for early in a loop.
+        Some(t) => t.as_micros().div_ceil(1000).min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: `fds` is a valid, exclusively borrowed slice of pollfd.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            for f in fds.iter_mut() {
+                f.revents = 0;
+            }
+            return Ok(0);
+        }
+        return Err(e);
+    }
+    Ok(n as usize)
+}
+
+/// A non-blocking, close-on-exec pipe: (read end, write end).
+///
+/// # Errors
+///
+/// The `pipe2` error (descriptor limit).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).map_err(io::Error::from)
+}
+
+/// Signal handlers that write the signal number into a self-pipe, and
+/// nothing else. Dropping it unregisters them.
+#[derive(Debug)]
+pub struct SignalPipe {
+    read: OwnedFd,
+    // Kept open for the handlers; closed after they are unregistered.
+    write: OwnedFd,
+    ids: Vec<SigId>,
+}
+
+impl SignalPipe {
+    /// An empty self-pipe with no handlers yet.
+    ///
+    /// # Errors
+    ///
+    /// When the pipe cannot be created.
+    pub fn new() -> io::Result<SignalPipe> {
+        let (read, write) = pipe()?;
+        Ok(SignalPipe { read, write, ids: Vec::new() })
+    }
+
+    /// Adds a handler for `sig`.
+    ///
+    /// # Errors
+    ///
+    /// For a signal that cannot be caught (`KILL`, `STOP`).
+    pub fn add(&mut self, sig: Signal) -> io::Result<()> {
+        let fd = self.write.as_raw_fd();
+        let byte = sig as u8;
+        // SAFETY: the handler only calls write(2) on a non-blocking pipe and
+        // saves and restores errno: both are async-signal-safe. The write
+        // end outlives the registration (unregistered in Drop first).
+        let id = unsafe {
+            signal_hook_registry::register(sig as libc::c_int, move || {
+                let saved = *libc::__errno_location();
+                libc::write(fd, (&byte as *const u8).cast(), 1);
+                *libc::__errno_location() = saved;
+            })
+        }?;
+        self.ids.push(id);
+        Ok(())
+    }
+
+    /// The end to poll for readability.
+    pub fn fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+
+    /// Reads the signals that arrived since the last call (duplicates
+    /// collapsed, order kept).
+    pub fn drain(&self) -> Vec<Signal> {
+        let mut out: Vec<Signal> = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match nix::unistd::read(&self.read, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    for b in &buf[..n] {
+                        if let Ok(s) = Signal::try_from(*b as i32) {
+                            if !out.contains(&s) {
+                                out.push(s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SignalPipe {
+    fn drop(&mut self) {
+        for id in self.ids.drain(..) {
+            signal_hook_registry::unregister(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_reaches_the_pipe() {
+        let mut p = SignalPipe::new().unwrap();
+        p.add(Signal::SIGUSR2).unwrap();
+        nix::sys::signal::raise(Signal::SIGUSR2).unwrap();
+        assert_eq!(p.drain(), vec![Signal::SIGUSR2]);
+        assert!(p.drain().is_empty());
+    }
+
+    #[test]
+    fn pidfd_becomes_readable_when_the_process_exits() {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let fd = pidfd_open(child.id() as i32).unwrap();
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).unwrap(), 0, "alive: not readable");
+        pidfd_send_signal(&fd, Signal::SIGKILL).unwrap();
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::from(10_000u16)).unwrap(), 1, "dead: readable");
+        child.wait().unwrap();
+    }
+}
