@@ -1,1 +1,10 @@
+//! Integration tests: the `supervisor` binary on real processes, signals
+//! and sockets. Every wait has a deadline; none sleeps and hopes.
 
+mod util;
+
+mod cli_exit_codes;
+mod config_errors;
+mod control_socket;
+mod lifecycle;
+mod stopping;

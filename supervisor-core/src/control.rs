@@ -129,7 +129,8 @@ impl ControlServer {
             }
             fs::remove_file(path)?;
         }
-        let listener = UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
+        let listener =
+            UnixListener::bind(path).map_err(|e| io::Error::new(e.kind(), format!("bind {}: {e}", path.display())))?;
         let mode = if policy.is_open() { 0o666 } else { 0o600 };
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         listener.set_nonblocking(true)?;
@@ -460,7 +461,9 @@ impl ControlClient {
         match self.reader.read_line(&mut line) {
             Ok(0) => Err(ClientError::Io(io::Error::new(ErrorKind::UnexpectedEof, "connection closed"))),
             Ok(_) => serde_json::from_str(&line).map_err(|e| ClientError::Protocol(format!("{e}: {line}"))),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(ClientError::Timeout(timeout)),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(ClientError::Timeout(timeout))
+            }
             Err(e) => Err(e.into()),
         }
     }

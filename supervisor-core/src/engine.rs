@@ -800,7 +800,10 @@ impl Engine {
             Command::Resume { sel } => (sel, Event::Resume, None),
         };
         if self.shutting_down && !matches!(event, Event::Stop) {
-            return reply(self, Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"));
+            return reply(
+                self,
+                Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"),
+            );
         }
         let idxs = match self.resolve(&sel) {
             Ok(i) => i,
@@ -832,8 +835,7 @@ impl Engine {
         let mut i = 0;
         while i < self.waits.len() {
             let w = &self.waits[i];
-            let outcome: Option<Vec<ServiceResult>> =
-                w.slots.iter().map(|&idx| self.settled(idx, w.kind)).collect();
+            let outcome: Option<Vec<ServiceResult>> = w.slots.iter().map(|&idx| self.settled(idx, w.kind)).collect();
             match outcome {
                 Some(results) => {
                     let w = self.waits.swap_remove(i);

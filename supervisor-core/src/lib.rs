@@ -93,6 +93,8 @@ pub use control::{AccessPolicy, ControlClient, ControlServer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
 pub use nix::sys::signal::Signal;
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
-pub use service::{parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError};
+pub use service::{
+    parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError,
+};
 pub use state::{Action, Event, Machine};
 pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};

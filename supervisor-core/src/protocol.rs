@@ -221,10 +221,7 @@ mod tests {
     fn parses_commands_and_keeps_ids() {
         let r = parse_request(br#"{"id":"a","cmd":"stop","names":["x"],"wait":true}"#).unwrap();
         assert_eq!(r.id, Value::from("a"));
-        assert_eq!(
-            r.command,
-            Command::Stop { sel: Selection { names: vec!["x".into()], all: false }, wait: true }
-        );
+        assert_eq!(r.command, Command::Stop { sel: Selection { names: vec!["x".into()], all: false }, wait: true });
         let r = parse_request(br#"{"cmd":"signal","signal":"HUP","all":true}"#).unwrap();
         assert!(matches!(r.command, Command::Signal { ref signal, .. } if signal == "HUP"));
         let line = serde_json::to_vec(&r).unwrap();

@@ -247,11 +247,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
         return Signal::try_from(n).map_err(|_| format!("no signal has number {n}"));
     }
     let upper = t.to_ascii_uppercase();
-    let full = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     full.parse::<Signal>()
         .map_err(|_| format!("unknown signal {t:?} (expected a name such as TERM or HUP, or a number)"))
 }

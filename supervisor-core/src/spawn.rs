@@ -54,7 +54,8 @@ pub struct Spawned {
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 9] = ["setpgid", "dup2 stdio", "chdir", "setgroups", "setgid", "setuid", "signal mask", "exec", "close fds"];
+const STEPS: [&str; 9] =
+    ["setpgid", "dup2 stdio", "chdir", "setgroups", "setgid", "setuid", "signal mask", "exec", "close fds"];
 
 /// Turns the 8 bytes a failed child wrote into a message.
 pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
@@ -165,9 +166,7 @@ pub fn find_program(program: &str, path_var: Option<&OsStr>, cwd: Option<&Path>)
     }
     let default = OsString::from("/usr/local/bin:/usr/bin:/bin");
     let path_var = path_var.unwrap_or(&default);
-    std::env::split_paths(path_var)
-        .map(|dir| dir.join(program))
-        .find(|cand| is_executable_file(cand))
+    std::env::split_paths(path_var).map(|dir| dir.join(program)).find(|cand| is_executable_file(cand))
 }
 
 fn is_executable_file(p: &Path) -> bool {
@@ -177,11 +176,8 @@ fn is_executable_file(p: &Path) -> bool {
 
 /// The environment of the child, as `KEY=VALUE` pairs.
 fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
-    let mut env: std::collections::BTreeMap<OsString, OsString> = if svc.env.clear {
-        Default::default()
-    } else {
-        std::env::vars_os().collect()
-    };
+    let mut env: std::collections::BTreeMap<OsString, OsString> =
+        if svc.env.clear { Default::default() } else { std::env::vars_os().collect() };
     for (k, v) in &svc.env.vars {
         env.insert(k.into(), v.into());
     }

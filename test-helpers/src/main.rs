@@ -1,1 +1,152 @@
-fn main() {}
+//! `sv-test-helper`: tiny programs with one behaviour each, for the
+//! integration tests to supervise instead of shell tricks.
+//!
+//! ```text
+//! sv-test-helper sleep [FILE]            write "PID\n" to FILE (if given), then sleep forever
+//! sv-test-helper stamp FILE             append "PID CLOCK_MONOTONIC_NS\n" to FILE, then sleep forever
+//! sv-test-helper exit CODE               exit at once with CODE
+//! sv-test-helper ignore-term FILE        ignore SIGTERM, write FILE, sleep forever
+//! sv-test-helper fork-child FILE         fork a child in the same group; it writes its pid to FILE
+//! sv-test-helper escape FILE             fork a child that calls setsid (leaves the group) and
+//!                                        writes its pid to FILE; both sleep forever
+//! sv-test-helper signals FILE            append each received signal's name (HUP, USR1, ...) to FILE,
+//!                                        after writing "ready" to FILE.ready; TERM still ends it
+//! sv-test-helper report FILE             write cwd, umask, uid, gid, groups and environment to FILE
+//!                                        then sleep
+//! sv-test-helper connect-as UID SOCKET   become UID, connect to SOCKET, send stdin's first line,
+//!                                        print the first line of the answer
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::process::exit;
+use std::time::Duration;
+
+use nix::sys::signal::{self, SigHandler, SigSet, Signal};
+use nix::unistd::{fork, setsid, ForkResult};
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+fn write_atomic(path: &str, text: &str) {
+    let tmp = format!("{path}.tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| usage());
+    match args.first().map(String::as_str) {
+        Some("sleep") => {
+            if let Some(f) = args.get(1) {
+                write_atomic(f, &format!("{}\n", std::process::id()));
+            }
+            sleep_forever()
+        }
+        Some("stamp") => {
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
+            let ns = now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(arg(1)).expect("open");
+            writeln!(f, "{} {ns}", std::process::id()).expect("write");
+            drop(f);
+            sleep_forever()
+        }
+        Some("exit") => exit(arg(1).parse().unwrap_or_else(|_| usage())),
+        Some("ignore-term") => {
+            // SAFETY: SIG_IGN installs no handler code.
+            unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("signal");
+            write_atomic(&arg(1), &format!("{}\n", std::process::id()));
+            sleep_forever()
+        }
+        Some("fork-child") | Some("escape") => {
+            let escape = args[0] == "escape";
+            let file = arg(1);
+            // SAFETY: the process is single-threaded here.
+            match unsafe { fork() }.expect("fork") {
+                ForkResult::Child => {
+                    if escape {
+                        setsid().expect("setsid");
+                    }
+                    write_atomic(&file, &format!("{}\n", std::process::id()));
+                    sleep_forever()
+                }
+                ForkResult::Parent { .. } => sleep_forever(),
+            }
+        }
+        Some("signals") => {
+            let file = arg(1);
+            let watched = [
+                Signal::SIGHUP,
+                Signal::SIGINT,
+                Signal::SIGQUIT,
+                Signal::SIGUSR1,
+                Signal::SIGUSR2,
+                Signal::SIGALRM,
+                Signal::SIGWINCH,
+                Signal::SIGCONT,
+            ];
+            let mut set = SigSet::empty();
+            for s in watched {
+                set.add(s);
+            }
+            set.thread_block().expect("block");
+            write_atomic(&format!("{file}.ready"), "ready\n");
+            loop {
+                let sig = set.wait().expect("sigwait");
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&file).expect("open");
+                writeln!(f, "{}", sig.as_str().trim_start_matches("SIG")).expect("write");
+            }
+        }
+        Some("report") => {
+            let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            let groups: Vec<String> =
+                nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.to_string()).collect();
+            let mut text = format!(
+                "cwd={}\numask={:03o}\nuid={}\ngid={}\ngroups={}\n",
+                std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),
+                umask.bits(),
+                nix::unistd::getuid(),
+                nix::unistd::getgid(),
+                groups.join(",")
+            );
+            for (k, v) in std::env::vars() {
+                text.push_str(&format!("env {k}={v}\n"));
+            }
+            for a in &args[2..] {
+                text.push_str(&format!("arg {a}\n"));
+            }
+            write_atomic(&arg(1), &text);
+            sleep_forever()
+        }
+        Some("connect-as") => {
+            let uid: u32 = arg(1).parse().unwrap_or_else(|_| usage());
+            nix::unistd::setgroups(&[]).expect("setgroups");
+            nix::unistd::setgid(nix::unistd::Gid::from_raw(uid)).expect("setgid");
+            nix::unistd::setuid(nix::unistd::Uid::from_raw(uid)).expect("setuid");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).expect("stdin");
+            let mut stream = match UnixStream::connect(arg(2)) {
+                Ok(s) => s,
+                Err(e) => {
+                    println!("connect failed: {e}");
+                    exit(3);
+                }
+            };
+            stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+            let _ = stream.write_all(line.as_bytes());
+            let mut answer = String::new();
+            let _ = BufReader::new(stream).read_line(&mut answer);
+            print!("{answer}");
+        }
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: sv-test-helper sleep|exit|ignore-term|fork-child|escape|signals|report|connect-as ...");
+    exit(2)
+}

@@ -1,0 +1,82 @@
+//! One module per group of subcommands.
+
+use std::time::Duration;
+
+use supervisor_core::control::{ClientError, ControlClient};
+use supervisor_core::protocol::{Command, ErrorCode, Response};
+
+use crate::config::Config;
+use crate::exit::{self, CliError};
+use crate::{config_path, Cli, Cmd};
+
+pub mod daemon;
+pub mod services;
+pub mod status;
+
+/// Runs the parsed command line; returns the exit code.
+///
+/// # Errors
+///
+/// Any [`CliError`]; its exit code is [`CliError::exit_code`].
+pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
+    let path = config_path(&cli)?;
+    let config = Config::load(&path).map_err(CliError::Config)?;
+    match cli.command {
+        Cmd::CheckConfig => {
+            println!("{}: ok ({} services)", path.display(), config.services.len());
+            Ok(exit::OK)
+        }
+        Cmd::Up { timeout } => daemon::up(&config, timeout),
+        Cmd::Run => daemon::run_foreground(&config),
+        Cmd::Status { names, json } => status::status(&config, &names, json),
+        Cmd::Start { targets, waiting } => services::change(&config, services::Change::Start, &targets, &waiting),
+        Cmd::Stop { targets, waiting } => services::change(&config, services::Change::Stop, &targets, &waiting),
+        Cmd::Restart { targets, waiting } => services::change(&config, services::Change::Restart, &targets, &waiting),
+        Cmd::Pause { targets } => services::pause_resume(&config, true, &targets),
+        Cmd::Resume { targets } => services::pause_resume(&config, false, &targets),
+        Cmd::Signal { signal, targets } => services::signal(&config, &signal, &targets),
+        Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
+    }
+}
+
+/// Connects to the instance's socket; "not running" maps to `code`.
+pub(crate) fn connect(config: &Config, not_running_code: u8) -> Result<ControlClient, CliError> {
+    let socket = config.socket_path();
+    ControlClient::connect(&socket).map_err(|_| CliError::NotRunning {
+        name: config.name.clone(),
+        socket: socket.display().to_string(),
+        code: not_running_code,
+    })
+}
+
+/// One request and its response, with errors mapped for a command whose
+/// "not running" and "unknown service" codes are given.
+pub(crate) fn call(
+    config: &Config,
+    command: Command,
+    timeout: Duration,
+    not_running: u8,
+    unknown: u8,
+) -> Result<Response, CliError> {
+    let mut client = connect(config, not_running)?;
+    let resp = client.call(command, timeout).map_err(|e| match e {
+        ClientError::Timeout(t) => CliError::Failed(format!("no answer from the supervisor within {t:?}")),
+        other => CliError::Failed(other.to_string()),
+    })?;
+    match &resp.error {
+        None => Ok(resp),
+        Some(err) => match err.code {
+            ErrorCode::UnknownService => {
+                CliError::UnknownService { message: err.message.clone(), code: unknown }.into()
+            }
+            ErrorCode::BadRequest => CliError::Usage(err.message.clone()).into(),
+            _ => CliError::Failed(err.message.clone()).into(),
+        },
+    }
+}
+
+impl From<CliError> for Result<Response, CliError> {
+    fn from(e: CliError) -> Self {
+        Err(e)
+    }
+}

@@ -1,0 +1,101 @@
+//! `start`, `stop`, `restart`, `pause`, `resume` and `signal`.
+
+use std::time::Duration;
+
+use supervisor_core::protocol::{Command, Response, Selection};
+
+use crate::config::Config;
+use crate::exit::{self, CliError};
+use crate::{Targets, Waiting};
+
+/// Which change of wanted state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Up.
+    Start,
+    /// Down.
+    Stop,
+    /// Down if up, then up.
+    Restart,
+}
+
+fn selection(targets: &Targets) -> Result<Selection, CliError> {
+    if targets.names.is_empty() && !targets.all {
+        return Err(CliError::Usage("name the services, or use --all".into()));
+    }
+    Ok(Selection { names: targets.names.clone(), all: targets.all })
+}
+
+/// The default wait: the slowest stop plus start in the configuration.
+fn default_timeout(config: &Config) -> Duration {
+    let slowest = config.services.iter().map(|s| s.stop_timeout + s.restart.min_uptime).max().unwrap_or_default();
+    slowest + Duration::from_secs(10)
+}
+
+/// Prints per-service failures and turns the response into an exit code.
+fn outcome(resp: &Response, verb: &str) -> u8 {
+    let mut code = exit::OK;
+    for s in resp.services.iter().flatten() {
+        if !s.ok {
+            eprintln!("supervisor: {}: {verb} failed: {}", s.name, s.message.as_deref().unwrap_or(s.state.as_str()));
+            code = exit::FAILURE;
+        }
+    }
+    code
+}
+
+/// `start`, `stop`, `restart`.
+///
+/// # Errors
+///
+/// Usage (no names), not running (7), unknown service (2).
+pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Waiting) -> Result<u8, CliError> {
+    let sel = selection(targets)?;
+    let wait = !waiting.no_wait;
+    let command = match change {
+        Change::Start => Command::Start { sel, wait },
+        Change::Stop => Command::Stop { sel, wait },
+        Change::Restart => Command::Restart { sel, wait },
+    };
+    let timeout = waiting.timeout.unwrap_or_else(|| default_timeout(config));
+    let resp = super::call(config, command, timeout, exit::NOT_RUNNING, exit::USAGE)?;
+    let verb = match change {
+        Change::Start => "start",
+        Change::Stop => "stop",
+        Change::Restart => "restart",
+    };
+    Ok(outcome(&resp, verb))
+}
+
+/// `pause` and `resume`.
+///
+/// # Errors
+///
+/// As [`change`].
+pub fn pause_resume(config: &Config, pause: bool, targets: &Targets) -> Result<u8, CliError> {
+    let sel = selection(targets)?;
+    let command = if pause { Command::Pause { sel } } else { Command::Resume { sel } };
+    let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
+    Ok(outcome(&resp, if pause { "pause" } else { "resume" }))
+}
+
+/// `signal SIG NAME...`: 0 when every service had a process to signal, 7
+/// otherwise.
+///
+/// # Errors
+///
+/// As [`change`]; a bad signal name is a usage error.
+pub fn signal(config: &Config, signal: &str, targets: &Targets) -> Result<u8, CliError> {
+    let sel = selection(targets)?;
+    supervisor_core::parse_signal(signal).map_err(CliError::Usage)?;
+    let command = Command::Signal { signal: signal.to_string(), sel };
+    let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
+    let mut code = exit::OK;
+    for s in resp.services.iter().flatten() {
+        if !s.ok {
+            eprintln!("supervisor: {}: not signalled: {}", s.name, s.message.as_deref().unwrap_or("not running"));
+            code = exit::NOT_RUNNING;
+        }
+    }
+    Ok(code)
+}

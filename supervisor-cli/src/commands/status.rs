@@ -1,0 +1,138 @@
+//! `status`: a table or JSON, and an exit code after LSB `status`.
+
+use std::time::Duration;
+
+use supervisor_core::protocol::Command;
+use supervisor_core::{ExitStatus, Expected, ServiceState, ServiceStatus, StatusSnapshot};
+
+use crate::config::Config;
+use crate::exit::{self, CliError};
+
+/// The LSB `status` code of one service.
+pub fn lsb_code(s: &ServiceStatus) -> u8 {
+    match s.state {
+        ServiceState::Running | ServiceState::Starting | ServiceState::Paused => exit::OK,
+        ServiceState::Stopping if s.wanted == Expected::Running => exit::OK,
+        ServiceState::Stopping | ServiceState::Stopped | ServiceState::Exited => exit::STATUS_STOPPED,
+        ServiceState::Backoff | ServiceState::Fatal => exit::FAILURE,
+    }
+}
+
+/// The code for several services: the first that applies of 1, 3, 0
+/// (4, unknown service, is decided before).
+pub fn combined_code(services: &[ServiceStatus]) -> u8 {
+    let codes: Vec<u8> = services.iter().map(lsb_code).collect();
+    [exit::FAILURE, exit::STATUS_STOPPED].into_iter().find(|c| codes.contains(c)).unwrap_or(exit::OK)
+}
+
+/// `status [NAME...] [--json]`.
+///
+/// # Errors
+///
+/// Not running (3), unknown service (4), or a failed call (1).
+pub fn status(config: &Config, names: &[String], json: bool) -> Result<u8, CliError> {
+    let command = Command::Status { names: names.to_vec() };
+    let resp = super::call(config, command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
+    let snapshot = resp.status.ok_or_else(|| CliError::Failed("the supervisor sent no status".into()))?;
+    if json {
+        let text = serde_json::to_string_pretty(&snapshot).map_err(|e| CliError::Failed(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", table(&snapshot));
+    }
+    Ok(combined_code(&snapshot.services))
+}
+
+/// The human-readable table.
+pub fn table(snapshot: &StatusSnapshot) -> String {
+    let mut rows = vec![["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"].map(String::from).to_vec()];
+    for s in &snapshot.services {
+        let mut last = match s.last_exit {
+            None => "-".to_string(),
+            Some(ExitStatus::Code(c)) => format!("code {c}"),
+            Some(ExitStatus::Signal(sig)) => format!("SIG{}", supervisor_core::signal_name(sig)),
+        };
+        if let Some(err) = &s.error {
+            last = format!("{last} ({err})");
+        }
+        rows.push(vec![
+            s.name.clone(),
+            s.state.to_string(),
+            s.pid.map_or("-".into(), |p| p.to_string()),
+            s.uptime_s.map_or("-".into(), |u| human_duration(Duration::from_secs_f64(u))),
+            s.restarts.to_string(),
+            last,
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i == 5 {
+                line.push_str(cell);
+            } else {
+                line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `3d4h`, `1h2m`, `4m5s`, `12s`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d{hours}h")
+    } else if hours > 0 {
+        format!("{hours}h{mins}m")
+    } else if mins > 0 {
+        format!("{mins}m{secs}s")
+    } else {
+        format!("{secs}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(state: ServiceState, wanted: Expected) -> ServiceStatus {
+        ServiceStatus {
+            name: "x".into(),
+            state,
+            pid: None,
+            uptime_s: None,
+            since_s: 0.0,
+            restarts: 0,
+            expected: Expected::Running,
+            wanted,
+            last_exit: None,
+            error: None,
+            descendants: 0,
+        }
+    }
+
+    #[test]
+    fn lsb_codes_combine_in_order_1_3_0() {
+        use ServiceState::*;
+        let up = Expected::Running;
+        assert_eq!(combined_code(&[svc(Running, up), svc(Starting, up)]), 0);
+        assert_eq!(combined_code(&[svc(Running, up), svc(Stopped, up)]), 3);
+        assert_eq!(combined_code(&[svc(Exited, up), svc(Fatal, up), svc(Running, up)]), 1);
+        assert_eq!(combined_code(&[svc(Backoff, up)]), 1);
+        assert_eq!(combined_code(&[svc(Stopping, Expected::Stopped)]), 3);
+        assert_eq!(combined_code(&[svc(Stopping, up)]), 0);
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_secs(5)), "5s");
+        assert_eq!(human_duration(Duration::from_secs(65)), "1m5s");
+        assert_eq!(human_duration(Duration::from_secs(3 * 3600 + 120)), "3h2m");
+        assert_eq!(human_duration(Duration::from_secs(2 * 86_400 + 3600)), "2d1h");
+    }
+}

@@ -1,0 +1,376 @@
+//! The TOML configuration file: loading, validation and error reporting.
+//!
+//! [`Config::load`] reads a file such as
+//!
+//! ```toml
+//! [supervisor]
+//! name = "demo"
+//!
+//! [service.web]
+//! command = ["python3", "-m", "http.server", "8000"]
+//! stop_timeout = "5s"
+//! ```
+//!
+//! into a [`Config`] holding `supervisor-core` [`Service`]s. The schema is
+//! documented in `docs/config.md`.
+//!
+//! Parsing has two steps. The text is first parsed into toml's spanned
+//! document tree ([`toml::de::DeTable`]), in which every key and value
+//! keeps its byte range; a syntax error stops there and is reported once.
+//! The tree is then walked by hand: each key is checked and converted, and
+//! every problem (unknown keys, wrong types, bad values, of every service)
+//! is collected as a [`ConfigError`] that names the file, line, column,
+//! service and key, so that one run shows them all.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use log::LevelFilter;
+use nix::unistd::{Group, User};
+use supervisor_core::{AccessPolicy, Service};
+use toml::de::{DeTable, DeValue};
+
+mod check;
+mod service;
+#[cfg(test)]
+mod tests;
+
+use check::{found, resolve, service_before, valid_name, Diag, Raw, Scope, NAME_RULE};
+
+/// The keys of the top level of the file.
+const TOP_KEYS: &[&str] = &["supervisor", "service"];
+/// The keys of the `[supervisor]` table.
+const SUPERVISOR_KEYS: &[&str] = &["name", "runtime_dir", "log_level", "allow_uids", "allow_groups"];
+
+/// A validated configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The configuration file, as given.
+    pub path: PathBuf,
+    /// The supervisor's name (`[supervisor] name`, by default the file
+    /// name without its extension).
+    pub name: String,
+    /// The directory of the control socket and logs.
+    pub runtime_dir: PathBuf,
+    /// The supervisor's own log level (default `Info`).
+    pub log_level: LevelFilter,
+    /// Who besides root and the owner may use the control socket, with
+    /// user and group names resolved.
+    pub access: AccessPolicy,
+    /// The services, in the order they appear in the file.
+    pub services: Vec<Service>,
+}
+
+impl Config {
+    /// Reads and validates the configuration file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the path when the file cannot be read,
+    /// otherwise as [`Config::parse`].
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(path, &text),
+            Err(e) => Err(ConfigErrors(vec![ConfigError::new(path, format!("cannot read the configuration: {e}"))])),
+        }
+    }
+
+    /// Validates `text`, the content of the configuration file at `path`
+    /// (which is used in errors, for the default name, and as the base of
+    /// relative paths).
+    ///
+    /// # Errors
+    ///
+    /// Every problem found: one error for a TOML syntax error, otherwise
+    /// one per bad key or value, ordered by their position in the file.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigErrors> {
+        let mut diag = Diag::new(path, text);
+        // The parser reports errors in no particular order: the first one
+        // in the file is the one to show.
+        let (root, syntax) = DeTable::parse_recoverable(text);
+        let first = syntax.into_iter().min_by_key(|e| e.span().map_or(usize::MAX, |s| s.start));
+        let root = match first {
+            None => root,
+            Some(e) => {
+                let span = e.span();
+                let service = span.as_ref().and_then(|s| service_before(text, s.start));
+                let message = format!("invalid TOML: {}", e.message().trim_end());
+                diag.error(span, service.as_deref(), None, message);
+                return Err(ConfigErrors(diag.errors));
+            }
+        };
+        let base = base_dir(path);
+        let mut scope = Scope { diag: &mut diag, service: None, base: &base };
+        let top = scope.fields(root.get_ref(), TOP_KEYS);
+        let settings = match top.get("supervisor") {
+            Some(v) => read_supervisor(&mut scope, v),
+            None => Settings::default(),
+        };
+        let services = match top.get("service") {
+            Some(v) => read_services(&mut diag, &base, v),
+            None => Vec::new(),
+        };
+
+        let name = match settings.name {
+            Some(name) => Some(name),
+            None => default_name(&mut diag, path),
+        };
+        if !diag.errors.is_empty() {
+            let mut errors = diag.errors;
+            errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
+            return Err(ConfigErrors(errors));
+        }
+        let name = name.expect("no error, so a name");
+        let runtime_dir = settings.runtime_dir.unwrap_or_else(|| {
+            let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+            default_runtime_dir(&name, nix::unistd::geteuid().as_raw(), xdg.as_deref())
+        });
+        Ok(Config {
+            path: path.to_path_buf(),
+            name,
+            runtime_dir,
+            log_level: settings.log_level,
+            access: settings.access,
+            services,
+        })
+    }
+
+    /// The control socket: `RUNTIME_DIR/run/control.sock`.
+    pub fn socket_path(&self) -> PathBuf {
+        self.runtime_dir.join("run").join("control.sock")
+    }
+
+    /// The directory of the supervisor's logs: `RUNTIME_DIR/log`.
+    pub fn log_dir(&self) -> PathBuf {
+        self.runtime_dir.join("log")
+    }
+}
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// 1-based line of the offending text, when it has one.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the offending text.
+    pub column: Option<usize>,
+    /// The service concerned, if any.
+    pub service: Option<String>,
+    /// The key concerned, if any.
+    pub key: Option<String>,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error about the file as a whole (no position, service or key).
+    pub fn new(path: &Path, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            service: None,
+            key: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// `PATH:LINE:COLUMN: service "NAME", key "KEY": MESSAGE`, without the
+/// parts that are unknown.
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        f.write_str(": ")?;
+        match (&self.service, &self.key) {
+            (Some(s), Some(k)) => write!(f, "service {s:?}, key {k:?}: ")?,
+            (Some(s), None) => write!(f, "service {s:?}: ")?,
+            (None, Some(k)) => write!(f, "key {k:?}: ")?,
+            (None, None) => {}
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// All the problems found in a configuration file (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// One error per line.
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What `[supervisor]` holds.
+struct Settings {
+    name: Option<String>,
+    runtime_dir: Option<PathBuf>,
+    log_level: LevelFilter,
+    access: AccessPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { name: None, runtime_dir: None, log_level: LevelFilter::Info, access: AccessPolicy::default() }
+    }
+}
+
+fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
+    let mut settings = Settings::default();
+    let DeValue::Table(table) = v.get_ref() else {
+        let message = format!("expected a table ([supervisor]), found {}", found(v.get_ref()));
+        s.error(v.span(), Some("supervisor"), message);
+        return settings;
+    };
+    let f = s.fields(table, SUPERVISOR_KEYS);
+    if let Some(v) = f.get("name") {
+        settings.name = s.string("name", v).and_then(|name| {
+            if valid_name(name) {
+                return Some(name.to_owned());
+            }
+            s.mismatch("name", v, &format!("a name of {NAME_RULE}"));
+            None
+        });
+    }
+    if let Some(v) = f.get("runtime_dir") {
+        settings.runtime_dir = s.path("runtime_dir", v);
+    }
+    if let Some(v) = f.get("log_level") {
+        let options = [
+            ("debug", LevelFilter::Debug),
+            ("info", LevelFilter::Info),
+            ("warn", LevelFilter::Warn),
+            ("warning", LevelFilter::Warn),
+            ("error", LevelFilter::Error),
+        ];
+        settings.log_level = s.choice("log_level", v, &options).unwrap_or(LevelFilter::Info);
+    }
+    if let Some(v) = f.get("allow_uids") {
+        settings.access.uids = ids(s, "allow_uids", v, "user");
+    }
+    if let Some(v) = f.get("allow_groups") {
+        settings.access.gids = ids(s, "allow_groups", v, "group");
+    }
+    settings
+}
+
+/// `allow_uids` or `allow_groups`: an array of numeric ids or names of
+/// users (`kind` = `"user"`) or groups, resolved to ids.
+fn ids(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, kind: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for item in s.array(key, v).unwrap_or_default() {
+        let expected = format!("a {kind} name or a numeric id");
+        let name = match item.get_ref() {
+            DeValue::Integer(_) => {
+                if let Some(n) = s.integer(key, item, 0..i64::from(u32::MAX), &expected) {
+                    out.push(n as u32);
+                }
+                continue;
+            }
+            DeValue::String(name) if !name.is_empty() && !name.contains('\0') => name,
+            _ => {
+                s.mismatch(key, item, &expected);
+                continue;
+            }
+        };
+        if let Ok(n) = name.parse::<u32>() {
+            out.push(n);
+            continue;
+        }
+        let lookup = match kind {
+            "user" => User::from_name(name).map(|u| u.map(|u| u.uid.as_raw())),
+            _ => Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw())),
+        };
+        match lookup {
+            Ok(Some(id)) => out.push(id),
+            Ok(None) => {
+                s.error(item.span(), Some(key), format!("expected an existing {kind}, found {name:?}: no such {kind}"))
+            }
+            Err(e) => s.error(item.span(), Some(key), format!("cannot look up {kind} {name:?}: {e}")),
+        }
+    }
+    out
+}
+
+/// The `[service.NAME]` tables, in file order.
+fn read_services(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>) -> Vec<Service> {
+    let DeValue::Table(table) = v.get_ref() else {
+        let message = format!("expected a table of services such as [service.web], found {}", found(v.get_ref()));
+        diag.error(Some(v.span()), None, Some("service"), message);
+        return Vec::new();
+    };
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    let mut services = Vec::new();
+    for (key, value) in entries {
+        let name = key.get_ref().as_ref();
+        let mut s = Scope { diag: &mut *diag, service: Some(name), base };
+        if !valid_name(name) {
+            s.error(key.span(), None, format!("invalid service name: use {NAME_RULE}"));
+        }
+        match value.get_ref() {
+            DeValue::Table(t) => services.extend(service::read_service(&mut s, name, key.span(), t)),
+            other => {
+                let message = format!("expected a table such as [service.{name}], found {}", found(other));
+                s.error(value.span(), None, message);
+            }
+        }
+    }
+    services
+}
+
+/// The file name without its extension, when it is a valid name.
+fn default_name(diag: &mut Diag<'_>, path: &Path) -> Option<String> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    if valid_name(&stem) {
+        return Some(stem);
+    }
+    let message = format!(
+        "the supervisor name defaults to the file name {stem:?}, which is not a valid name ({NAME_RULE}); \
+         set name in [supervisor]"
+    );
+    diag.error(None, None, None, message);
+    None
+}
+
+/// The directory of the configuration file, made absolute.
+fn base_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    match std::env::current_dir() {
+        Ok(cwd) => resolve(&cwd, dir),
+        Err(_) => dir.to_path_buf(),
+    }
+}
+
+/// The runtime directory used when none is configured: for root
+/// `/run/supervisor/NAME`, otherwise `$XDG_RUNTIME_DIR/supervisor/NAME`
+/// when that is set and non-empty, else `/tmp/supervisor-UID/NAME`.
+fn default_runtime_dir(name: &str, euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
+    if euid == 0 {
+        return Path::new("/run/supervisor").join(name);
+    }
+    match xdg_runtime_dir {
+        Some(dir) if !dir.is_empty() => Path::new(dir).join("supervisor").join(name),
+        _ => PathBuf::from(format!("/tmp/supervisor-{euid}")).join(name),
+    }
+}

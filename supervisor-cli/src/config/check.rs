@@ -1,0 +1,292 @@
+//! Error collection and the typed readers of raw TOML values.
+//!
+//! The file is first parsed into toml's spanned document tree
+//! ([`DeTable`]): every key and value keeps its byte range. The readers
+//! here turn one raw value into the type a key needs, or record an error
+//! that points at the value and says what was expected and what was found,
+//! and let the caller go on so that all errors are collected.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use toml::de::{DeInteger, DeTable, DeValue};
+use toml::Spanned;
+
+use super::ConfigError;
+
+/// A raw value with its span.
+pub(super) type Raw<'i> = Spanned<DeValue<'i>>;
+
+/// The longest duration accepted for any key (the engine adds durations
+/// to the clock, which must not overflow).
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Collects the errors of one file and maps byte offsets to positions.
+pub(super) struct Diag<'t> {
+    path: PathBuf,
+    text: &'t str,
+    line_starts: Vec<usize>,
+    /// The errors so far, in the order they were found.
+    pub(super) errors: Vec<ConfigError>,
+}
+
+impl<'t> Diag<'t> {
+    pub(super) fn new(path: &Path, text: &'t str) -> Diag<'t> {
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
+        Diag { path: path.to_path_buf(), text, line_starts, errors: Vec::new() }
+    }
+
+    /// The 1-based line and column (in characters) of a byte offset.
+    pub(super) fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        (line + 1, column + 1)
+    }
+
+    /// Records an error at the start of `span` (no position when `None`).
+    pub(super) fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        service: Option<&str>,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) {
+        let (line, column) = match span {
+            Some(s) => {
+                let (l, c) = self.position(s.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        self.errors.push(ConfigError {
+            path: self.path.clone(),
+            line,
+            column,
+            service: service.map(str::to_owned),
+            key: key.map(str::to_owned),
+            message: message.into(),
+        });
+    }
+}
+
+/// Where errors go while one table (`[supervisor]` or a service) is read.
+pub(super) struct Scope<'a, 't> {
+    pub(super) diag: &'a mut Diag<'t>,
+    /// The service being read, if any.
+    pub(super) service: Option<&'a str>,
+    /// The directory that relative paths are relative to.
+    pub(super) base: &'a Path,
+}
+
+impl Scope<'_, '_> {
+    /// Records an error about `key` at `span`.
+    pub(super) fn error(&mut self, span: Range<usize>, key: Option<&str>, message: impl Into<String>) {
+        self.diag.error(Some(span), self.service, key, message);
+    }
+
+    /// Records "expected {expected}, found {value}".
+    pub(super) fn mismatch(&mut self, key: &str, value: &Raw<'_>, expected: &str) {
+        self.error(value.span(), Some(key), format!("expected {expected}, found {}", found(value.get_ref())));
+    }
+
+    /// Splits `table` into its known keys, reporting every other key.
+    pub(super) fn fields<'v, 'i>(
+        &mut self,
+        table: &'v DeTable<'i>,
+        valid: &[&'static str],
+    ) -> BTreeMap<&'static str, &'v Raw<'i>> {
+        let mut known = BTreeMap::new();
+        for (key, value) in table.iter() {
+            match valid.iter().find(|v| **v == key.get_ref().as_ref()) {
+                Some(v) => {
+                    known.insert(*v, value);
+                }
+                None => {
+                    let message = format!("unknown key; the valid keys are: {}", valid.join(", "));
+                    self.error(key.span(), Some(key.get_ref()), message);
+                }
+            }
+        }
+        known
+    }
+
+    /// A string.
+    pub(super) fn string<'v>(&mut self, key: &str, value: &'v Raw<'_>) -> Option<&'v str> {
+        match value.get_ref() {
+            DeValue::String(s) => Some(s),
+            _ => {
+                self.mismatch(key, value, "a string");
+                None
+            }
+        }
+    }
+
+    /// A boolean.
+    pub(super) fn boolean(&mut self, key: &str, value: &Raw<'_>) -> Option<bool> {
+        match value.get_ref() {
+            DeValue::Boolean(b) => Some(*b),
+            _ => {
+                self.mismatch(key, value, "true or false");
+                None
+            }
+        }
+    }
+
+    /// A table.
+    pub(super) fn table<'v, 'i>(&mut self, key: &str, value: &'v Raw<'i>) -> Option<&'v DeTable<'i>> {
+        match value.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => {
+                self.mismatch(key, value, "a table");
+                None
+            }
+        }
+    }
+
+    /// An array.
+    pub(super) fn array<'v, 'i>(&mut self, key: &str, value: &'v Raw<'i>) -> Option<&'v [Raw<'i>]> {
+        match value.get_ref() {
+            DeValue::Array(a) => Some(a),
+            _ => {
+                self.mismatch(key, value, "an array");
+                None
+            }
+        }
+    }
+
+    /// An integer in `range`; `expected` describes what is wanted.
+    pub(super) fn integer(&mut self, key: &str, value: &Raw<'_>, range: Range<i64>, expected: &str) -> Option<i64> {
+        match value.get_ref() {
+            DeValue::Integer(i) => match integer_value(i) {
+                Some(n) if range.contains(&n) => Some(n),
+                _ => {
+                    self.mismatch(key, value, expected);
+                    None
+                }
+            },
+            _ => {
+                self.mismatch(key, value, expected);
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub(super) fn choice<T: Copy>(&mut self, key: &str, value: &Raw<'_>, options: &[(&str, T)]) -> Option<T> {
+        if let DeValue::String(s) = value.get_ref() {
+            if let Some((_, v)) = options.iter().find(|(name, _)| *name == s.as_ref()) {
+                return Some(*v);
+            }
+        }
+        let names: Vec<String> = options.iter().map(|(name, _)| format!("{name:?}")).collect();
+        self.mismatch(key, value, &format!("one of {}", names.join(", ")));
+        None
+    }
+
+    /// A duration string such as `"10s"`, at most [`MAX_DURATION`].
+    pub(super) fn duration(&mut self, key: &str, value: &Raw<'_>) -> Option<Duration> {
+        const EXPECTED: &str = "a duration such as \"10s\" or \"500ms\"";
+        match value.get_ref() {
+            DeValue::String(s) => match humantime::parse_duration(s) {
+                Ok(d) if d <= MAX_DURATION => Some(d),
+                Ok(_) => {
+                    let message = format!("expected a duration of at most 365 days, found {s:?}");
+                    self.error(value.span(), Some(key), message);
+                    None
+                }
+                Err(_) => {
+                    self.mismatch(key, value, EXPECTED);
+                    None
+                }
+            },
+            DeValue::Integer(i) => {
+                let message =
+                    format!("expected {EXPECTED}, found the number {i} (a duration needs a unit: write \"{i}s\")");
+                self.error(value.span(), Some(key), message);
+                None
+            }
+            _ => {
+                self.mismatch(key, value, EXPECTED);
+                None
+            }
+        }
+    }
+
+    /// A non-empty path string, resolved against the base directory.
+    pub(super) fn path(&mut self, key: &str, value: &Raw<'_>) -> Option<PathBuf> {
+        match value.get_ref() {
+            DeValue::String(s) if !s.is_empty() && !s.contains('\0') => Some(resolve(self.base, Path::new(s.as_ref()))),
+            _ => {
+                self.mismatch(key, value, "a path");
+                None
+            }
+        }
+    }
+}
+
+/// `path` made absolute against `base`, with `.` components removed.
+pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    base.join(path).components().filter(|c| *c != Component::CurDir).collect()
+}
+
+/// The value of a TOML integer, when it fits an `i64`.
+pub(super) fn integer_value(i: &DeInteger<'_>) -> Option<i64> {
+    i64::from_str_radix(i.as_str(), i.radix()).ok()
+}
+
+/// Describes a found value for an error message: strings quoted, numbers
+/// as written, compound values by their kind.
+pub(super) fn found(value: &DeValue<'_>) -> String {
+    const LONGEST: usize = 60;
+    match value {
+        DeValue::String(s) if s.chars().count() > LONGEST => {
+            let head: String = s.chars().take(LONGEST).collect();
+            format!("{head:?}...")
+        }
+        DeValue::String(s) => format!("{s:?}"),
+        DeValue::Integer(i) => i.to_string(),
+        DeValue::Float(f) => f.to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::Datetime(d) => format!("the date-time {d}"),
+        DeValue::Array(_) => "an array".to_owned(),
+        DeValue::Table(_) => "a table".to_owned(),
+    }
+}
+
+/// Whether `name` is a valid supervisor or service name:
+/// `[A-Za-z0-9_.-]+`, other than `.` and `..`.
+pub(super) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// What a valid name looks like, for error messages.
+pub(super) const NAME_RULE: &str = "letters, digits, \"_\", \".\" and \"-\" (not \".\" or \"..\")";
+
+/// Finds the `[service.NAME]` header that the byte `offset` follows, for
+/// naming the service in a syntax error.
+pub(super) fn service_before(text: &str, offset: usize) -> Option<String> {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    for line in before.lines().rev() {
+        let Some(header) = line.trim_start().strip_prefix('[') else { continue };
+        let header = header.strip_prefix('[').unwrap_or(header).trim_start();
+        let Some(rest) = header.strip_prefix("service") else { return None };
+        let rest = rest.trim_start().strip_prefix('.')?.trim_start();
+        let name: String = match rest.chars().next()? {
+            q @ ('"' | '\'') => rest[1..].chars().take_while(|c| *c != q).collect(),
+            _ => rest.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-')).collect(),
+        };
+        return (!name.is_empty()).then_some(name);
+    }
+    None
+}

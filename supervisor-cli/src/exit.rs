@@ -1,0 +1,86 @@
+//! Exit codes, after the LSB conventions for init scripts, and the errors
+//! that map onto them.
+//!
+//! | code | `status` | other commands |
+//! | --- | --- | --- |
+//! | 0 | all named services running | success |
+//! | 1 | a service that should run is dead (backoff, fatal) | failure |
+//! | 2 | | bad arguments (usage, unknown service) |
+//! | 3 | stopped or finished on purpose, or no supervisor | |
+//! | 4 | unknown service | |
+//! | 6 | bad configuration | bad configuration |
+//! | 7 | | the supervisor, or a service to signal, is not running |
+
+use crate::config::ConfigErrors;
+
+/// Success.
+pub const OK: u8 = 0;
+/// Generic failure; for `status`, a service that should run is dead.
+pub const FAILURE: u8 = 1;
+/// Bad arguments.
+pub const USAGE: u8 = 2;
+/// `status`: stopped, or no supervisor running.
+pub const STATUS_STOPPED: u8 = 3;
+/// `status`: unknown service.
+pub const STATUS_UNKNOWN: u8 = 4;
+/// Bad configuration.
+pub const BAD_CONFIG: u8 = 6;
+/// Not running.
+pub const NOT_RUNNING: u8 = 7;
+
+/// Everything that can end a command early.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command line is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// No supervisor answers for this configuration.
+    #[error("supervisor {name:?} is not running ({socket})")]
+    NotRunning {
+        /// The instance.
+        name: String,
+        /// Its socket path.
+        socket: String,
+        /// The exit code that "not running" means for this command.
+        code: u8,
+    },
+    /// A named service does not exist.
+    #[error("{message}")]
+    UnknownService {
+        /// The server's message.
+        message: String,
+        /// The exit code that means for this command.
+        code: u8,
+    },
+    /// The command failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => USAGE,
+            CliError::Config(_) => BAD_CONFIG,
+            CliError::NotRunning { code, .. } => *code,
+            CliError::UnknownService { code, .. } => *code,
+            CliError::Failed(_) => FAILURE,
+        }
+    }
+
+    /// Prints the error on standard error.
+    pub fn report(&self) {
+        match self {
+            CliError::Config(errors) => {
+                for e in &errors.0 {
+                    eprintln!("error: {e}");
+                }
+            }
+            other => eprintln!("supervisor: {other}"),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The `supervisor` command: maps a TOML configuration and subcommands onto
+//! `supervisor-core`.
+//!
+//! [`run`] parses the command line, runs one subcommand and maps its
+//! outcome to an exit code that follows the LSB conventions for init
+//! scripts (see [`exit`]).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod logger;
+
+use exit::CliError;
+
+/// Run, watch and control Unix daemons.
+#[derive(Debug, Parser)]
+#[command(name = "supervisor", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(short, long, global = true, env = "SUPERVISOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Services named on the command line, or all of them.
+#[derive(Debug, Clone, Args)]
+pub struct Targets {
+    /// The services.
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Every service in the configuration.
+    #[arg(long, conflicts_with = "names")]
+    pub all: bool,
+}
+
+/// How long to wait for a command to take effect.
+#[derive(Debug, Clone, Args)]
+pub struct Waiting {
+    /// Return once the command is accepted, without waiting for the state.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Give up waiting after this long ("30s", "2m"); the default is the
+    /// longest stop timeout plus start time in the configuration, plus 10 s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration such as \"10s\" or \"500ms\")"))
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Start the supervisor in the background; return once it answers.
+    Up {
+        /// How long to wait for it to answer.
+        #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+        timeout: Duration,
+    },
+    /// Run the supervisor in the foreground, logging to standard error.
+    Run,
+    /// Show the state of services (exit codes as LSB `status`).
+    Status {
+        /// Services to show (all when none).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start services and wait until they run.
+    Start {
+        #[command(flatten)]
+        targets: Targets,
+        #[command(flatten)]
+        waiting: Waiting,
+    },
+    /// Stop services and wait until they and their descendants are gone.
+    Stop {
+        #[command(flatten)]
+        targets: Targets,
+        #[command(flatten)]
+        waiting: Waiting,
+    },
+    /// Stop services if they run, start them, and wait until they run.
+    Restart {
+        #[command(flatten)]
+        targets: Targets,
+        #[command(flatten)]
+        waiting: Waiting,
+    },
+    /// Suspend services with SIGSTOP.
+    Pause {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Continue paused services with SIGCONT.
+    Resume {
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Send a signal (name such as HUP or SIGHUP, or number) to services.
+    Signal {
+        /// The signal.
+        signal: String,
+        #[command(flatten)]
+        targets: Targets,
+    },
+    /// Stop all services and the supervisor; return once it is gone.
+    Shutdown {
+        /// How long to wait.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+        timeout: Option<Duration>,
+    },
+    /// Validate the configuration: exit 0, or print every error and exit 6.
+    CheckConfig,
+}
+
+/// Runs the command line of this process and returns its exit code.
+pub fn run() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    match commands::dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            e.report();
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// The configuration file to use: `-c`, `SUPERVISOR_CONFIG`, or
+/// `./supervisor.toml`.
+///
+/// # Errors
+///
+/// [`CliError::Usage`] when none is given and the default does not exist.
+pub fn config_path(cli: &Cli) -> Result<PathBuf, CliError> {
+    if let Some(p) = &cli.config {
+        return Ok(p.clone());
+    }
+    let default = PathBuf::from("supervisor.toml");
+    if default.exists() {
+        return Ok(default);
+    }
+    Err(CliError::Usage("no configuration: use -c FILE or set SUPERVISOR_CONFIG".into()))
+}

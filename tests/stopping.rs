@@ -1,0 +1,147 @@
+//! Stopping: KILL after the timeout, no descendant left behind, graceful
+//! shutdown of the whole supervisor.
+
+use std::time::Duration;
+
+use crate::util::{alive, read_pid, wait_for, Fixture};
+
+const T: Duration = Duration::from_secs(15);
+
+fn pid_of(f: &Fixture, name: &str) -> i32 {
+    f.service(name)["pid"].as_i64().expect("pid") as i32
+}
+
+#[test]
+fn a_service_that_ignores_term_is_killed_after_the_timeout() {
+    let mut f = Fixture::new(
+        r#"
+[service.stubborn]
+command = ["HELPER", "ignore-term", "DIR/ready"]
+stop_timeout = "1s"
+min_uptime = "100ms"
+"#,
+    );
+    f.start();
+    f.wait_state("stubborn", "running", T);
+    wait_for("the helper to ignore TERM", T, || read_pid(&f.path("ready")));
+    let pid = pid_of(&f, "stubborn");
+    let (code, _, err) = f.cli_code(&["stop", "stubborn"]);
+    assert_eq!(code, 0, "{err}");
+    let s = f.service("stubborn");
+    assert_eq!(s["state"], "stopped");
+    assert_eq!(s["last_exit"]["signal"], "KILL");
+    assert!(!alive(pid));
+    assert!(f.log().contains("stop timed out"), "{}", f.log());
+}
+
+#[test]
+fn stop_leaves_no_grandchild_in_or_out_of_the_group() {
+    let mut f = Fixture::new(
+        r#"
+[service.forker]
+command = ["HELPER", "fork-child", "DIR/child.pid"]
+min_uptime = "100ms"
+
+[service.escaper]
+command = ["HELPER", "escape", "DIR/escaped.pid"]
+min_uptime = "100ms"
+"#,
+    );
+    f.start();
+    f.wait_state("forker", "running", T);
+    f.wait_state("escaper", "running", T);
+    let child = wait_for("the forked child", T, || read_pid(&f.path("child.pid")));
+    let escaped = wait_for("the escaped grandchild", T, || read_pid(&f.path("escaped.pid")));
+    let leaders = [pid_of(&f, "forker"), pid_of(&f, "escaper")];
+    assert!(alive(child) && alive(escaped));
+    let (code, _, err) = f.cli_code(&["stop", "forker", "escaper"]);
+    assert_eq!(code, 0, "{err}");
+    for pid in [child, escaped, leaders[0], leaders[1]] {
+        assert!(!alive(pid), "pid {pid} outlived its service's stop");
+    }
+    assert_eq!(f.service("escaper")["state"], "stopped");
+}
+
+#[test]
+fn a_crash_that_leaves_an_escaped_grandchild_is_cleaned_up_before_the_restart() {
+    let mut f = Fixture::new(
+        r#"
+[service.escaper]
+command = ["HELPER", "escape", "DIR/escaped.pid"]
+min_uptime = "100ms"
+"#,
+    );
+    f.start();
+    f.wait_state("escaper", "running", T);
+    let escaped = wait_for("the escaped grandchild", T, || read_pid(&f.path("escaped.pid")));
+    std::fs::remove_file(f.path("escaped.pid")).unwrap();
+    let leader = pid_of(&f, "escaper");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(leader), nix::sys::signal::SIGKILL).unwrap();
+    // The orphan is re-parented to the supervisor (a subreaper), stopped, and
+    // only then is the service started again: never two copies at once.
+    let second = wait_for("the next grandchild", T, || read_pid(&f.path("escaped.pid")));
+    assert!(!alive(escaped), "the first grandchild was stopped");
+    assert_ne!(second, escaped);
+    f.wait_state("escaper", "running", T);
+}
+
+#[test]
+fn shutdown_leaves_no_process_behind() {
+    let mut f = Fixture::new(
+        r#"
+[service.a]
+command = ["HELPER", "escape", "DIR/a.pid"]
+min_uptime = "100ms"
+
+[service.b]
+command = ["HELPER", "ignore-term", "DIR/b.pid"]
+stop_timeout = "500ms"
+min_uptime = "100ms"
+
+[service.c]
+command = "HELPER sleep"
+"#,
+    );
+    f.start();
+    for s in ["a", "b", "c"] {
+        f.wait_state(s, if s == "c" { "starting" } else { "running" }, T);
+    }
+    let mut pids = vec![
+        wait_for("a's grandchild", T, || read_pid(&f.path("a.pid"))),
+        wait_for("b ready", T, || read_pid(&f.path("b.pid"))),
+    ];
+    pids.extend(["a", "b", "c"].map(|s| pid_of(&f, s)));
+    let sup = f.supervisor.as_ref().unwrap().id() as i32;
+    let (code, out, err) = f.cli_code(&["shutdown"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(f.wait_exit(T), 0);
+    for pid in pids {
+        assert!(!alive(pid), "pid {pid} survived the shutdown");
+    }
+    assert!(!alive(sup));
+    assert!(!f.socket().exists(), "socket removed");
+    assert!(!f.path("rt/run/supervisor.pid").exists(), "pidfile removed");
+    // And now nothing answers.
+    assert_eq!(f.cli_code(&["status"]).0, 3);
+    assert_eq!(f.cli_code(&["shutdown"]).0, 0, "shutting down a stopped supervisor is success");
+}
+
+#[test]
+fn sigterm_to_the_supervisor_stops_everything_and_exits_0() {
+    let mut f = Fixture::new(
+        r#"
+[service.a]
+command = ["HELPER", "fork-child", "DIR/child.pid"]
+min_uptime = "100ms"
+"#,
+    );
+    f.start();
+    f.wait_state("a", "running", T);
+    let child = wait_for("the child", T, || read_pid(&f.path("child.pid")));
+    let leader = pid_of(&f, "a");
+    let sup = f.supervisor.as_ref().unwrap().id() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::SIGTERM).unwrap();
+    assert_eq!(f.wait_exit(T), 0);
+    assert!(!alive(child) && !alive(leader));
+    assert!(f.log().contains("all services stopped"), "{}", f.log());
+}
