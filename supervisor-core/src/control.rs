@@ -434,7 +434,7 @@ impl ControlClient {
         self.send_raw(&line)?;
         loop {
             let resp = self.read_response(timeout)?;
-            if resp.id == Value::from(id) || resp.id.is_null() {
+            if resp.id == id || resp.id.is_null() {
                 return Ok(resp);
             }
         }

@@ -458,7 +458,7 @@ impl Engine {
                 self.log_transition(idx, before, after);
             }
             for a in actions {
-                self.perform(idx, a, now);
+                self.perform(idx, a);
             }
         }
     }
@@ -484,7 +484,7 @@ impl Engine {
         }
     }
 
-    fn perform(&mut self, idx: usize, action: Action, now: Instant) {
+    fn perform(&mut self, idx: usize, action: Action) {
         match action {
             Action::ArmTimer(t) => self.slots[idx].timer = Some(t),
             Action::CancelTimer => self.slots[idx].timer = None,
@@ -511,7 +511,6 @@ impl Engine {
                         self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
                     }
                 }
-                let _ = now;
             }
         }
     }
@@ -720,21 +719,18 @@ impl Engine {
         }
     }
 
-    fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Response> {
+    fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Box<Response>> {
         if sel.all {
             return Ok((0..self.slots.len()).collect());
         }
         if sel.names.is_empty() {
-            return Err(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all"));
+            return Err(Box::new(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all")));
         }
         let unknown: Vec<&str> =
             sel.names.iter().filter(|n| !self.by_name.contains_key(*n)).map(String::as_str).collect();
         if !unknown.is_empty() {
-            return Err(Response::error(
-                Value::Null,
-                ErrorCode::UnknownService,
-                format!("unknown service(s): {}", unknown.join(", ")),
-            ));
+            let msg = format!("unknown service(s): {}", unknown.join(", "));
+            return Err(Box::new(Response::error(Value::Null, ErrorCode::UnknownService, msg)));
         }
         Ok(sel.names.iter().map(|n| self.by_name[n]).collect())
     }
@@ -761,7 +757,7 @@ impl Engine {
                         st.services = idxs.into_iter().map(|i| st.services[i].clone()).collect();
                         return reply(self, Response::with_status(Value::Null, st));
                     }
-                    Err(e) => return reply(self, e),
+                    Err(e) => return reply(self, *e),
                 }
             }
             Command::Shutdown => {
@@ -776,7 +772,7 @@ impl Engine {
                 };
                 let idxs = match self.resolve(&sel) {
                     Ok(i) => i,
-                    Err(e) => return reply(self, e),
+                    Err(e) => return reply(self, *e),
                 };
                 let mut results = Vec::new();
                 for idx in idxs {
@@ -807,7 +803,7 @@ impl Engine {
         }
         let idxs = match self.resolve(&sel) {
             Ok(i) => i,
-            Err(e) => return reply(self, e),
+            Err(e) => return reply(self, *e),
         };
         for &idx in &idxs {
             self.queue.push_back((idx, event.clone()));

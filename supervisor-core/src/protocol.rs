@@ -203,14 +203,14 @@ impl Response {
 
 /// Parses one request line; on failure, the error response to send (with
 /// the id when the line was JSON with one).
-pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
-    let value: Value = serde_json::from_slice(line)
-        .map_err(|e| Response::error(Value::Null, ErrorCode::BadRequest, format!("not valid JSON: {e}")))?;
+pub fn parse_request(line: &[u8]) -> Result<Request, Box<Response>> {
+    let bad = |id: Value, msg: String| Box::new(Response::error(id, ErrorCode::BadRequest, msg));
+    let value: Value = serde_json::from_slice(line).map_err(|e| bad(Value::Null, format!("not valid JSON: {e}")))?;
     let id = value.get("id").cloned().unwrap_or(Value::Null);
     if !value.is_object() {
-        return Err(Response::error(id, ErrorCode::BadRequest, "a request must be a JSON object"));
+        return Err(bad(id, "a request must be a JSON object".into()));
     }
-    serde_json::from_value(value).map_err(|e| Response::error(id, ErrorCode::BadRequest, format!("bad request: {e}")))
+    serde_json::from_value(value).map_err(|e| bad(id, format!("bad request: {e}")))
 }
 
 #[cfg(test)]
