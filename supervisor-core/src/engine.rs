@@ -119,6 +119,7 @@ pub struct Engine {
     finished: bool,
     table: Option<ProcTable>,
     queue: VecDeque<(usize, Event)>,
+    caught: Vec<Signal>,
 }
 
 impl Engine {
@@ -150,6 +151,7 @@ impl Engine {
             finished: false,
             table: None,
             queue: VecDeque::new(),
+            caught: Vec::new(),
         })
     }
 
@@ -183,6 +185,25 @@ impl Engine {
         self.signals.add(Signal::SIGINT)?;
         self.terminate_on_signals = true;
         Ok(())
+    }
+
+    /// Catches `sig`, so that it no longer has its default action (for
+    /// `SIGHUP`, `SIGUSR1`, `SIGUSR2`: ending the process). Caught signals
+    /// are logged and handed out by [`take_signals`].
+    ///
+    /// [`take_signals`]: Engine::take_signals
+    ///
+    /// # Errors
+    ///
+    /// When the handler cannot be installed (`KILL`, `STOP`).
+    pub fn catch_signal(&mut self, sig: Signal) -> Result<(), EngineError> {
+        self.signals.add(sig)?;
+        Ok(())
+    }
+
+    /// The caught signals that arrived since the last call, oldest first.
+    pub fn take_signals(&mut self) -> Vec<Signal> {
+        std::mem::take(&mut self.caught)
     }
 
     /// Serves the control protocol on a Unix socket at `path`.
@@ -368,7 +389,10 @@ impl Engine {
                                 log::info!("received SIG{}", signal_name(sig));
                                 self.shutdown();
                             }
-                            _ => {}
+                            other => {
+                                log::info!("received SIG{}", signal_name(other));
+                                self.caught.push(other);
+                            }
                         }
                     }
                 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::fcntl::{Flock, FlockArg};
 use supervisor_core::control::make_private_dir;
 use supervisor_core::protocol::Command;
-use supervisor_core::Engine;
+use supervisor_core::{Engine, Signal};
 
 use crate::config::Config;
 use crate::exit::{self, CliError};
@@ -70,6 +70,10 @@ pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
     let mut engine = Engine::new(config.name.clone()).map_err(failed)?;
     engine.own_process().map_err(failed)?;
     engine.stop_on_signals().map_err(failed)?;
+    // Stray signals must not end the supervisor (their default action).
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
+        engine.catch_signal(sig).map_err(failed)?;
+    }
     engine.serve_control(&config.socket_path(), config.access.clone()).map_err(failed)?;
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
@@ -80,6 +84,12 @@ pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
     );
     for svc in &config.services {
         engine.add_service(svc.clone()).map_err(failed)?;
+    }
+    while !engine.is_finished() {
+        engine.turn(None).map_err(failed)?;
+        for sig in engine.take_signals() {
+            log::warn!("SIG{} has no meaning for the supervisor yet; ignored", supervisor_core::signal_name(sig));
+        }
     }
     engine.run().map_err(failed)?;
     let _ = fs::remove_file(&pidfile);

@@ -280,7 +280,7 @@ pub(super) fn service_before(text: &str, offset: usize) -> Option<String> {
     for line in before.lines().rev() {
         let Some(header) = line.trim_start().strip_prefix('[') else { continue };
         let header = header.strip_prefix('[').unwrap_or(header).trim_start();
-        let Some(rest) = header.strip_prefix("service") else { return None };
+        let rest = header.strip_prefix("service")?;
         let rest = rest.trim_start().strip_prefix('.')?.trim_start();
         let name: String = match rest.chars().next()? {
             q @ ('"' | '\'') => rest[1..].chars().take_while(|c| *c != q).collect(),
