@@ -5,7 +5,7 @@ mod util;
 
 mod cli_exit_codes;
 mod config_errors;
-mod engine;
 mod control_socket;
+mod engine;
 mod lifecycle;
 mod stopping;
