@@ -265,3 +265,34 @@ user = "nobody"
     assert!(report.contains(&format!("gid={}\n", nobody.gid)), "{report}");
     assert!(!report.lines().any(|l| l == "groups=0" || l.starts_with("groups=0,")), "root's groups dropped: {report}");
 }
+
+fn proc_state(pid: i32) -> char {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')').next().unwrap().trim_start().chars().next().unwrap()
+}
+
+#[test]
+fn pause_and_resume() {
+    let mut f = Fixture::new(
+        r#"
+[service.p]
+command = ["HELPER", "sleep"]
+min_uptime = "100ms"
+stop_timeout = "5s"
+"#,
+    );
+    f.start();
+    let pid = f.wait_state("p", "running", T)["pid"].as_i64().unwrap() as i32;
+    assert_eq!(f.cli_code(&["pause", "p"]).0, 0);
+    assert_eq!(f.service("p")["state"], "paused");
+    wait_for("the process to stop", T, || (proc_state(pid) == 'T').then_some(()));
+    assert_eq!(f.cli_code(&["status", "p"]).0, 0, "a paused service still runs");
+    assert_eq!(f.cli_code(&["resume", "p"]).0, 0);
+    assert_eq!(f.service("p")["state"], "running");
+    wait_for("the process to continue", T, || (proc_state(pid) != 'T').then_some(()));
+    // A paused service stops promptly: TERM is followed by CONT.
+    assert_eq!(f.cli_code(&["pause", "p"]).0, 0);
+    assert_eq!(f.cli_code(&["stop", "p"]).0, 0);
+    let s = f.service("p");
+    assert_eq!(s["last_exit"]["signal"], "TERM", "{s}");
+}
