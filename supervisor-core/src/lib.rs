@@ -79,6 +79,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod lsb;
 pub mod procfs;
 pub mod protocol;
 pub mod reap;
@@ -91,6 +92,7 @@ pub mod sys;
 
 pub use control::{AccessPolicy, ControlClient, ControlServer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
+pub use lsb::LsbStatus;
 pub use nix::sys::signal::Signal;
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
 pub use service::{

@@ -3,26 +3,20 @@
 use std::time::Duration;
 
 use supervisor_core::protocol::Command;
-use supervisor_core::{ExitStatus, Expected, ServiceState, ServiceStatus, StatusSnapshot};
+use supervisor_core::{ExitStatus, LsbStatus, ServiceStatus, StatusSnapshot};
 
 use crate::config::Config;
 use crate::exit::{self, CliError};
 
 /// The LSB `status` code of one service.
 pub fn lsb_code(s: &ServiceStatus) -> u8 {
-    match s.state {
-        ServiceState::Running | ServiceState::Starting | ServiceState::Paused => exit::OK,
-        ServiceState::Stopping if s.wanted == Expected::Running => exit::OK,
-        ServiceState::Stopping | ServiceState::Stopped | ServiceState::Exited => exit::STATUS_STOPPED,
-        ServiceState::Backoff | ServiceState::Fatal => exit::FAILURE,
-    }
+    LsbStatus::of(s).code()
 }
 
 /// The code for several services: the first that applies of 1, 3, 0
 /// (4, unknown service, is decided before).
 pub fn combined_code(services: &[ServiceStatus]) -> u8 {
-    let codes: Vec<u8> = services.iter().map(lsb_code).collect();
-    [exit::FAILURE, exit::STATUS_STOPPED].into_iter().find(|c| codes.contains(c)).unwrap_or(exit::OK)
+    LsbStatus::combine(services.iter().map(LsbStatus::of)).map_or(exit::OK, LsbStatus::code)
 }
 
 /// `status [NAME...] [--json]`.
@@ -99,6 +93,7 @@ pub fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use supervisor_core::{Expected, ServiceState};
 
     fn svc(state: ServiceState, wanted: Expected) -> ServiceStatus {
         ServiceStatus {
