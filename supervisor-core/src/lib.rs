@@ -78,8 +78,10 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod daemon;
 pub mod engine;
 pub mod lsb;
+pub mod pidfile;
 pub mod procfs;
 pub mod protocol;
 pub mod reap;
@@ -89,14 +91,18 @@ pub mod spawn;
 pub mod state;
 pub mod status;
 pub mod sys;
+pub mod transcript;
 
 pub use control::{AccessPolicy, ControlClient, ControlServer};
+pub use daemon::{Daemonized, Daemonizer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
 pub use lsb::LsbStatus;
+pub use pidfile::{PidFile, PidState};
 pub use nix::sys::signal::Signal;
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
 pub use service::{
     parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError,
 };
 pub use state::{Action, Event, Machine};
+pub use transcript::{Timestamps, Transcript, TranscriptConfig};
 pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};

@@ -58,6 +58,90 @@ pub fn set_child_subreaper() -> io::Result<()> {
     nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
 }
 
+/// Forks: `Some(child)` in the parent, `None` in the child.
+///
+/// The caller must make sure the process has a single thread (see
+/// [`crate::daemon::Daemonizer::daemonize`]), so that no lock can be held
+/// by a thread that does not exist in the child.
+///
+/// # Errors
+///
+/// The `fork` error.
+pub fn fork() -> io::Result<Option<i32>> {
+    // SAFETY: callers only fork single-threaded processes (checked by the
+    // daemonizer), so the child may go on running ordinary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// Ends the process at once, without running destructors or flushing
+/// buffers (for a forked child that must not touch its parent's state).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// `dup2(from, to)`.
+///
+/// # Errors
+///
+/// The `dup2` error.
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    // SAFETY: dup2 only manipulates the descriptor table; `to` is replaced
+    // on purpose (it is one of 0, 1, 2 in this crate).
+    if unsafe { libc::dup2(from, to) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from `first` up, except those in `keep`.
+pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
+    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|k| *k >= first).collect();
+    keep.sort_unstable();
+    let mut lo = first as libc::c_uint;
+    for k in keep.into_iter().map(|k| k as libc::c_uint).chain(std::iter::once(libc::c_uint::MAX)) {
+        if k > lo {
+            let hi = if k == libc::c_uint::MAX { k } else { k - 1 };
+            // SAFETY: close_range only closes descriptors; those kept are
+            // excluded from the range, and no Rust object owns the others in
+            // a freshly daemonized process.
+            let r = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0 as libc::c_uint) };
+            if r != 0 {
+                // Old kernel: close one by one up to a sane limit.
+                for fd in lo..=hi.min(4096) {
+                    // SAFETY: as above.
+                    unsafe { libc::close(fd as RawFd) };
+                }
+            }
+        }
+        lo = k.saturating_add(1);
+    }
+}
+
+/// Sets or clears `FD_CLOEXEC` on a descriptor.
+///
+/// # Errors
+///
+/// The `fcntl` error.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor only change its flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+        if libc::fcntl(fd, libc::F_SETFD, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Waits in `poll(2)` for the descriptors, at most `timeout` (forever
 /// when `None`). A signal ends the wait early with no event, like a
 /// timeout.

@@ -1,0 +1,454 @@
+//! Transcripts: a service's standard output and error, captured through
+//! pipes and appended to a file, line by line.
+//!
+//! Only whole lines are written: what a stream sends after its last newline
+//! waits for the rest of its line (or for the process to end), so lines of
+//! stdout and stderr never cut into each other and rotation never splits
+//! one. Each line can carry a timestamp (RFC 3339, or TAI64N as
+//! daemontools' `multilog` writes it) and a stream tag (`out`/`err`).
+//!
+//! A transcript that cannot be written (disk full, file size limit, a
+//! removed directory) never blocks the service: the bytes are dropped and
+//! counted, the error is logged once, and writing resumes as soon as it
+//! works again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The longest line kept waiting for its end; longer ones are written in
+/// pieces of this size.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// How often a transcript that cannot be opened is tried again.
+const RETRY_OPEN: Duration = Duration::from_secs(1);
+
+/// What each line starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Timestamps {
+    /// Nothing.
+    #[default]
+    None,
+    /// `2026-11-21T07:30:00.123456Z `.
+    Rfc3339,
+    /// `@4000000069201a58075bcd15 ` (TAI64N, as `multilog t` writes).
+    Tai64n,
+}
+
+/// Where and how a transcript is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscriptConfig {
+    /// The file; rotated copies are `PATH.1` ... `PATH.KEEP`.
+    pub path: PathBuf,
+    /// Per-line timestamps.
+    pub timestamps: Timestamps,
+    /// Prefix each line with its stream, `out` or `err`.
+    pub tag: bool,
+    /// Rotate before the file would grow past this many bytes.
+    pub max_size: Option<u64>,
+    /// How many rotated files to keep.
+    pub keep: usize,
+}
+
+impl TranscriptConfig {
+    /// A plain transcript at `path`: no timestamps, no tags, no rotation.
+    pub fn new(path: impl Into<PathBuf>) -> TranscriptConfig {
+        TranscriptConfig { path: path.into(), timestamps: Timestamps::None, tag: false, max_size: None, keep: 5 }
+    }
+
+    /// Whether lines must be looked at one by one.
+    fn per_line(&self) -> bool {
+        self.timestamps != Timestamps::None || self.tag || self.max_size.is_some()
+    }
+}
+
+/// Which stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Out,
+    /// Standard error.
+    Err,
+}
+
+impl Stream {
+    fn tag(self) -> &'static [u8] {
+        match self {
+            Stream::Out => b"out ",
+            Stream::Err => b"err ",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// An open transcript.
+#[derive(Debug)]
+pub struct Transcript {
+    cfg: TranscriptConfig,
+    file: Option<File>,
+    size: u64,
+    partial: [Vec<u8>; 2],
+    out: Vec<u8>,
+    dropped: u64,
+    failing: Option<String>,
+    retry_open: Option<Instant>,
+    name: String,
+}
+
+impl Transcript {
+    /// Opens (or creates) the transcript of service `name`. A file that
+    /// cannot be opened is not an error: it is tried again later, and the
+    /// output is counted as dropped meanwhile.
+    pub fn open(name: &str, cfg: TranscriptConfig) -> Transcript {
+        let mut t = Transcript {
+            cfg,
+            file: None,
+            size: 0,
+            partial: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            dropped: 0,
+            failing: None,
+            retry_open: None,
+            name: name.to_string(),
+        };
+        t.try_open(Instant::now());
+        t
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TranscriptConfig {
+        &self.cfg
+    }
+
+    /// Bytes that could not be written so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// The current write error, if writing fails.
+    pub fn error(&self) -> Option<&str> {
+        self.failing.as_deref()
+    }
+
+    fn try_open(&mut self, now: Instant) {
+        match open_append(&self.cfg.path) {
+            Ok(f) => {
+                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                self.file = Some(f);
+                self.retry_open = None;
+            }
+            Err(e) => {
+                self.file = None;
+                self.retry_open = Some(now + RETRY_OPEN);
+                self.fail(format!("open {}: {e}", self.cfg.path.display()));
+            }
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.failing.is_none() {
+            log::error!("{}: transcript: {msg}; output is dropped until it can be written", self.name);
+        }
+        self.failing = Some(msg);
+    }
+
+    fn recovered(&mut self) {
+        if let Some(msg) = self.failing.take() {
+            log::warn!("{}: transcript writable again after: {msg} ({} bytes dropped so far)", self.name, self.dropped);
+        }
+    }
+
+    /// Closes and reopens the file at the configured path: after an
+    /// outside tool renamed it, new lines go to a new file.
+    pub fn reopen(&mut self) {
+        self.file = None;
+        self.try_open(Instant::now());
+    }
+
+    /// Takes a chunk read from one stream and writes every line it
+    /// completes.
+    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+        let pending = &mut self.partial[stream.index()];
+        let Some(last_nl) = data.iter().rposition(|b| *b == b'\n') else {
+            pending.extend_from_slice(data);
+            if pending.len() >= MAX_LINE {
+                let mut line = std::mem::take(pending);
+                line.push(b'\n');
+                self.emit(stream, &line);
+            }
+            return;
+        };
+        let (complete, rest) = data.split_at(last_nl + 1);
+        if pending.is_empty() {
+            self.emit(stream, complete);
+        } else {
+            let mut joined = std::mem::take(pending);
+            joined.extend_from_slice(complete);
+            self.emit(stream, &joined);
+        }
+        self.partial[stream.index()].extend_from_slice(rest);
+    }
+
+    /// Writes what is left of unfinished lines (the process ended), each
+    /// with a newline added.
+    pub fn finish_lines(&mut self) {
+        for stream in [Stream::Out, Stream::Err] {
+            if !self.partial[stream.index()].is_empty() {
+                let mut line = std::mem::take(&mut self.partial[stream.index()]);
+                line.push(b'\n');
+                self.emit(stream, &line);
+            }
+        }
+    }
+
+    /// Formats whole lines (`lines` ends with a newline) and writes them.
+    fn emit(&mut self, stream: Stream, lines: &[u8]) {
+        if self.file.is_none() {
+            let now = Instant::now();
+            if self.retry_open.is_none_or(|t| now >= t) {
+                self.try_open(now);
+            }
+            if self.file.is_none() {
+                self.dropped += lines.len() as u64;
+                return;
+            }
+        }
+        if !self.cfg.per_line() {
+            self.write_out(lines);
+            return;
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let stamp = stamp(self.cfg.timestamps, SystemTime::now());
+        for line in lines.split_inclusive(|b| *b == b'\n') {
+            let start = out.len();
+            out.extend_from_slice(stamp.as_bytes());
+            if self.cfg.tag {
+                out.extend_from_slice(stream.tag());
+            }
+            out.extend_from_slice(line);
+            if let Some(max) = self.cfg.max_size {
+                let pending_size = self.size + out.len() as u64;
+                if pending_size > max && self.size + start as u64 > 0 {
+                    // This line would pass the limit: write what comes
+                    // before it, rotate, and start the new file with it.
+                    let line_bytes = out.split_off(start);
+                    self.write_out(&out);
+                    self.rotate();
+                    out = line_bytes;
+                }
+            }
+        }
+        self.write_out(&out);
+        self.out = out;
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let Some(file) = self.file.as_mut() else {
+            self.dropped += bytes.len() as u64;
+            return;
+        };
+        let mut written = 0;
+        while written < bytes.len() {
+            match file.write(&bytes[written..]) {
+                Ok(0) => break,
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.size += written as u64;
+                    self.dropped += (bytes.len() - written) as u64;
+                    self.fail(format!("write {}: {e}", self.cfg.path.display()));
+                    return;
+                }
+            }
+        }
+        self.size += written as u64;
+        self.dropped += (bytes.len() - written) as u64;
+        self.recovered();
+    }
+
+    /// `PATH.(N-1)` -> `PATH.N`, ..., `PATH` -> `PATH.1`, then a new `PATH`.
+    fn rotate(&mut self) {
+        let keep = self.cfg.keep;
+        let path = self.cfg.path.clone();
+        let numbered = |n: usize| {
+            let mut p = path.clone().into_os_string();
+            p.push(format!(".{n}"));
+            PathBuf::from(p)
+        };
+        if keep == 0 {
+            let _ = fs::remove_file(&path);
+        } else {
+            for n in (1..keep).rev() {
+                let _ = fs::rename(numbered(n), numbered(n + 1));
+            }
+            if let Err(e) = fs::rename(&path, numbered(1)) {
+                self.fail(format!("rotate {}: {e}", path.display()));
+            }
+        }
+        self.file = None;
+        self.try_open(Instant::now());
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC).open(path)
+}
+
+/// The prefix for a line written at `now`.
+pub fn stamp(kind: Timestamps, now: SystemTime) -> String {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    match kind {
+        Timestamps::None => String::new(),
+        Timestamps::Rfc3339 => format!("{} ", rfc3339_micros(d)),
+        Timestamps::Tai64n => {
+            // TAI64: 2^62 + seconds since 1970 TAI (10 s ahead of UTC in
+            // 1970, the offset multilog uses); then nanoseconds.
+            let label = (1u64 << 62) + d.as_secs() + 10;
+            format!("@{label:016x}{:08x} ", d.subsec_nanos())
+        }
+    }
+}
+
+/// `2026-11-21T07:30:00.123456Z` for a time since the epoch (UTC).
+pub fn rfc3339_micros(d: Duration) -> String {
+    let secs = d.as_secs() as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_default()
+    }
+
+    #[test]
+    fn only_whole_lines_are_written_and_streams_do_not_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let mut cfg = TranscriptConfig::new(&path);
+        cfg.tag = true;
+        let mut t = Transcript::open("t", cfg);
+        t.write(Stream::Out, b"hel");
+        t.write(Stream::Err, b"oops\nhalf");
+        t.write(Stream::Out, b"lo\nworld\n");
+        assert_eq!(read(&path), "err oops\nout hello\nout world\n");
+        t.finish_lines();
+        assert_eq!(read(&path), "err oops\nout hello\nout world\nerr half\n");
+    }
+
+    #[test]
+    fn appends_and_never_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        fs::write(&path, "old\n").unwrap();
+        let mut t = Transcript::open("t", TranscriptConfig::new(&path));
+        t.write(Stream::Out, b"new\n");
+        assert_eq!(read(&path), "old\nnew\n");
+    }
+
+    #[test]
+    fn rotation_keeps_every_line_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let mut cfg = TranscriptConfig::new(&path);
+        cfg.max_size = Some(100);
+        cfg.keep = 3;
+        let mut t = Transcript::open("t", cfg);
+        for i in 0..40 {
+            t.write(Stream::Out, format!("line {i:04} xxxxxxxxxx\n").as_bytes());
+        }
+        let mut all = String::new();
+        for name in ["t.log.3", "t.log.2", "t.log.1", "t.log"] {
+            let text = read(&dir.path().join(name));
+            assert!(text.len() <= 100, "{name} is {} bytes", text.len());
+            assert!(text.ends_with('\n'));
+            all.push_str(&text);
+        }
+        assert!(!dir.path().join("t.log.4").exists());
+        let lines: Vec<&str> = all.lines().collect();
+        assert!(lines.iter().all(|l| l.len() == 20), "no split line: {lines:?}");
+        // The newest lines survive, in order.
+        assert_eq!(*lines.last().unwrap(), "line 0039 xxxxxxxxxx");
+        let nums: Vec<u32> = lines.iter().map(|l| l[5..9].parse().unwrap()).collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+
+    #[test]
+    fn reopen_follows_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let mut t = Transcript::open("t", TranscriptConfig::new(&path));
+        t.write(Stream::Out, b"one\n");
+        fs::rename(&path, dir.path().join("t.log.old")).unwrap();
+        t.write(Stream::Out, b"two\n");
+        t.reopen();
+        t.write(Stream::Out, b"three\n");
+        assert_eq!(read(&dir.path().join("t.log.old")), "one\ntwo\n");
+        assert_eq!(read(&path), "three\n");
+    }
+
+    #[test]
+    fn an_unwritable_transcript_counts_drops_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("gone");
+        fs::create_dir(&sub).unwrap();
+        let path = sub.join("t.log");
+        let mut t = Transcript::open("t", TranscriptConfig::new(&path));
+        fs::remove_file(&path).unwrap();
+        fs::remove_dir(&sub).unwrap();
+        t.reopen();
+        t.write(Stream::Out, b"lost\n");
+        assert_eq!(t.dropped(), 5);
+        assert!(t.error().is_some());
+        fs::create_dir(&sub).unwrap();
+        t.retry_open = Some(Instant::now());
+        t.write(Stream::Out, b"back\n");
+        assert_eq!(read(&path), "back\n");
+        assert!(t.error().is_none());
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = UNIX_EPOCH + Duration::new(1_795_246_200, 123_456_789);
+        assert_eq!(stamp(Timestamps::Rfc3339, t), "2026-11-21T07:30:00.123456Z ");
+        assert_eq!(stamp(Timestamps::Tai64n, t), format!("@{:016x}075bcd15 ", (1u64 << 62) + 1_795_246_210));
+        assert_eq!(stamp(Timestamps::None, t), "");
+    }
+}
