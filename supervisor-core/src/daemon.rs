@@ -129,8 +129,8 @@ impl Daemonizer {
         let dir = self.directory.clone();
         let (r, w) = crate::sys::pipe().map_err(sys("pipe"))?;
         // The caller must read blocking.
-        set_nonblocking(r.as_raw_fd(), false);
-        set_nonblocking(w.as_raw_fd(), false);
+        crate::sys::set_nonblocking(r.as_raw_fd(), false).map_err(sys("fcntl"))?;
+        crate::sys::set_nonblocking(w.as_raw_fd(), false).map_err(sys("fcntl"))?;
         match crate::sys::fork().map_err(sys("fork"))? {
             Some(child) => {
                 drop(w);
@@ -181,17 +181,6 @@ fn thread_count() -> usize {
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Threads:").map(|n| n.trim().parse().unwrap_or(1))))
         .unwrap_or(1)
-}
-
-fn set_nonblocking(fd: RawFd, on: bool) {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    // SAFETY: the descriptor is open and owned by the caller for this call.
-    let bfd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    if let Ok(flags) = fcntl(bfd, FcntlArg::F_GETFL) {
-        let mut f = OFlag::from_bits_truncate(flags);
-        f.set(OFlag::O_NONBLOCK, on);
-        let _ = fcntl(bfd, FcntlArg::F_SETFL(f));
-    }
 }
 
 impl Readiness {

@@ -18,6 +18,9 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::control::{AccessPolicy, ClientId, ControlServer};
+use crate::output::ServiceOutput;
+use crate::pidfile::PidFile;
+use crate::transcript::Stream;
 use crate::procfs::{self, ProcTable};
 use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
 use crate::reap::{reap, ReapScope};
@@ -75,6 +78,8 @@ struct Slot {
     leader: Option<i32>,
     pgid: Option<i32>,
     members: Vec<Member>,
+    output: Option<ServiceOutput>,
+    pidfile: Option<PidFile>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +103,7 @@ enum Source {
     Control,
     Exec(usize),
     Member(usize, i32),
+    Output(usize, Stream),
 }
 
 /// The supervision engine. See the crate documentation for an example.
@@ -234,6 +240,7 @@ impl Engine {
         let now = self.clock.now();
         let expected = svc.expected;
         let idx = self.slots.len();
+        let output = ServiceOutput::new(&svc)?;
         self.by_name.insert(svc.name.clone(), idx);
         self.slots.push(Slot {
             m: Machine::new(expected, now),
@@ -243,6 +250,8 @@ impl Engine {
             leader: None,
             pgid: None,
             members: Vec::new(),
+            output,
+            pidfile: None,
         });
         if expected == Expected::Running && !self.shutting_down {
             self.queue.push_back((idx, Event::Start));
@@ -311,6 +320,9 @@ impl Engine {
             last_exit: s.m.last_exit(),
             error: s.m.error().map(str::to_owned),
             descendants: s.members.len(),
+            transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
+            dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
+            transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
         }
     }
 
@@ -398,6 +410,11 @@ impl Engine {
                 }
                 Source::Control => control_ready.push(pfd.fd),
                 Source::Exec(idx) => self.read_exec_status(idx),
+                Source::Output(idx, stream) => {
+                    if let Some(o) = self.slots[idx].output.as_mut() {
+                        o.read_ready(stream);
+                    }
+                }
                 Source::Member(idx, pid) => {
                     self.slots[idx].members.retain(|m| m.pid != pid);
                     sigchld = true;
@@ -441,6 +458,11 @@ impl Engine {
         for (i, s) in self.slots.iter().enumerate() {
             if let Some(p) = &s.exec_pipe {
                 add(p.as_raw_fd(), libc::POLLIN, Source::Exec(i));
+            }
+            if let Some(o) = &s.output {
+                for (fd, stream) in o.poll_fds() {
+                    add(fd, libc::POLLIN, Source::Output(i, stream));
+                }
             }
             for m in &s.members {
                 if let Some(fd) = &m.pidfd {
@@ -520,9 +542,11 @@ impl Engine {
             }
             Action::Spawn => {
                 let slot = &mut self.slots[idx];
-                match spawn::spawn(&slot.svc) {
+                let pipes = slot.output.as_ref().map(ServiceOutput::pipes).unwrap_or_default();
+                match spawn::spawn(&slot.svc, pipes) {
                     Ok(sp) => {
                         log::info!("{}: started pid {}", slot.svc.name, sp.pid);
+                        Self::write_pidfile(slot, sp.pid);
                         slot.leader = Some(sp.pid);
                         slot.pgid = Some(sp.pid);
                         slot.exec_pipe = Some(sp.exec_status);
@@ -537,6 +561,36 @@ impl Engine {
                 }
             }
         }
+    }
+
+    fn write_pidfile(slot: &mut Slot, pid: i32) {
+        let Some(path) = &slot.svc.pidfile else { return };
+        let result = match slot.pidfile.as_mut() {
+            Some(pf) => pf.write_pid(pid),
+            None => PidFile::acquire_with(path, pid).map(|pf| slot.pidfile = Some(pf)),
+        };
+        if let Err(e) = result {
+            log::error!("{}: {e}", slot.svc.name);
+        }
+    }
+
+    /// Reopens the transcript of `name`, or of every service when `None`.
+    ///
+    /// # Errors
+    ///
+    /// [`EngineError::UnknownService`].
+    pub fn reopen(&mut self, name: Option<&str>) -> Result<(), EngineError> {
+        let idxs: Vec<usize> = match name {
+            Some(n) => vec![*self.by_name.get(n).ok_or_else(|| EngineError::UnknownService(n.into()))?],
+            None => (0..self.slots.len()).collect(),
+        };
+        for idx in idxs {
+            if let Some(o) = self.slots[idx].output.as_mut() {
+                o.reopen();
+                log::info!("{}: transcript reopened", self.slots[idx].svc.name);
+            }
+        }
+        Ok(())
     }
 
     fn read_exec_status(&mut self, idx: usize) {
@@ -590,6 +644,10 @@ impl Engine {
                 }
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
+                slot.pidfile = None;
+                if let Some(o) = slot.output.as_mut() {
+                    o.drain();
+                }
                 log::info!("{}: pid {pid} {status}", slot.svc.name);
                 self.table = None;
                 let leftovers = self.find_leftovers(idx);
@@ -780,6 +838,29 @@ impl Engine {
                         let mut st = self.status();
                         st.services = idxs.into_iter().map(|i| st.services[i].clone()).collect();
                         return reply(self, Response::with_status(Value::Null, st));
+                    }
+                    Err(e) => return reply(self, *e),
+                }
+            }
+            Command::Reopen { names } => {
+                let sel = Selection { all: names.is_empty(), names };
+                match self.resolve(&sel) {
+                    Ok(idxs) => {
+                        let mut results = Vec::new();
+                        for idx in idxs {
+                            let name = self.slots[idx].svc.name.clone();
+                            let has = self.slots[idx].output.is_some();
+                            if has {
+                                let _ = self.reopen(Some(&name));
+                            }
+                            results.push(ServiceResult {
+                                name,
+                                state: self.slots[idx].m.state(),
+                                ok: has || sel.all,
+                                message: (!has && !sel.all).then(|| "no transcript".to_string()),
+                            });
+                        }
+                        return reply(self, Response::with_services(Value::Null, results));
                     }
                     Err(e) => return reply(self, *e),
                 }

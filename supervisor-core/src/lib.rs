@@ -81,6 +81,7 @@ pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod lsb;
+pub mod output;
 pub mod pidfile;
 pub mod procfs;
 pub mod protocol;

@@ -94,6 +94,13 @@ pub enum Command {
         #[serde(flatten)]
         sel: Selection,
     },
+    /// Reopen the transcripts of the named services (all when none are
+    /// named), after an outside tool renamed them.
+    Reopen {
+        /// Services; empty means all.
+        #[serde(default)]
+        names: Vec<String>,
+    },
     /// Stop every service, then the supervisor. Answered once all are
     /// stopped, just before the supervisor exits.
     Shutdown,

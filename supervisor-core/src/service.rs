@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
 use crate::restart::RestartPolicy;
+use crate::transcript::TranscriptConfig;
 
 /// How a service's program is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +170,8 @@ pub enum Output {
     Null,
     /// A file, created if needed and always appended to, never truncated.
     File(PathBuf),
+    /// A pipe into the service's transcript ([`Service::transcript`]).
+    Transcript,
 }
 
 /// The environment a service is started with.
@@ -212,6 +215,10 @@ pub struct Service {
     pub stdout: Output,
     /// Where standard error goes.
     pub stderr: Output,
+    /// The transcript that [`Output::Transcript`] streams go to.
+    pub transcript: Option<TranscriptConfig>,
+    /// A pidfile to keep the main process's pid in, for outside tools.
+    pub pidfile: Option<PathBuf>,
 }
 
 impl Service {
@@ -232,6 +239,8 @@ impl Service {
             stop_timeout: Duration::from_secs(10),
             stdout: Output::Inherit,
             stderr: Output::Inherit,
+            transcript: None,
+            pidfile: None,
         }
     }
 }

@@ -81,17 +81,31 @@ struct Prepared {
     umask: Option<libc::mode_t>,
     ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
     stdin: OwnedFd,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
+    stdout: Option<RawFd>,
+    stderr: Option<RawFd>,
+    /// Files opened for stdout and stderr, kept open until the fork.
+    _files: Vec<OwnedFd>,
+}
+
+/// The write ends of transcript pipes for a child's stdout and stderr.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pipes {
+    /// For [`Output::Transcript`] on stdout.
+    pub stdout: Option<RawFd>,
+    /// For [`Output::Transcript`] on stderr.
+    pub stderr: Option<RawFd>,
 }
 
 fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
     CString::new(s.as_ref().as_bytes()).map_err(|_| SpawnError::Setup(format!("{what} contains a NUL byte")))
 }
 
-fn open_output(out: &Output, what: &str) -> Result<Option<OwnedFd>, SpawnError> {
+fn open_output(out: &Output, what: &str, pipe: Option<RawFd>, files: &mut Vec<OwnedFd>) -> Result<Option<RawFd>, SpawnError> {
     let path = match out {
         Output::Inherit => return Ok(None),
+        Output::Transcript => {
+            return pipe.map(Some).ok_or_else(|| SpawnError::Setup(format!("{what} goes to a transcript, but none is set")))
+        }
         Output::Null => Path::new("/dev/null"),
         Output::File(p) => p.as_path(),
     };
@@ -102,7 +116,10 @@ fn open_output(out: &Output, what: &str) -> Result<Option<OwnedFd>, SpawnError> 
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| SpawnError::Setup(format!("open {what} file {}: {e}", path.display())))?;
-    Ok(Some(f.into()))
+    let fd = OwnedFd::from(f);
+    let raw = fd.as_raw_fd();
+    files.push(fd);
+    Ok(Some(raw))
 }
 
 /// Resolves the user and group to (uid, gid, supplementary groups).
@@ -185,7 +202,7 @@ fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
     env.into_iter().collect()
 }
 
-fn prepare(svc: &Service) -> Result<Prepared, SpawnError> {
+fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
     let argv_s = svc.command.argv();
     let env = environment(svc);
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
@@ -203,6 +220,9 @@ fn prepare(svc: &Service) -> Result<Prepared, SpawnError> {
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/null")
         .map_err(|e| SpawnError::Setup(format!("open /dev/null: {e}")))?;
+    let mut files = Vec::new();
+    let stdout = open_output(&svc.stdout, "stdout", pipes.stdout, &mut files)?;
+    let stderr = open_output(&svc.stderr, "stderr", pipes.stderr, &mut files)?;
     Ok(Prepared {
         program: cstring(program_path.as_os_str(), "program path")?,
         argv: argv_s.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?,
@@ -211,8 +231,9 @@ fn prepare(svc: &Service) -> Result<Prepared, SpawnError> {
         umask: svc.umask.map(|m| m as libc::mode_t),
         ids: resolve_ids(svc)?,
         stdin: devnull.into(),
-        stdout: open_output(&svc.stdout, "stdout")?,
-        stderr: open_output(&svc.stderr, "stderr")?,
+        stdout,
+        stderr,
+        _files: files,
     })
 }
 
@@ -226,7 +247,8 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Forks and starts `svc` in a new process group.
+/// Forks and starts `svc` in a new process group; its transcript streams
+/// get the write ends in `pipes`.
 ///
 /// Returns as soon as the child exists; whether its `exec` succeeded is
 /// learnt from [`Spawned::exec_status`].
@@ -235,8 +257,8 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 ///
 /// [`SpawnError::Setup`] when the program, user, group or an output file
 /// cannot be resolved; [`SpawnError::Fork`] when `fork` fails.
-pub fn spawn(svc: &Service) -> Result<Spawned, SpawnError> {
-    let prep = prepare(svc)?;
+pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
+    let prep = prepare(svc, pipes)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::Setup(format!("pipe: {e}")))?;
 
     let mut argv: Vec<*const libc::c_char> = prep.argv.iter().map(|a| a.as_ptr()).collect();
@@ -313,13 +335,13 @@ unsafe fn child_after_fork(
     if libc::dup2(prep.stdin.as_raw_fd(), 0) < 0 {
         child_fail(status_fd, 1);
     }
-    if let Some(fd) = &prep.stdout {
-        if libc::dup2(fd.as_raw_fd(), 1) < 0 {
+    if let Some(fd) = prep.stdout {
+        if libc::dup2(fd, 1) < 0 {
             child_fail(status_fd, 1);
         }
     }
-    if let Some(fd) = &prep.stderr {
-        if libc::dup2(fd.as_raw_fd(), 2) < 0 {
+    if let Some(fd) = prep.stderr {
+        if libc::dup2(fd, 2) < 0 {
             child_fail(status_fd, 1);
         }
     }

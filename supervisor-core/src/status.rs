@@ -153,6 +153,15 @@ pub struct ServiceStatus {
     pub error: Option<String>,
     /// Descendant processes tracked beside the main process.
     pub descendants: usize,
+    /// The transcript file, when output is captured.
+    #[serde(default)]
+    pub transcript: Option<std::path::PathBuf>,
+    /// Output bytes that could not be written to the transcript.
+    #[serde(default)]
+    pub dropped_bytes: u64,
+    /// Why the transcript cannot be written now, if it cannot.
+    #[serde(default)]
+    pub transcript_error: Option<String>,
 }
 
 /// The supervisor's own part of a status snapshot.

@@ -122,6 +122,36 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
     }
 }
 
+/// Ignores `SIGXFSZ` in this process, so that a write past the file size
+/// limit fails with `EFBIG` instead of killing the process. Children get
+/// the default back before `exec`.
+pub fn ignore_sigxfsz() {
+    // SAFETY: installing SIG_IGN runs no handler code.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on a descriptor.
+///
+/// # Errors
+///
+/// The `fcntl` error.
+pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor only change its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+        if libc::fcntl(fd, libc::F_SETFL, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Sets or clears `FD_CLOEXEC` on a descriptor.
 ///
 /// # Errors

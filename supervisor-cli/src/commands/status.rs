@@ -108,6 +108,9 @@ mod tests {
             last_exit: None,
             error: None,
             descendants: 0,
+            transcript: None,
+            dropped_bytes: 0,
+            transcript_error: None,
         }
     }
 
