@@ -161,7 +161,7 @@ min_uptime = "100ms"
     for sig in [nix::sys::signal::SIGHUP, nix::sys::signal::SIGUSR1, nix::sys::signal::SIGUSR2] {
         nix::sys::signal::kill(sup, sig).unwrap();
     }
-    wait_for("the signals to be logged", T, || f.log().contains("SIGUSR2 has no meaning").then_some(()));
+    wait_for("the signals to be logged", T, || f.log().contains("SIGUSR1 has no meaning").then_some(()));
     assert!(f.supervisor.as_mut().unwrap().try_wait().unwrap().is_none(), "still running");
     assert_eq!(f.service("a")["pid"], pid, "the service was not touched");
 }

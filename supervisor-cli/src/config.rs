@@ -24,11 +24,12 @@
 
 use std::ffi::OsStr;
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
 use nix::unistd::{Group, User};
-use supervisor_core::{AccessPolicy, Service};
+use supervisor_core::{AccessPolicy, Output, Service};
 use toml::de::{DeTable, DeValue};
 
 mod check;
@@ -37,11 +38,16 @@ mod service;
 mod tests;
 
 use check::{found, resolve, service_before, valid_name, Diag, Raw, Scope, NAME_RULE};
+use service::ServiceRead;
 
 /// The keys of the top level of the file.
 const TOP_KEYS: &[&str] = &["supervisor", "service"];
 /// The keys of the `[supervisor]` table.
-const SUPERVISOR_KEYS: &[&str] = &["name", "runtime_dir", "log_level", "allow_uids", "allow_groups"];
+const SUPERVISOR_KEYS: &[&str] =
+    &["name", "runtime_dir", "directory", "umask", "log_level", "allow_uids", "allow_groups"];
+
+/// The default `[supervisor] umask`.
+const DEFAULT_UMASK: u32 = 0o022;
 
 /// A validated configuration file.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,14 +57,23 @@ pub struct Config {
     /// The supervisor's name (`[supervisor] name`, by default the file
     /// name without its extension).
     pub name: String,
-    /// The directory of the control socket and logs.
+    /// The directory of the control socket, pidfile, logs and
+    /// transcripts (see the `*_dir` and `*_path` methods for its layout).
     pub runtime_dir: PathBuf,
+    /// The supervisor's working directory once `up` has detached
+    /// (default `/`).
+    pub directory: PathBuf,
+    /// The supervisor's file mode creation mask once `up` has detached
+    /// (default `0o022`).
+    pub umask: u32,
     /// The supervisor's own log level (default `Info`).
     pub log_level: LevelFilter,
     /// Who besides root and the owner may use the control socket, with
     /// user and group names resolved.
     pub access: AccessPolicy,
-    /// The services, in the order they appear in the file.
+    /// The services, in the order they appear in the file. A service has
+    /// a [`Service::transcript`] exactly when its stdout or stderr goes to
+    /// it, with its default path filled in.
     pub services: Vec<Service>,
 }
 
@@ -107,7 +122,7 @@ impl Config {
             Some(v) => read_supervisor(&mut scope, v),
             None => Settings::default(),
         };
-        let services = match top.get("service") {
+        let mut services = match top.get("service") {
             Some(v) => read_services(&mut diag, &base, v),
             None => Vec::new(),
         };
@@ -116,34 +131,200 @@ impl Config {
             Some(name) => Some(name),
             None => default_name(&mut diag, path),
         };
+        let runtime_dir = settings.runtime_dir.or_else(|| {
+            let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+            Some(default_runtime_dir(name.as_deref()?, nix::unistd::geteuid().as_raw(), xdg.as_deref()))
+        });
+        if let Some(dir) = &runtime_dir {
+            default_transcripts(dir, &mut services);
+        }
+        check_files(&mut diag, runtime_dir.as_deref(), &services);
         if !diag.errors.is_empty() {
             let mut errors = diag.errors;
             errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
             return Err(ConfigErrors(errors));
         }
-        let name = name.expect("no error, so a name");
-        let runtime_dir = settings.runtime_dir.unwrap_or_else(|| {
-            let xdg = std::env::var_os("XDG_RUNTIME_DIR");
-            default_runtime_dir(&name, nix::unistd::geteuid().as_raw(), xdg.as_deref())
-        });
         Ok(Config {
             path: path.to_path_buf(),
-            name,
-            runtime_dir,
+            name: name.expect("no error, so a name"),
+            runtime_dir: runtime_dir.expect("no error, so a name and a runtime directory"),
+            directory: settings.directory.unwrap_or_else(|| PathBuf::from("/")),
+            umask: settings.umask,
             log_level: settings.log_level,
             access: settings.access,
-            services,
+            services: services.into_iter().map(|r| r.service).collect(),
         })
+    }
+
+    /// The directory of the supervisor's pidfile, control socket and
+    /// state: `RUNTIME_DIR/run`.
+    pub fn run_dir(&self) -> PathBuf {
+        run_dir(&self.runtime_dir)
     }
 
     /// The control socket: `RUNTIME_DIR/run/control.sock`.
     pub fn socket_path(&self) -> PathBuf {
-        self.runtime_dir.join("run").join("control.sock")
+        self.run_dir().join(SOCKET_FILE)
+    }
+
+    /// The supervisor's pidfile: `RUNTIME_DIR/run/supervisor.pid`.
+    pub fn pidfile_path(&self) -> PathBuf {
+        self.run_dir().join(PIDFILE_FILE)
+    }
+
+    /// The saved state of the services: `RUNTIME_DIR/run/state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.run_dir().join(STATE_FILE)
     }
 
     /// The directory of the supervisor's logs: `RUNTIME_DIR/log`.
     pub fn log_dir(&self) -> PathBuf {
-        self.runtime_dir.join("log")
+        log_dir(&self.runtime_dir)
+    }
+
+    /// The directory of the default transcripts: `RUNTIME_DIR/console`.
+    pub fn console_dir(&self) -> PathBuf {
+        console_dir(&self.runtime_dir)
+    }
+}
+
+/// The file names in `RUNTIME_DIR/run`.
+const SOCKET_FILE: &str = "control.sock";
+const PIDFILE_FILE: &str = "supervisor.pid";
+const STATE_FILE: &str = "state.json";
+/// The supervisor's log, in `RUNTIME_DIR/log`.
+const LOG_FILE: &str = "supervisor.log";
+
+fn run_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("run")
+}
+
+fn log_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("log")
+}
+
+fn console_dir(runtime_dir: &Path) -> PathBuf {
+    runtime_dir.join("console")
+}
+
+/// Gives the transcripts without a `path` their default,
+/// `RUNTIME_DIR/console/NAME.log`.
+fn default_transcripts(runtime_dir: &Path, services: &mut [ServiceRead]) {
+    for r in services {
+        if r.transcript_path.is_some() {
+            continue;
+        }
+        if let Some(t) = &mut r.service.transcript {
+            t.path = console_dir(runtime_dir).join(format!("{}.log", r.service.name));
+        }
+    }
+}
+
+/// What a file is used for, in [`check_files`].
+#[derive(Clone, Copy)]
+enum Use<'a> {
+    /// One of the supervisor's own files (described).
+    Supervisor(&'static str),
+    /// A service's transcript.
+    Transcript(&'a str),
+    /// A service's pidfile.
+    Pidfile(&'a str),
+    /// A service's stdout or stderr file (the key), which may be shared.
+    Output(&'a str, &'static str),
+}
+
+impl Use<'_> {
+    /// Whether the file must be used for nothing else.
+    fn exclusive(self) -> bool {
+        matches!(self, Use::Transcript(_) | Use::Pidfile(_))
+    }
+}
+
+impl fmt::Display for Use<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Use::Supervisor(what) => write!(f, "the supervisor's {what}"),
+            Use::Transcript(s) => write!(f, "the transcript of service {s:?}"),
+            Use::Pidfile(s) => write!(f, "the pidfile of service {s:?}"),
+            Use::Output(s, key) => write!(f, "the {key} file of service {s:?}"),
+        }
+    }
+}
+
+/// One use of a file, with the key that sets it (none for defaults).
+struct Claim<'a> {
+    path: &'a Path,
+    what: Use<'a>,
+    at: Option<(Range<usize>, Option<&'static str>)>,
+}
+
+/// Reports every transcript or pidfile whose file is also used for
+/// something else: another transcript or pidfile, a stdout or stderr file,
+/// or one of the supervisor's files. Each error names the other use and
+/// points at the later key in the file (a default transcript path counts
+/// as coming first).
+fn check_files(diag: &mut Diag<'_>, runtime_dir: Option<&Path>, services: &[ServiceRead]) {
+    let own = runtime_dir.map(|dir| {
+        let run = run_dir(dir);
+        [
+            (run.join(PIDFILE_FILE), "pidfile"),
+            (run.join(SOCKET_FILE), "control socket"),
+            (run.join(STATE_FILE), "state file"),
+            (log_dir(dir).join(LOG_FILE), "log"),
+        ]
+    });
+    let mut claims: Vec<Claim<'_>> = Vec::new();
+    for (path, what) in own.iter().flatten() {
+        claims.push(Claim { path, what: Use::Supervisor(what), at: None });
+    }
+    let mut defaults = Vec::new();
+    let mut explicit = Vec::new();
+    for r in services {
+        let svc = &r.service;
+        let name = svc.name.as_str();
+        if let Some(t) = &svc.transcript {
+            match &r.transcript_path {
+                Some(span) => {
+                    let at = Some((span.clone(), Some("transcript.path")));
+                    explicit.push(Claim { path: &t.path, what: Use::Transcript(name), at });
+                }
+                None if !t.path.as_os_str().is_empty() => {
+                    let at = Some((r.name.clone(), None));
+                    defaults.push(Claim { path: &t.path, what: Use::Transcript(name), at });
+                }
+                None => {}
+            }
+        }
+        if let (Some(path), Some(span)) = (&svc.pidfile, &r.pidfile) {
+            explicit.push(Claim { path, what: Use::Pidfile(name), at: Some((span.clone(), Some("pidfile"))) });
+        }
+        for (key, output, span) in [("stdout", &svc.stdout, &r.stdout), ("stderr", &svc.stderr, &r.stderr)] {
+            if let (Output::File(path), Some(span)) = (output, span) {
+                explicit.push(Claim { path, what: Use::Output(name, key), at: Some((span.clone(), Some(key))) });
+            }
+        }
+    }
+    explicit.sort_by_key(|c| c.at.as_ref().map_or(0, |(span, _)| span.start));
+    claims.extend(defaults);
+    claims.extend(explicit);
+
+    for (i, claim) in claims.iter().enumerate() {
+        let clash = claims[..i].iter().find(|c| c.path == claim.path && (c.what.exclusive() || claim.what.exclusive()));
+        let (Some(earlier), Some((span, key))) = (clash, &claim.at) else { continue };
+        let service = match claim.what {
+            Use::Transcript(s) | Use::Pidfile(s) | Use::Output(s, _) => Some(s),
+            Use::Supervisor(_) => None,
+        };
+        let subject = match key {
+            Some(_) => "the file",
+            None => "the default transcript",
+        };
+        let message = format!(
+            "{subject} {:?} is also {}: a transcript or pidfile needs a file of its own",
+            claim.path.display().to_string(),
+            earlier.what
+        );
+        diag.error(Some(span.clone()), service, *key, message);
     }
 }
 
@@ -225,13 +406,22 @@ impl std::error::Error for ConfigErrors {}
 struct Settings {
     name: Option<String>,
     runtime_dir: Option<PathBuf>,
+    directory: Option<PathBuf>,
+    umask: u32,
     log_level: LevelFilter,
     access: AccessPolicy,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { name: None, runtime_dir: None, log_level: LevelFilter::Info, access: AccessPolicy::default() }
+        Settings {
+            name: None,
+            runtime_dir: None,
+            directory: None,
+            umask: DEFAULT_UMASK,
+            log_level: LevelFilter::Info,
+            access: AccessPolicy::default(),
+        }
     }
 }
 
@@ -254,6 +444,12 @@ fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
     }
     if let Some(v) = f.get("runtime_dir") {
         settings.runtime_dir = s.path("runtime_dir", v);
+    }
+    if let Some(v) = f.get("directory") {
+        settings.directory = s.path("directory", v);
+    }
+    if let Some(v) = f.get("umask") {
+        settings.umask = s.umask("umask", v).unwrap_or(DEFAULT_UMASK);
     }
     if let Some(v) = f.get("log_level") {
         let options = [
@@ -313,7 +509,7 @@ fn ids(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, kind: &str) -> Vec<u32> {
 }
 
 /// The `[service.NAME]` tables, in file order.
-fn read_services(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>) -> Vec<Service> {
+fn read_services(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>) -> Vec<ServiceRead> {
     let DeValue::Table(table) = v.get_ref() else {
         let message = format!("expected a table of services such as [service.web], found {}", found(v.get_ref()));
         diag.error(Some(v.span()), None, Some("service"), message);

@@ -121,6 +121,24 @@ pub enum Cmd {
         #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
         timeout: Option<Duration>,
     },
+    /// Reopen the transcripts (all when no name is given) and the event
+    /// log, after an outside tool renamed them; SIGUSR2 does the same.
+    Reopen {
+        /// Services whose transcripts to reopen.
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+    },
+    /// Print the end of a service's transcript.
+    Logtail {
+        /// The service.
+        name: String,
+        /// How many lines.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Keep printing lines as they are written (across rotations).
+        #[arg(short, long)]
+        follow: bool,
+    },
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
 }

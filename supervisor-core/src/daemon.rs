@@ -223,10 +223,51 @@ impl Readiness {
             msg => Err(DaemonError::Failed(msg.strip_prefix("error: ").unwrap_or(msg).to_string())),
         }
     }
-
 }
 
+/// The environment variable through which a daemon that re-executes
+/// itself passes its [`Notifier`] to its new image.
+pub const READY_FD_ENV: &str = "SUPERVISOR_READY_FD";
+
 impl Notifier {
+    /// Prepares the notifier for a re-execution: lets its descriptor
+    /// survive `exec` and returns the environment variable and value to
+    /// give the new image, which takes it back with [`Notifier::from_env`].
+    /// If the `exec` fails, this notifier still works.
+    ///
+    /// # Errors
+    ///
+    /// When its close-on-exec flag cannot be cleared.
+    pub fn to_env(&self) -> io::Result<(&'static str, String)> {
+        crate::sys::set_cloexec(self.fd.as_raw_fd(), false)?;
+        Ok((READY_FD_ENV, self.fd.as_raw_fd().to_string()))
+    }
+
+    /// Takes back a notifier handed over by [`Notifier::into_env`], and
+    /// removes the variable so that children do not inherit it. `None`
+    /// when the variable is absent or does not name an open pipe.
+    ///
+    /// Call it at the start of `main`, before anything else may own the
+    /// descriptor.
+    pub fn from_env() -> Option<Notifier> {
+        let value = std::env::var(READY_FD_ENV).ok()?;
+        std::env::remove_var(READY_FD_ENV);
+        let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
+        let st = nix::sys::stat::fstat(
+            // SAFETY: only borrowed for the fstat call.
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        )
+        .ok()?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+            return None;
+        }
+        crate::sys::set_cloexec(fd, true).ok()?;
+        // SAFETY: the descriptor was handed over by our previous image for
+        // this purpose, is open (fstat succeeded) and is a pipe; nothing
+        // else in this process knows its number.
+        Some(Notifier { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
     /// Tells the caller that the daemon serves.
     pub fn ready(self) {
         let _ = (&File::from(self.fd)).write_all(b"ready\n");
@@ -237,30 +278,5 @@ impl Notifier {
         let one_line = message.replace('\n', " / ");
         let _ = (&File::from(self.fd.try_clone().unwrap_or_else(|_| crate::sys::exit_now(1))))
             .write_all(format!("error: {one_line}\n").as_bytes());
-    }
-
-    /// The descriptor, to keep it open across `exec` (clear its
-    /// close-on-exec flag first with [`Notifier::inherit`]).
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
-    /// Lets the descriptor survive `exec` (or not), for a daemon that
-    /// re-executes itself and hands the notifier to its new image.
-    ///
-    /// # Errors
-    ///
-    /// The `fcntl` error.
-    pub fn inherit(&self, yes: bool) -> io::Result<()> {
-        crate::sys::set_cloexec(self.fd.as_raw_fd(), !yes)
-    }
-
-    /// Takes back a notifier inherited across `exec`.
-    ///
-    /// # Safety
-    ///
-    /// `fd` must be an open pipe write end owned by nobody else.
-    pub unsafe fn from_raw_fd(fd: RawFd) -> Notifier {
-        Notifier { fd: OwnedFd::from_raw_fd(fd) }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -19,8 +19,9 @@ use serde_json::Value;
 
 use crate::control::{AccessPolicy, ClientId, ControlServer};
 use crate::output::ServiceOutput;
+use crate::persist::{SavedService, SavedState};
 use crate::pidfile::PidFile;
-use crate::transcript::Stream;
+use crate::previous::{self, INSTANCE_ENV};
 use crate::procfs::{self, ProcTable};
 use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
 use crate::reap::{reap, ReapScope};
@@ -29,6 +30,7 @@ use crate::spawn::{self, SERVICE_ENV};
 use crate::state::{Action, Event, Machine};
 use crate::status::{ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
 use crate::sys::{self, SignalPipe};
+use crate::transcript::Stream;
 
 /// The source of time, so that tests and embedders can substitute their
 /// own.
@@ -80,6 +82,9 @@ struct Slot {
     members: Vec<Member>,
     output: Option<ServiceOutput>,
     pidfile: Option<PidFile>,
+    /// The wanted state last set by a command (not by a shutdown).
+    persisted_up: bool,
+    leader_start_time: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +131,10 @@ pub struct Engine {
     table: Option<ProcTable>,
     queue: VecDeque<(usize, Event)>,
     caught: Vec<Signal>,
+    marker: Option<String>,
+    state_path: Option<PathBuf>,
+    saved: Option<SavedState>,
+    last_saved: Option<SavedState>,
 }
 
 impl Engine {
@@ -158,6 +167,10 @@ impl Engine {
             table: None,
             queue: VecDeque::new(),
             caught: Vec::new(),
+            marker: None,
+            state_path: None,
+            saved: None,
+            last_saved: None,
         })
     }
 
@@ -223,6 +236,65 @@ impl Engine {
         Ok(())
     }
 
+    /// Marks every process of every service with the environment variable
+    /// `SUPERVISOR_INSTANCE=marker` (use something unique to the instance,
+    /// such as its runtime directory), so that a later supervisor of the
+    /// same instance can find what a crashed one left behind.
+    pub fn set_instance_marker(&mut self, marker: impl Into<String>) {
+        self.marker = Some(marker.into());
+    }
+
+    /// Keeps the wanted state of every service and the pid of its process
+    /// in the file at `path` (written atomically whenever they change),
+    /// and recovers from a previous supervisor of this instance: its
+    /// leftover processes (from the file, and by the instance marker) are
+    /// stopped (`TERM`, then `KILL` after `grace`) and waited for, and the
+    /// wanted states it saved apply to the services added afterwards.
+    /// Call it before [`add_service`](Engine::add_service).
+    ///
+    /// Returns how many leftover processes were stopped.
+    ///
+    /// # Errors
+    ///
+    /// When the file exists but cannot be read. A corrupt file is logged
+    /// and ignored: the configuration's expected states apply.
+    pub fn restore(&mut self, path: &Path, grace: Duration) -> Result<usize, EngineError> {
+        let saved = match SavedState::load(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::warn!("ignoring a corrupt state file: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let leftovers = previous::find(saved.as_ref(), self.marker.as_deref());
+        let stopped = previous::stop(&leftovers, grace);
+        self.saved = saved;
+        self.state_path = Some(path.to_path_buf());
+        Ok(stopped)
+    }
+
+    fn save_state(&mut self) {
+        let Some(path) = &self.state_path else { return };
+        let state = SavedState {
+            services: self
+                .slots
+                .iter()
+                .map(|s| {
+                    let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
+                    (s.svc.name.clone(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
+                })
+                .collect(),
+        };
+        if self.last_saved.as_ref() == Some(&state) {
+            return;
+        }
+        match state.save(path) {
+            Ok(()) => self.last_saved = Some(state),
+            Err(e) => log::error!("cannot save the state to {}: {e}", path.display()),
+        }
+    }
+
     /// The instance name.
     pub fn name(&self) -> &str {
         &self.name
@@ -233,12 +305,16 @@ impl Engine {
     /// # Errors
     ///
     /// [`EngineError::Duplicate`] when the name is taken.
-    pub fn add_service(&mut self, svc: Service) -> Result<(), EngineError> {
+    pub fn add_service(&mut self, mut svc: Service) -> Result<(), EngineError> {
         if self.by_name.contains_key(&svc.name) {
             return Err(EngineError::Duplicate(svc.name));
         }
+        if let Some(m) = &self.marker {
+            svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
+        }
         let now = self.clock.now();
-        let expected = svc.expected;
+        let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
+        let expected = saved.map_or(svc.expected, |s| s.wanted);
         let idx = self.slots.len();
         let output = ServiceOutput::new(&svc)?;
         self.by_name.insert(svc.name.clone(), idx);
@@ -252,6 +328,8 @@ impl Engine {
             members: Vec::new(),
             output,
             pidfile: None,
+            persisted_up: expected == Expected::Running,
+            leader_start_time: None,
         });
         if expected == Expected::Running && !self.shutting_down {
             self.queue.push_back((idx, Event::Start));
@@ -439,6 +517,7 @@ impl Engine {
         self.drain_queue();
         self.settle_waits();
         self.check_finished();
+        self.save_state();
         Ok(())
     }
 
@@ -506,6 +585,9 @@ impl Engine {
             for a in actions {
                 self.perform(idx, a);
             }
+            if !self.shutting_down {
+                self.slots[idx].persisted_up = self.slots[idx].m.want_up();
+            }
         }
     }
 
@@ -547,6 +629,7 @@ impl Engine {
                     Ok(sp) => {
                         log::info!("{}: started pid {}", slot.svc.name, sp.pid);
                         Self::write_pidfile(slot, sp.pid);
+                        slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
                         slot.leader = Some(sp.pid);
                         slot.pgid = Some(sp.pid);
                         slot.exec_pipe = Some(sp.exec_status);
@@ -644,6 +727,7 @@ impl Engine {
                 }
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
+                slot.leader_start_time = None;
                 slot.pidfile = None;
                 if let Some(o) = slot.output.as_mut() {
                     o.drain();

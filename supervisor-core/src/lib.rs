@@ -82,7 +82,9 @@ pub mod daemon;
 pub mod engine;
 pub mod lsb;
 pub mod output;
+pub mod persist;
 pub mod pidfile;
+pub mod previous;
 pub mod procfs;
 pub mod protocol;
 pub mod reap;
@@ -98,12 +100,12 @@ pub use control::{AccessPolicy, ControlClient, ControlServer};
 pub use daemon::{Daemonized, Daemonizer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
 pub use lsb::LsbStatus;
-pub use pidfile::{PidFile, PidState};
 pub use nix::sys::signal::Signal;
+pub use pidfile::{PidFile, PidState};
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
 pub use service::{
     parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError,
 };
 pub use state::{Action, Event, Machine};
-pub use transcript::{Timestamps, Transcript, TranscriptConfig};
 pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+pub use transcript::{Timestamps, Transcript, TranscriptConfig};

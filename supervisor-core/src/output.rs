@@ -66,7 +66,12 @@ impl ServiceOutput {
         crate::sys::ignore_sigxfsz();
         let out = if wants(&svc.stdout) { Some(Pipe::new()?) } else { None };
         let err = if wants(&svc.stderr) { Some(Pipe::new()?) } else { None };
-        Ok(Some(ServiceOutput { out, err, transcript: Transcript::open(&svc.name, cfg.clone()), buf: vec![0; 64 * 1024] }))
+        Ok(Some(ServiceOutput {
+            out,
+            err,
+            transcript: Transcript::open(&svc.name, cfg.clone()),
+            buf: vec![0; 64 * 1024],
+        }))
     }
 
     /// The write ends for a new process.

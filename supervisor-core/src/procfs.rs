@@ -93,6 +93,11 @@ impl ProcTable {
         ProcTable { procs }
     }
 
+    /// Every process in the snapshot.
+    pub fn all(&self) -> impl Iterator<Item = &ProcInfo> {
+        self.procs.values()
+    }
+
     /// One process, if it was alive at the snapshot.
     pub fn get(&self, pid: i32) -> Option<&ProcInfo> {
         self.procs.get(&pid)

@@ -100,11 +100,18 @@ fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
     CString::new(s.as_ref().as_bytes()).map_err(|_| SpawnError::Setup(format!("{what} contains a NUL byte")))
 }
 
-fn open_output(out: &Output, what: &str, pipe: Option<RawFd>, files: &mut Vec<OwnedFd>) -> Result<Option<RawFd>, SpawnError> {
+fn open_output(
+    out: &Output,
+    what: &str,
+    pipe: Option<RawFd>,
+    files: &mut Vec<OwnedFd>,
+) -> Result<Option<RawFd>, SpawnError> {
     let path = match out {
         Output::Inherit => return Ok(None),
         Output::Transcript => {
-            return pipe.map(Some).ok_or_else(|| SpawnError::Setup(format!("{what} goes to a transcript, but none is set")))
+            return pipe
+                .map(Some)
+                .ok_or_else(|| SpawnError::Setup(format!("{what} goes to a transcript, but none is set")))
         }
         Output::Null => Path::new("/dev/null"),
         Output::File(p) => p.as_path(),

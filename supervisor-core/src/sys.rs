@@ -122,6 +122,17 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
     }
 }
 
+/// Sets the name the kernel shows for this process (`comm`, as `ps -o
+/// comm` and `top` show it; cut to 15 bytes).
+pub fn set_process_name(name: &str) {
+    let mut bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
+    bytes.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0);
+    }
+}
+
 /// Ignores `SIGXFSZ` in this process, so that a write past the file size
 /// limit fails with `EFBIG` instead of killing the process. Children get
 /// the default back before `exec`.

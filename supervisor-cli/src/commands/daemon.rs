@@ -1,15 +1,11 @@
 //! `run`, `up` and `shutdown`: the supervisor process itself.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::fcntl::{Flock, FlockArg};
 use supervisor_core::control::make_private_dir;
+use supervisor_core::daemon::{DaemonError, Daemonized, Daemonizer, Notifier};
+use supervisor_core::pidfile::PidFile;
 use supervisor_core::protocol::Command;
 use supervisor_core::{Engine, Signal};
 
@@ -17,64 +13,81 @@ use crate::config::Config;
 use crate::exit::{self, CliError};
 use crate::logger;
 
+/// How long processes left by a killed supervisor get to stop on `TERM`
+/// before `KILL`: short, so that services are back within a second.
+const LEFTOVER_GRACE: Duration = Duration::from_millis(500);
+
 fn failed(what: impl std::fmt::Display) -> CliError {
     CliError::Failed(what.to_string())
 }
 
-/// Creates the runtime directory and its `run/` and `log/`.
+/// Creates the runtime directory, laid out as copkg lays out a service's:
+/// `run/`, `log/`, `console/`, `etc/`, `data/`.
 fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
-    let mode = if config.access.is_open() { 0o711 } else { 0o700 };
-    make_private_dir(&config.runtime_dir, mode).map_err(failed)?;
-    make_private_dir(&config.runtime_dir.join("run"), mode).map_err(failed)?;
-    make_private_dir(&config.log_dir(), 0o700).map_err(failed)?;
+    let open = config.access.is_open();
+    make_private_dir(&config.runtime_dir, if open { 0o711 } else { 0o700 }).map_err(failed)?;
+    make_private_dir(&config.run_dir(), if open { 0o711 } else { 0o700 }).map_err(failed)?;
+    for dir in [config.log_dir(), config.console_dir()] {
+        make_private_dir(&dir, 0o750).map_err(failed)?;
+    }
+    for sub in ["etc", "data"] {
+        make_private_dir(&config.runtime_dir.join(sub), 0o755).map_err(failed)?;
+    }
     Ok(())
 }
 
-/// Takes the instance lock: `run/supervisor.pid`, locked with `flock` for
-/// the life of the process and holding its pid.
-fn lock_instance(path: &Path) -> Result<Flock<File>, CliError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o644)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| failed(format!("open {}: {e}", path.display())))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((mut file, _)) => {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(failed(format!("already running (pid {})", pid.trim())));
-        }
-    };
-    lock.set_len(0).map_err(failed)?;
-    lock.seek(SeekFrom::Start(0)).map_err(failed)?;
-    writeln!(lock, "{}", std::process::id()).map_err(failed)?;
-    Ok(lock)
-}
-
 /// `run`: the supervisor in the foreground until SIGTERM, SIGINT or
-/// `shutdown`.
+/// `shutdown`. When started by `up`, it reports readiness (or its error)
+/// to the waiting `up` through the notifier it inherited.
 ///
 /// # Errors
 ///
 /// When the instance is already running or its socket cannot be served.
 pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
-    logger::init(config.log_level);
-    make_runtime_dirs(config)?;
-    let pidfile = config.runtime_dir.join("run").join("supervisor.pid");
-    let lock = lock_instance(&pidfile)?;
-    let mut engine = Engine::new(config.name.clone()).map_err(failed)?;
-    engine.own_process().map_err(failed)?;
-    engine.stop_on_signals().map_err(failed)?;
-    // Stray signals must not end the supervisor (their default action).
-    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
-        engine.catch_signal(sig).map_err(failed)?;
+    let notifier = Notifier::from_env();
+    match serve(config, notifier) {
+        Ok(code) => Ok(code),
+        Err((e, Some(n))) => {
+            n.fail(&e.to_string());
+            Err(e)
+        }
+        Err((e, None)) => Err(e),
     }
-    engine.serve_control(&config.socket_path(), config.access.clone()).map_err(failed)?;
+}
+
+type ServeError = (CliError, Option<Notifier>);
+
+fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
+    macro_rules! try_ {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(e) => return Err((failed(e), notifier)),
+            }
+        };
+    }
+    logger::init(config.log_level);
+    supervisor_core::sys::set_process_name(&format!("sv: {}", config.name));
+    if let Err(e) = make_runtime_dirs(config) {
+        return Err((e, notifier));
+    }
+    let log_path = config.log_dir().join("supervisor.log");
+    try_!(logger::to_file(&log_path).map_err(|e| format!("{}: {e}", log_path.display())));
+    let pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
+    let mut engine = try_!(Engine::new(config.name.clone()));
+    try_!(engine.own_process());
+    try_!(engine.stop_on_signals());
+    // Stray signals must not end the supervisor (their default action);
+    // USR2 reopens the transcripts and the event log.
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
+        try_!(engine.catch_signal(sig));
+    }
+    engine.set_instance_marker(config.runtime_dir.display().to_string());
+    let leftovers = try_!(engine.restore(&config.state_path(), LEFTOVER_GRACE));
+    if leftovers > 0 {
+        log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
+    }
+    try_!(engine.serve_control(&config.socket_path(), config.access.clone()));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
         config.name,
@@ -83,17 +96,24 @@ pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
         config.socket_path().display()
     );
     for svc in &config.services {
-        engine.add_service(svc.clone()).map_err(failed)?;
+        try_!(engine.add_service(svc.clone()));
+    }
+    if let Some(n) = notifier {
+        n.ready();
     }
     while !engine.is_finished() {
-        engine.turn(None).map_err(failed)?;
+        engine.turn(None).map_err(|e| (failed(e), None))?;
         for sig in engine.take_signals() {
-            log::warn!("SIG{} has no meaning for the supervisor yet; ignored", supervisor_core::signal_name(sig));
+            if sig == Signal::SIGUSR2 {
+                logger::reopen();
+                let _ = engine.reopen(None);
+            } else {
+                log::warn!("SIG{} has no meaning for the supervisor; ignored", supervisor_core::signal_name(sig));
+            }
         }
     }
-    engine.run().map_err(failed)?;
-    let _ = fs::remove_file(&pidfile);
-    drop(lock);
+    engine.run().map_err(|e| (failed(e), None))?;
+    drop(pidfile);
     log::info!("supervisor {} exits", config.name);
     Ok(exit::OK)
 }
@@ -104,73 +124,60 @@ fn ping(config: &Config) -> Option<i32> {
     resp.status.map(|s| s.supervisor.pid)
 }
 
-/// The last lines of a file, for error messages.
-fn tail(path: &Path, from: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.seek(SeekFrom::Start(from));
-        let _ = f.read_to_string(&mut text);
-    }
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
-/// `up`: starts `run` in the background and returns once it answers on
-/// its socket (0 also when it already runs).
+/// `up`: detaches a supervisor (fork, `setsid`, fork, `chdir`, `umask`,
+/// stdio to `/dev/null`), which re-executes itself as `supervisor: NAME`,
+/// and returns once it serves its socket, or with its own error.
 ///
 /// # Errors
 ///
-/// When it cannot be started or does not answer within `timeout`.
+/// When the daemon fails (its message), or does not answer in `timeout`.
 pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     if let Some(pid) = ping(config) {
         println!("supervisor {} is already running (pid {pid})", config.name);
         return Ok(exit::OK);
     }
-    make_runtime_dirs(config)?;
-    let log_path = config.log_dir().join("supervisor.log");
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| failed(format!("open {}: {e}", log_path.display())))?;
-    let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
-    let exe = std::env::current_exe().map_err(failed)?;
-    let cfg = fs::canonicalize(&config.path).map_err(|e| failed(format!("{}: {e}", config.path.display())))?;
-    let mut child = std::process::Command::new(exe)
-        .arg("-c")
-        .arg(&cfg)
-        .arg("run")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(failed)?)
-        .stderr(log)
-        .current_dir("/")
-        .process_group(0)
-        .spawn()
-        .map_err(|e| failed(format!("cannot start the supervisor: {e}")))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(pid) = ping(config) {
-            println!("supervisor {} started (pid {pid})", config.name);
-            return Ok(exit::OK);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            if let Some(pid) = ping(config) {
-                println!("supervisor {} is already running (pid {pid})", config.name);
-                return Ok(exit::OK);
+    let cfg = std::fs::canonicalize(&config.path).map_err(|e| failed(format!("{}: {e}", config.path.display())))?;
+    let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);
+    match daemonizer.daemonize().map_err(failed)? {
+        Daemonized::Parent(readiness) => match readiness.wait(timeout) {
+            Ok(()) => {
+                let pid = ping(config).map_or_else(|| "?".to_string(), |p| p.to_string());
+                println!("supervisor {} started (pid {pid})", config.name);
+                Ok(exit::OK)
             }
-            return Err(failed(format!(
-                "the supervisor exited ({status}) before it answered; {}:\n{}",
-                log_path.display(),
-                tail(&log_path, log_start)
-            )));
+            Err(e) => {
+                // Lost a race with another `up`: that one serves now.
+                if let Some(pid) = ping(config) {
+                    println!("supervisor {} is already running (pid {pid})", config.name);
+                    return Ok(exit::OK);
+                }
+                let log = config.log_dir().join("supervisor.log");
+                Err(match e {
+                    DaemonError::Failed(msg) => failed(format!("the supervisor could not start: {msg}")),
+                    other => failed(format!("{other}; see {}", log.display())),
+                })
+            }
+        },
+        Daemonized::Daemon(notifier) => {
+            // The daemon re-executes itself so that `ps` shows the instance.
+            let (var, value) = match notifier.to_env() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    notifier.fail(&format!("fcntl: {e}"));
+                    supervisor_core::sys::exit_now(1)
+                }
+            };
+            let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+            let err = std::process::Command::new(exe)
+                .arg0(format!("supervisor: {}", config.name))
+                .arg("run")
+                .env("SUPERVISOR_CONFIG", &cfg)
+                .env(var, value)
+                .exec();
+            // Only reached when exec failed.
+            notifier.fail(&format!("exec: {err}"));
+            supervisor_core::sys::exit_now(1)
         }
-        if Instant::now() >= deadline {
-            return Err(failed(format!(
-                "the supervisor did not answer within {timeout:?}; see {}",
-                log_path.display()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

@@ -10,6 +10,7 @@ use crate::exit::{self, CliError};
 use crate::{config_path, Cli, Cmd};
 
 pub mod daemon;
+pub mod logs;
 pub mod services;
 pub mod status;
 
@@ -36,6 +37,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Resume { targets } => services::pause_resume(&config, false, &targets),
         Cmd::Signal { signal, targets } => services::signal(&config, &signal, &targets),
         Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
+        Cmd::Reopen { names } => logs::reopen(&config, &names),
+        Cmd::Logtail { name, lines, follow } => logs::logtail(&config, &name, lines, follow),
     }
 }
 

@@ -99,15 +99,31 @@ impl Scope<'_, '_> {
         table: &'v DeTable<'i>,
         valid: &[&'static str],
     ) -> BTreeMap<&'static str, &'v Raw<'i>> {
+        self.fields_in(None, table, valid)
+    }
+
+    /// [`Scope::fields`] for the table of key `parent` (such as
+    /// `transcript`): unknown keys are reported as `PARENT.KEY`.
+    pub(super) fn fields_in<'v, 'i>(
+        &mut self,
+        parent: Option<&str>,
+        table: &'v DeTable<'i>,
+        valid: &[&'static str],
+    ) -> BTreeMap<&'static str, &'v Raw<'i>> {
         let mut known = BTreeMap::new();
         for (key, value) in table.iter() {
-            match valid.iter().find(|v| **v == key.get_ref().as_ref()) {
+            let name = key.get_ref().as_ref();
+            match valid.iter().find(|v| **v == name) {
                 Some(v) => {
                     known.insert(*v, value);
                 }
                 None => {
                     let message = format!("unknown key; the valid keys are: {}", valid.join(", "));
-                    self.error(key.span(), Some(key.get_ref()), message);
+                    let full = match parent {
+                        Some(p) => format!("{p}.{name}"),
+                        None => name.to_owned(),
+                    };
+                    self.error(key.span(), Some(&full), message);
                 }
             }
         }
@@ -216,6 +232,67 @@ impl Scope<'_, '_> {
         }
     }
 
+    /// A size in bytes, more than zero: a string such as `"10MB"`,
+    /// `"512 KiB"` or `"1000"` (see [`parse_size`]), or an integer.
+    pub(super) fn size(&mut self, key: &str, value: &Raw<'_>) -> Option<u64> {
+        const EXPECTED: &str = "a size such as \"10MB\", \"512KiB\" or \"1000\" (bytes)";
+        let parsed = match value.get_ref() {
+            DeValue::String(s) => match parse_size(s) {
+                Ok(n) => n,
+                Err(SizeError::Invalid) => {
+                    self.mismatch(key, value, EXPECTED);
+                    return None;
+                }
+                Err(SizeError::TooLarge) => {
+                    self.mismatch(key, value, &format!("a size of at most {} bytes", u64::MAX));
+                    return None;
+                }
+            },
+            DeValue::Integer(i) => match integer_value(i) {
+                Some(n) if n >= 0 => n as u64,
+                _ => 0,
+            },
+            _ => {
+                self.mismatch(key, value, EXPECTED);
+                return None;
+            }
+        };
+        if parsed == 0 {
+            self.mismatch(key, value, "a size of at least 1 byte");
+            return None;
+        }
+        Some(parsed)
+    }
+
+    /// A file mode creation mask: an octal string (`"022"`) or an octal
+    /// integer (`0o022`), at most `0o777`.
+    pub(super) fn umask(&mut self, key: &str, value: &Raw<'_>) -> Option<u32> {
+        const EXPECTED: &str =
+            "an octal umask from \"000\" to \"777\" (a string such as \"022\" or an integer such as 0o022)";
+        let mask = match value.get_ref() {
+            DeValue::String(t) if !t.is_empty() && t.chars().all(|c| ('0'..='7').contains(&c)) => {
+                u32::from_str_radix(t, 8).ok()
+            }
+            DeValue::Integer(i) if i.radix() == 8 || integer_value(i) == Some(0) => {
+                integer_value(i).and_then(|n| u32::try_from(n).ok())
+            }
+            DeValue::Integer(i) if i.radix() == 10 && integer_value(i).is_some_and(|n| n > 0) => {
+                let message =
+                    format!("expected {EXPECTED}, found the decimal integer {i} (write \"{i:0>3}\" or 0o{i})");
+                self.error(value.span(), Some(key), message);
+                return None;
+            }
+            _ => None,
+        };
+        match mask {
+            Some(m) if m <= 0o777 => Some(m),
+            _ => {
+                self.mismatch(key, value, EXPECTED);
+                None
+            }
+        }
+    }
+
     /// A non-empty path string, resolved against the base directory.
     pub(super) fn path(&mut self, key: &str, value: &Raw<'_>) -> Option<PathBuf> {
         match value.get_ref() {
@@ -231,6 +308,39 @@ impl Scope<'_, '_> {
 /// `path` made absolute against `base`, with `.` components removed.
 pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {
     base.join(path).components().filter(|c| *c != Component::CurDir).collect()
+}
+
+/// Why a size string was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum SizeError {
+    /// Not a number of bytes with an optional known unit.
+    Invalid,
+    /// More than `u64::MAX` bytes.
+    TooLarge,
+}
+
+/// Parses a size: decimal digits, optional spaces, and an optional unit,
+/// case-insensitive: `B`, decimal `KB`, `MB`, `GB` (powers of 1000) or
+/// binary `KiB`, `MiB`, `GiB` (powers of 1024). No unit means bytes.
+pub(super) fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        return Err(SizeError::Invalid);
+    }
+    let unit = text[digits..].trim_start().to_ascii_lowercase();
+    let multiplier: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(SizeError::Invalid),
+    };
+    let number: u64 = text[..digits].parse().map_err(|_| SizeError::TooLarge)?;
+    number.checked_mul(multiplier).ok_or(SizeError::TooLarge)
 }
 
 /// The value of a TOML integer, when it fits an `i64`.

@@ -1,13 +1,16 @@
 //! Validation of one `[service.NAME]` table into a [`Service`].
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::{Group, Uid, User};
-use supervisor_core::{parse_signal, Command, Expected, Output, RestartMode, Service, Signal};
+use supervisor_core::{
+    parse_signal, Command, Expected, Output, RestartMode, Service, Signal, Timestamps, TranscriptConfig,
+};
 use toml::de::{DeTable, DeValue};
 
-use super::check::{integer_value, Raw, Scope};
+use super::check::{found, integer_value, Raw, Scope};
 
 /// The keys of a service table.
 pub(super) const SERVICE_KEYS: &[&str] = &[
@@ -29,7 +32,34 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "stop_timeout",
     "stdout",
     "stderr",
+    "transcript",
+    "pidfile",
 ];
+
+/// The keys of a service's `transcript` table.
+pub(super) const TRANSCRIPT_KEYS: &[&str] = &["path", "timestamps", "tag", "max_size", "keep"];
+
+/// The most rotated transcript files a service may keep (each rotation
+/// renames all of them).
+pub(super) const MAX_KEEP: i64 = 1000;
+
+/// A service as read from its table, with the positions that the checks
+/// across services point at.
+pub(super) struct ServiceRead {
+    /// The service. Its transcript, when it has one, has an empty path
+    /// until the default is filled in, unless `transcript_path` is set.
+    pub(super) service: Service,
+    /// Where the service's name is.
+    pub(super) name: Range<usize>,
+    /// The value of `transcript.path`, when given.
+    pub(super) transcript_path: Option<Range<usize>>,
+    /// The value of `pidfile`, when given.
+    pub(super) pidfile: Option<Range<usize>>,
+    /// The value of `stdout`, when given.
+    pub(super) stdout: Option<Range<usize>>,
+    /// The value of `stderr`, when given.
+    pub(super) stderr: Option<Range<usize>>,
+}
 
 /// Reads the table of service `name` (whose key is at `name_span`).
 ///
@@ -40,18 +70,21 @@ pub(super) fn read_service(
     name: &str,
     name_span: Range<usize>,
     table: &DeTable<'_>,
-) -> Option<Service> {
+) -> Option<ServiceRead> {
     let f = s.fields(table, SERVICE_KEYS);
     let shell = f.get("shell").and_then(|v| s.boolean("shell", v)).unwrap_or(false);
     let command = match f.get("command") {
         Some(v) => command(s, v, shell),
         None => {
-            s.error(name_span, Some("command"), "missing required key (a command line or an array of arguments)");
+            let message = "missing required key (a command line or an array of arguments)";
+            s.error(name_span.clone(), Some("command"), message);
             None
         }
     };
     let has_command = command.is_some();
     let mut svc = Service::new(name, command.unwrap_or(Command::Argv(Vec::new())));
+    svc.stdout = Output::Transcript;
+    svc.stderr = Output::Transcript;
 
     if let Some(v) = f.get("directory") {
         svc.directory = s.path("directory", v);
@@ -63,7 +96,7 @@ pub(super) fn read_service(
         svc.env.clear = s.boolean("clear_env", v).unwrap_or(false);
     }
     if let Some(v) = f.get("umask") {
-        svc.umask = umask(s, v);
+        svc.umask = s.umask("umask", v);
     }
     if let Some(v) = f.get("user") {
         svc.user = user_or_group(s, "user", v);
@@ -113,7 +146,64 @@ pub(super) fn read_service(
     if let Some(v) = f.get("stderr") {
         svc.stderr = output(s, "stderr", v);
     }
-    has_command.then_some(svc)
+    let (config, mut transcript_path) = match f.get("transcript") {
+        Some(v) => transcript(s, name, v),
+        None => (TranscriptConfig::new(PathBuf::new()), None),
+    };
+    // Only a transcript that a stream goes to is kept (its table is
+    // checked all the same).
+    if svc.stdout == Output::Transcript || svc.stderr == Output::Transcript {
+        svc.transcript = Some(config);
+    } else {
+        transcript_path = None;
+    }
+    if let Some(v) = f.get("pidfile") {
+        svc.pidfile = s.path("pidfile", v);
+    }
+    has_command.then(|| ServiceRead {
+        service: svc,
+        name: name_span,
+        transcript_path,
+        pidfile: f.get("pidfile").map(|v| v.span()),
+        stdout: f.get("stdout").map(|v| v.span()),
+        stderr: f.get("stderr").map(|v| v.span()),
+    })
+}
+
+/// `transcript`: the table of the transcript settings. Also returns where
+/// its `path` is, when it has one (otherwise the path is left empty).
+fn transcript(s: &mut Scope<'_, '_>, name: &str, v: &Raw<'_>) -> (TranscriptConfig, Option<Range<usize>>) {
+    let mut config = TranscriptConfig::new(PathBuf::new());
+    let DeValue::Table(table) = v.get_ref() else {
+        let message = format!("expected a table such as [service.{name}.transcript], found {}", found(v.get_ref()));
+        s.error(v.span(), Some("transcript"), message);
+        return (config, None);
+    };
+    let f = s.fields_in(Some("transcript"), table, TRANSCRIPT_KEYS);
+    let mut path_span = None;
+    if let Some(v) = f.get("path") {
+        if let Some(path) = s.path("transcript.path", v) {
+            config.path = path;
+            path_span = Some(v.span());
+        }
+    }
+    if let Some(v) = f.get("timestamps") {
+        let options = [("none", Timestamps::None), ("rfc3339", Timestamps::Rfc3339), ("tai64n", Timestamps::Tai64n)];
+        config.timestamps = s.choice("transcript.timestamps", v, &options).unwrap_or_default();
+    }
+    if let Some(v) = f.get("tag") {
+        config.tag = s.boolean("transcript.tag", v).unwrap_or(false);
+    }
+    if let Some(v) = f.get("max_size") {
+        config.max_size = s.size("transcript.max_size", v);
+    }
+    if let Some(v) = f.get("keep") {
+        let expected = format!("a number of rotated files from 0 to {MAX_KEEP}");
+        if let Some(n) = s.integer("transcript.keep", v, 0..MAX_KEEP + 1, &expected) {
+            config.keep = n as usize;
+        }
+    }
+    (config, path_span)
 }
 
 /// `command`: a string split into words, a string for `sh -c`, or an
@@ -196,33 +286,6 @@ fn env(s: &mut Scope<'_, '_>, v: &Raw<'_>, svc: &mut Service) {
     }
 }
 
-/// `umask`: an octal string (`"022"`) or an octal integer (`0o022`).
-fn umask(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<u32> {
-    const EXPECTED: &str =
-        "an octal umask from \"000\" to \"777\" (a string such as \"022\" or an integer such as 0o022)";
-    let value = match v.get_ref() {
-        DeValue::String(t) if !t.is_empty() && t.chars().all(|c| ('0'..='7').contains(&c)) => {
-            u32::from_str_radix(t, 8).ok()
-        }
-        DeValue::Integer(i) if i.radix() == 8 || integer_value(i) == Some(0) => {
-            integer_value(i).and_then(|n| u32::try_from(n).ok())
-        }
-        DeValue::Integer(i) if i.radix() == 10 && integer_value(i).is_some_and(|n| n > 0) => {
-            let message = format!("expected {EXPECTED}, found the decimal integer {i} (write \"{i:0>3}\" or 0o{i})");
-            s.error(v.span(), Some("umask"), message);
-            return None;
-        }
-        _ => None,
-    };
-    match value {
-        Some(m) if m <= 0o777 => Some(m),
-        _ => {
-            s.mismatch("umask", v, EXPECTED);
-            None
-        }
-    }
-}
-
 /// `user` or `group`: a name or a number, which must exist.
 fn user_or_group(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Option<String> {
     let expected = format!("a {key} name or a numeric id");
@@ -275,15 +338,17 @@ fn signal(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<Signal> {
     parsed
 }
 
-/// `stdout` or `stderr`: `"inherit"`, `"null"` or a file path.
+/// `stdout` or `stderr`: `"transcript"`, `"inherit"`, `"null"` or a file
+/// path.
 fn output(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Output {
     match v.get_ref() {
+        DeValue::String(t) if t == "transcript" => Output::Transcript,
         DeValue::String(t) if t == "inherit" => Output::Inherit,
         DeValue::String(t) if t == "null" => Output::Null,
-        DeValue::String(t) if !t.is_empty() => s.path(key, v).map_or(Output::Inherit, Output::File),
+        DeValue::String(t) if !t.is_empty() => s.path(key, v).map_or(Output::Transcript, Output::File),
         _ => {
-            s.mismatch(key, v, "\"inherit\", \"null\" or a file path");
-            Output::Inherit
+            s.mismatch(key, v, "\"transcript\", \"inherit\", \"null\" or a file path");
+            Output::Transcript
         }
     }
 }

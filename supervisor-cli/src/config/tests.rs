@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
-use supervisor_core::{Command, Environment, Expected, Output, RestartMode, RestartPolicy, Service, Signal};
+use supervisor_core::{
+    Command, Environment, Expected, Output, RestartMode, RestartPolicy, Service, Signal, Timestamps, TranscriptConfig,
+};
 
 use super::*;
 
@@ -69,6 +71,8 @@ fn complete_config_with_every_key() {
 [supervisor]
 name = "prod"
 runtime_dir = "/var/run/sv"
+directory = "/var/lib/sv"
+umask = "077"
 log_level = "debug"
 allow_uids = [1000, "root"]
 allow_groups = ["root", 44]
@@ -91,15 +95,29 @@ forever = true
 stop_signal = "INT"
 stop_timeout = "500ms"
 stdout = "/var/log/web.out"
-stderr = "null"
+stderr = "transcript"
+pidfile = "/run/web.pid"
+
+[service.web.transcript]
+path = "/var/log/web.transcript"
+timestamps = "tai64n"
+tag = true
+max_size = "10MB"
+keep = 3
 "#);
     assert_eq!(c.path, PathBuf::from(PATH));
     assert_eq!(c.name, "prod");
     assert_eq!(c.runtime_dir, PathBuf::from("/var/run/sv"));
+    assert_eq!(c.directory, PathBuf::from("/var/lib/sv"));
+    assert_eq!(c.umask, 0o077);
     assert_eq!(c.log_level, LevelFilter::Debug);
     assert_eq!(c.access, AccessPolicy { uids: vec![1000, 0], gids: vec![0, 44] });
+    assert_eq!(c.run_dir(), PathBuf::from("/var/run/sv/run"));
     assert_eq!(c.socket_path(), PathBuf::from("/var/run/sv/run/control.sock"));
+    assert_eq!(c.pidfile_path(), PathBuf::from("/var/run/sv/run/supervisor.pid"));
+    assert_eq!(c.state_path(), PathBuf::from("/var/run/sv/run/state.json"));
     assert_eq!(c.log_dir(), PathBuf::from("/var/run/sv/log"));
+    assert_eq!(c.console_dir(), PathBuf::from("/var/run/sv/console"));
     let vars: BTreeMap<String, String> = [("PORT", "8000"), ("RATIO", "0.5"), ("DEBUG", "true"), ("NAME", "web")]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -124,7 +142,15 @@ stderr = "null"
         stop_signal: Signal::SIGINT,
         stop_timeout: Duration::from_millis(500),
         stdout: Output::File(PathBuf::from("/var/log/web.out")),
-        stderr: Output::Null,
+        stderr: Output::Transcript,
+        transcript: Some(TranscriptConfig {
+            path: PathBuf::from("/var/log/web.transcript"),
+            timestamps: Timestamps::Tai64n,
+            tag: true,
+            max_size: Some(10_000_000),
+            keep: 3,
+        }),
+        pidfile: Some(PathBuf::from("/run/web.pid")),
     };
     assert_eq!(c.services, vec![expected]);
 }
@@ -136,14 +162,24 @@ fn defaults() {
     assert_eq!(c.log_level, LevelFilter::Info);
     assert_eq!(c.access, AccessPolicy::default());
     let xdg = std::env::var_os("XDG_RUNTIME_DIR");
-    assert_eq!(c.runtime_dir, default_runtime_dir("demo", nix::unistd::geteuid().as_raw(), xdg.as_deref()));
-    assert_eq!(c.services, vec![Service::new("web", argv(&["sleep", "10"]))]);
+    let runtime_dir = default_runtime_dir("demo", nix::unistd::geteuid().as_raw(), xdg.as_deref());
+    assert_eq!(c.runtime_dir, runtime_dir);
+    assert_eq!(c.directory, PathBuf::from("/"));
+    assert_eq!(c.umask, 0o022);
+    let mut expected = Service::new("web", argv(&["sleep", "10"]));
+    expected.stdout = Output::Transcript;
+    expected.stderr = Output::Transcript;
+    expected.transcript = Some(TranscriptConfig::new(runtime_dir.join("console/web.log")));
+    assert_eq!(c.services, vec![expected]);
     let s = &c.services[0];
     assert_eq!(s.restart.min_uptime, Duration::from_secs(1));
     assert_eq!(s.restart.backoff_limit, Duration::from_secs(10));
     assert_eq!(s.stop_timeout, Duration::from_secs(10));
     assert_eq!(s.stop_signal, Signal::SIGTERM);
-    assert_eq!((s.stdout.clone(), s.stderr.clone()), (Output::Inherit, Output::Inherit));
+    assert_eq!(s.pidfile, None);
+    let t = s.transcript.as_ref().unwrap();
+    assert_eq!((t.timestamps, t.tag, t.max_size, t.keep), (Timestamps::None, false, None, 5));
+    assert_eq!(t.path, c.console_dir().join("web.log"));
 }
 
 #[test]
@@ -253,8 +289,12 @@ fn every_kind_of_bad_value() {
         ),
         ("stop_signal = 999", "found 999"),
         ("stop_signal = 1979-05-27", "found the date-time 1979-05-27"),
-        ("stdout = \"\"", "expected \"inherit\", \"null\" or a file path, found \"\""),
+        ("stdout = \"\"", "expected \"transcript\", \"inherit\", \"null\" or a file path, found \"\""),
         ("stderr = { path = \"x\" }", "found a table"),
+        ("stdout = 1", "found 1"),
+        ("pidfile = \"\"", "expected a path, found \"\""),
+        ("pidfile = true", "expected a path, found true"),
+        ("transcript = \"web.log\"", "expected a table such as [service.web.transcript], found \"web.log\""),
     ];
     for (line, want) in cases {
         let message = bad_value(line);
@@ -352,11 +392,11 @@ fn unknown_keys_everywhere() {
     assert_at(&errs[1], 3, 1, None, Some("nmae"));
     assert_eq!(
         errs[1].message,
-        "unknown key; the valid keys are: name, runtime_dir, log_level, allow_uids, allow_groups"
+        "unknown key; the valid keys are: name, runtime_dir, directory, umask, log_level, allow_uids, allow_groups"
     );
     assert_at(&errs[2], 6, 1, Some("web"), Some("stop_timout"));
     assert!(errs[2].message.contains("command, shell, directory,"), "{}", errs[2]);
-    assert!(errs[2].message.ends_with("stop_timeout, stdout, stderr"), "{}", errs[2]);
+    assert!(errs[2].message.ends_with("stop_timeout, stdout, stderr, transcript, pidfile"), "{}", errs[2]);
 }
 
 #[test]
@@ -454,12 +494,14 @@ fn relative_paths_are_resolved_against_the_config_directory() {
     let text = r#"
 [supervisor]
 runtime_dir = "state"
+directory = "./home"
 
 [service.web]
 command = "./web"
 directory = "./www"
 stdout = "logs/web.out"
 stderr = "../shared/err.log"
+pidfile = "pids/web.pid"
 
 [service.abs]
 command = "x"
@@ -469,16 +511,20 @@ stderr = "/var/log/abs.err"
 "#;
     let c = ok_at("/etc/sv/demo.toml", text);
     assert_eq!(c.runtime_dir, PathBuf::from("/etc/sv/state"));
+    assert_eq!(c.directory, PathBuf::from("/etc/sv/home"));
     assert_eq!(c.socket_path(), PathBuf::from("/etc/sv/state/run/control.sock"));
     let web = &c.services[0];
     assert_eq!(web.command, argv(&["./web"]), "commands are not paths");
     assert_eq!(web.directory, Some(PathBuf::from("/etc/sv/www")));
     assert_eq!(web.stdout, Output::File(PathBuf::from("/etc/sv/logs/web.out")));
     assert_eq!(web.stderr, Output::File(PathBuf::from("/etc/sv/../shared/err.log")));
+    assert_eq!(web.pidfile, Some(PathBuf::from("/etc/sv/pids/web.pid")));
+    assert_eq!(web.transcript, None);
     let abs = &c.services[1];
     assert_eq!(abs.directory, Some(PathBuf::from("/srv")));
     assert_eq!(abs.stdout, Output::Inherit);
     assert_eq!(abs.stderr, Output::File(PathBuf::from("/var/log/abs.err")));
+    assert_eq!(abs.transcript, None);
 
     let cwd = std::env::current_dir().unwrap();
     let c = ok_at("demo.toml", "[service.a]\ncommand = \"x\"\ndirectory = \"www\"\n");
@@ -486,6 +532,12 @@ stderr = "/var/log/abs.err"
     assert_eq!(c.services[0].directory, Some(cwd.join("www")));
     let c = ok_at("conf/demo.toml", "[service.a]\ncommand = \"x\"\nstdout = \"./a.log\"\n");
     assert_eq!(c.services[0].stdout, Output::File(cwd.join("conf/a.log")));
+    let c = ok_at("conf/demo.toml", "[supervisor]\ndirectory = \".\"\n[service.a]\ncommand = \"x\"\n");
+    assert_eq!(c.directory, cwd.join("conf"));
+    let text = "[supervisor]\nruntime_dir = \"rt\"\n[service.a]\ncommand = \"x\"\ntranscript.path = \"out/a.log\"\n";
+    let c = ok_at("conf/demo.toml", text);
+    assert_eq!(c.runtime_dir, cwd.join("conf/rt"));
+    assert_eq!(c.services[0].transcript.as_ref().map(|t| t.path.clone()), Some(cwd.join("conf/out/a.log")));
 }
 
 #[test]
@@ -523,4 +575,269 @@ fn load_reads_the_file_or_names_it() {
     assert_eq!(errs.len(), 1);
     assert_eq!((errs[0].path.as_path(), errs[0].line), (missing.as_path(), None));
     assert!(errs[0].to_string().starts_with(&format!("{}: cannot read the configuration: ", missing.display())));
+}
+
+/// The transcript of the only service of a config with runtime directory
+/// `/rt`, whose service table ends with `lines`.
+#[track_caller]
+fn transcript_of(lines: &str) -> Option<TranscriptConfig> {
+    let text = format!("[supervisor]\nruntime_dir = \"/rt\"\n[service.web]\ncommand = \"x\"\n{lines}\n");
+    service(&text).transcript
+}
+
+#[test]
+fn outputs_go_to_the_transcript_by_default() {
+    let s = service("[supervisor]\nruntime_dir = \"/rt\"\n[service.web]\ncommand = \"x\"\n");
+    assert_eq!((s.stdout, s.stderr), (Output::Transcript, Output::Transcript));
+    assert_eq!(s.transcript, Some(TranscriptConfig::new("/rt/console/web.log")));
+
+    let s = service("[supervisor]\nruntime_dir = \"/rt\"\n[service.web]\ncommand = \"x\"\nstdout = \"null\"\n");
+    assert_eq!((s.stdout, s.stderr), (Output::Null, Output::Transcript));
+    assert_eq!(s.transcript, Some(TranscriptConfig::new("/rt/console/web.log")));
+    let s = service("[service.web]\ncommand = \"x\"\nstdout = \"transcript\"\nstderr = \"inherit\"\n");
+    assert_eq!((s.stdout, s.stderr), (Output::Transcript, Output::Inherit));
+    assert!(s.transcript.is_some());
+    let s = service("[service.web]\ncommand = \"x\"\nstdout = \"./transcript\"\nstderr = \"inherit\"\n");
+    assert_eq!(s.stdout, Output::File(PathBuf::from("/etc/sv/transcript")));
+    assert_eq!(s.transcript, None);
+
+    // A transcript that no stream goes to is checked, but not kept.
+    let unused = "stdout = \"null\"\nstderr = \"inherit\"\n[service.web.transcript]\ntag = true\n";
+    assert_eq!(transcript_of(unused), None);
+    let e =
+        one_error("[service.web]\ncommand = \"x\"\nstdout = \"null\"\nstderr = \"null\"\ntranscript = { tag = 1 }\n");
+    assert_at(&e, 5, 22, Some("web"), Some("transcript.tag"));
+}
+
+#[test]
+fn transcript_tables() {
+    let t = transcript_of("[service.web.transcript]\npath = \"/var/log/web.log\"\ntimestamps = \"rfc3339\"\n").unwrap();
+    assert_eq!(t, TranscriptConfig { timestamps: Timestamps::Rfc3339, ..TranscriptConfig::new("/var/log/web.log") });
+    let t = transcript_of("transcript = { tag = true, keep = 0, max_size = 4096 }").unwrap();
+    let want =
+        TranscriptConfig { tag: true, keep: 0, max_size: Some(4096), ..TranscriptConfig::new("/rt/console/web.log") };
+    assert_eq!(t, want);
+    let t = transcript_of("transcript.timestamps = \"none\"\ntranscript.keep = 1000").unwrap();
+    assert_eq!((t.timestamps, t.keep), (Timestamps::None, 1000));
+    let t = transcript_of("transcript = {}").unwrap();
+    assert_eq!(t, TranscriptConfig::new("/rt/console/web.log"));
+    let t = transcript_of("[service.web.transcript]\npath = \"logs/../web.log\"\ntimestamps = \"tai64n\"").unwrap();
+    assert_eq!((t.path, t.timestamps), (PathBuf::from("/etc/sv/logs/../web.log"), Timestamps::Tai64n));
+}
+
+#[test]
+fn transcript_sizes() {
+    let size = |v: &str| transcript_of(&format!("transcript.max_size = {v}")).unwrap().max_size;
+    assert_eq!(size("\"1000\""), Some(1000));
+    assert_eq!(size("\"10MB\""), Some(10_000_000));
+    assert_eq!(size("\"512KB\""), Some(512_000));
+    assert_eq!(size("\"512 KiB\""), Some(512 * 1024));
+    assert_eq!(size("\"1GiB\""), Some(1 << 30));
+    assert_eq!(size("\"2gb\""), Some(2_000_000_000));
+    assert_eq!(size("\"3mib\""), Some(3 << 20));
+    assert_eq!(size("\"7 b\""), Some(7));
+    assert_eq!(size("1_000"), Some(1000));
+    assert_eq!(size("0x100"), Some(256));
+
+    assert_eq!(check::parse_size("18446744073709551615"), Ok(u64::MAX));
+    assert_eq!(check::parse_size("18446744073709551616"), Err(check::SizeError::TooLarge));
+    assert_eq!(check::parse_size("17179869184GiB"), Err(check::SizeError::TooLarge));
+    for bad in ["", "MB", "1.5MB", "10 MBs", "10M", "-1", "+1", "1 000", "1KB2", "ten"] {
+        assert_eq!(check::parse_size(bad), Err(check::SizeError::Invalid), "{bad:?}");
+    }
+}
+
+#[test]
+fn bad_transcript_values() {
+    const SIZE: &str = "expected a size such as \"10MB\", \"512KiB\" or \"1000\" (bytes)";
+    let cases = [
+        ("transcript.path = \"\"", "transcript.path", "expected a path, found \"\"".to_owned()),
+        ("transcript.path = 1", "transcript.path", "expected a path, found 1".to_owned()),
+        (
+            "transcript.timestamps = \"iso\"",
+            "transcript.timestamps",
+            "expected one of \"none\", \"rfc3339\", \"tai64n\", found \"iso\"".to_owned(),
+        ),
+        ("transcript.timestamps = true", "transcript.timestamps", "found true".to_owned()),
+        ("transcript.tag = \"out\"", "transcript.tag", "expected true or false, found \"out\"".to_owned()),
+        ("transcript.max_size = \"10XB\"", "transcript.max_size", format!("{SIZE}, found \"10XB\"")),
+        ("transcript.max_size = 1.5", "transcript.max_size", format!("{SIZE}, found 1.5")),
+        (
+            "transcript.max_size = \"0KB\"",
+            "transcript.max_size",
+            "expected a size of at least 1 byte, found \"0KB\"".into(),
+        ),
+        ("transcript.max_size = 0", "transcript.max_size", "expected a size of at least 1 byte, found 0".into()),
+        ("transcript.max_size = -5", "transcript.max_size", "expected a size of at least 1 byte, found -5".into()),
+        (
+            "transcript.max_size = \"99999999999GiB\"",
+            "transcript.max_size",
+            "expected a size of at most 18446744073709551615 bytes, found \"99999999999GiB\"".into(),
+        ),
+        (
+            "transcript.keep = -1",
+            "transcript.keep",
+            "expected a number of rotated files from 0 to 1000, found -1".into(),
+        ),
+        ("transcript.keep = 1001", "transcript.keep", "found 1001".into()),
+        ("transcript.keep = \"5\"", "transcript.keep", "found \"5\"".into()),
+    ];
+    for (line, key, want) in cases {
+        let text = format!("[service.web]\ncommand = \"x\"\n{line}\n");
+        let e = one_error(&text);
+        assert_at(&e, 3, line.find('=').unwrap() + 3, Some("web"), Some(key));
+        assert!(e.message.contains(&want), "{line}: got {:?}, want {want:?}", e.message);
+    }
+
+    let e = one_error("[service.web]\ncommand = \"x\"\n[service.web.transcript]\npath = \"a\"\nrotate = \"1MB\"\n");
+    assert_at(&e, 5, 1, Some("web"), Some("transcript.rotate"));
+    assert_eq!(e.message, "unknown key; the valid keys are: path, timestamps, tag, max_size, keep");
+    let e = one_error("[service.web]\ncommand = \"x\"\ntranscript = [1]\n");
+    assert_at(&e, 3, 14, Some("web"), Some("transcript"));
+    assert_eq!(e.message, "expected a table such as [service.web.transcript], found an array");
+}
+
+#[test]
+fn transcript_errors_are_collected_with_the_others() {
+    let text = r#"[service.web]
+command = "x"
+stop_timeout = "ten"
+
+[service.web.transcript]
+timestamps = "local"
+max_size = "lots"
+keep = -2
+colour = true
+
+[service.db]
+umask = "9"
+"#;
+    let errs = errors(text);
+    let got: Vec<_> = errs.iter().map(|e| (e.line.unwrap(), e.service.as_deref(), e.key.as_deref().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (3, Some("web"), "stop_timeout"),
+            (6, Some("web"), "transcript.timestamps"),
+            (7, Some("web"), "transcript.max_size"),
+            (8, Some("web"), "transcript.keep"),
+            (9, Some("web"), "transcript.colour"),
+            (11, Some("db"), "command"),
+            (12, Some("db"), "umask"),
+        ]
+    );
+}
+
+#[test]
+fn pidfiles() {
+    let s = service("[service.web]\ncommand = \"x\"\npidfile = \"/run/web.pid\"\n");
+    assert_eq!(s.pidfile, Some(PathBuf::from("/run/web.pid")));
+    let s = service("[service.web]\ncommand = \"x\"\npidfile = \"run/web.pid\"\n");
+    assert_eq!(s.pidfile, Some(PathBuf::from("/etc/sv/run/web.pid")));
+}
+
+#[test]
+fn supervisor_directory_and_umask() {
+    let c = ok("[supervisor]\ndirectory = \"/srv\"\numask = 0o027\n");
+    assert_eq!((c.directory, c.umask), (PathBuf::from("/srv"), 0o027));
+    let c = ok("[supervisor]\ndirectory = \"data\"\numask = \"0\"\n");
+    assert_eq!((c.directory, c.umask), (PathBuf::from("/etc/sv/data"), 0));
+
+    let e = one_error("[supervisor]\ndirectory = \"\"\n");
+    assert_at(&e, 2, 13, None, Some("directory"));
+    assert_eq!(e.message, "expected a path, found \"\"");
+    let e = one_error("[supervisor]\numask = 22\n");
+    assert_at(&e, 2, 9, None, Some("umask"));
+    assert!(e.message.ends_with("found the decimal integer 22 (write \"022\" or 0o22)"), "{e}");
+    let e = one_error("[supervisor]\numask = \"1000\"\n");
+    assert_at(&e, 2, 9, None, Some("umask"));
+    assert!(e.message.starts_with("expected an octal umask from \"000\" to \"777\""), "{e}");
+}
+
+#[test]
+fn runtime_layout() {
+    let c = ok("[supervisor]\nruntime_dir = \"/rt\"\n");
+    assert_eq!(c.run_dir(), PathBuf::from("/rt/run"));
+    assert_eq!(c.socket_path(), PathBuf::from("/rt/run/control.sock"));
+    assert_eq!(c.pidfile_path(), PathBuf::from("/rt/run/supervisor.pid"));
+    assert_eq!(c.state_path(), PathBuf::from("/rt/run/state.json"));
+    assert_eq!(c.log_dir(), PathBuf::from("/rt/log"));
+    assert_eq!(c.console_dir(), PathBuf::from("/rt/console"));
+}
+
+#[test]
+fn transcripts_and_pidfiles_need_files_of_their_own() {
+    let head = "[supervisor]\nruntime_dir = \"/rt\"\n";
+    // Two explicit transcripts: the later one is reported.
+    let e = one_error(&format!(
+        "{head}[service.a]\ncommand = \"x\"\ntranscript.path = \"/log/x.log\"\n\
+         [service.b]\ncommand = \"x\"\ntranscript.path = \"/log/./x.log\"\n"
+    ));
+    assert_at(&e, 8, 19, Some("b"), Some("transcript.path"));
+    assert_eq!(
+        e.message,
+        "the file \"/log/x.log\" is also the transcript of service \"a\": a transcript or pidfile needs a file of its own"
+    );
+    // An explicit path that is another service's default.
+    let e = one_error(&format!(
+        "{head}[service.a]\ncommand = \"x\"\ntranscript.path = \"/rt/console/b.log\"\n[service.b]\ncommand = \"x\"\n"
+    ));
+    assert_at(&e, 5, 19, Some("a"), Some("transcript.path"));
+    assert!(e.message.contains("is also the transcript of service \"b\""), "{e}");
+    // Pidfiles.
+    let e = one_error(&format!(
+        "{head}[service.a]\ncommand = \"x\"\npidfile = \"/run/x.pid\"\n[service.b]\ncommand = \"x\"\npidfile = \"/run/x.pid\"\n"
+    ));
+    assert_at(&e, 8, 11, Some("b"), Some("pidfile"));
+    assert!(e.message.starts_with("the file \"/run/x.pid\" is also the pidfile of service \"a\""), "{e}");
+    // A pidfile in a transcript, even the service's own.
+    let e = one_error(&format!("{head}[service.a]\ncommand = \"x\"\npidfile = \"/rt/console/a.log\"\n"));
+    assert_at(&e, 5, 11, Some("a"), Some("pidfile"));
+    assert!(e.message.contains("is also the transcript of service \"a\""), "{e}");
+    // An output file in a transcript.
+    let e = one_error(&format!(
+        "{head}[service.a]\ncommand = \"x\"\n[service.b]\ncommand = \"x\"\nstderr = \"/rt/console/a.log\"\n"
+    ));
+    assert_at(&e, 7, 10, Some("b"), Some("stderr"));
+    assert!(e.message.contains("is also the transcript of service \"a\""), "{e}");
+    // An output file that is a pidfile written later in the file.
+    let e = one_error(&format!(
+        "{head}[service.a]\ncommand = \"x\"\nstdout = \"/run/a\"\n[service.b]\ncommand = \"x\"\npidfile = \"/run/a\"\n"
+    ));
+    assert_at(&e, 8, 11, Some("b"), Some("pidfile"));
+    assert!(e.message.contains("is also the stdout file of service \"a\""), "{e}");
+    // The supervisor's own files.
+    let e = one_error(&format!("{head}[service.a]\ncommand = \"x\"\npidfile = \"/rt/run/supervisor.pid\"\n"));
+    assert_at(&e, 5, 11, Some("a"), Some("pidfile"));
+    assert!(e.message.contains("is also the supervisor's pidfile"), "{e}");
+    let e = one_error(&format!("{head}[service.a]\ncommand = \"x\"\ntranscript.path = \"/rt/log/supervisor.log\"\n"));
+    assert!(e.message.contains("is also the supervisor's log"), "{e}");
+    let e = one_error(&format!("{head}[service.a]\ncommand = \"x\"\npidfile = \"/rt/run/state.json\"\n"));
+    assert!(e.message.contains("is also the supervisor's state file"), "{e}");
+
+    // Three claims on one file: each later one is reported once.
+    let errs = errors(&format!(
+        "{head}[service.a]\ncommand = \"x\"\npidfile = \"/p\"\n[service.b]\ncommand = \"x\"\npidfile = \"/p\"\n\
+         [service.c]\ncommand = \"x\"\ntranscript.path = \"/p\"\n"
+    ));
+    let got: Vec<_> = errs.iter().map(|e| (e.service.as_deref(), e.key.as_deref())).collect();
+    assert_eq!(got, [(Some("b"), Some("pidfile")), (Some("c"), Some("transcript.path"))]);
+}
+
+#[test]
+fn shared_output_files_and_unused_transcripts_are_allowed() {
+    let c = ok(r#"
+[service.a]
+command = "x"
+stdout = "/log/all.log"
+stderr = "/log/all.log"
+[service.b]
+command = "x"
+stdout = "/log/all.log"
+stderr = "inherit"
+[service.b.transcript]
+path = "/log/all.log"
+"#);
+    assert_eq!(c.services[1].stdout, Output::File(PathBuf::from("/log/all.log")));
+    assert_eq!(c.services[1].transcript, None);
 }

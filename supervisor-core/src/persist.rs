@@ -1,0 +1,101 @@
+//! The state that outlives the supervisor: each service's wanted state and
+//! the process it runs, written atomically so that a supervisor killed at
+//! any moment leaves either the old file or the new one, never half of one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::service::Expected;
+
+/// One service's saved state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedService {
+    /// What `start` and `stop` last asked for (a shutdown does not count).
+    pub wanted: Expected,
+    /// Its main process when the file was written.
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// That process's start time (clock ticks since boot), so that a
+    /// reused pid is never mistaken for it.
+    #[serde(default)]
+    pub start_time: Option<u64>,
+}
+
+/// The whole saved state of an engine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedState {
+    /// By service name.
+    pub services: BTreeMap<String, SavedService>,
+}
+
+impl SavedState {
+    /// Reads the file; `None` when there is none.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors, and a file that is not valid state.
+    pub fn load(path: &Path) -> io::Result<Option<SavedState>> {
+        match fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes the file atomically: a temporary file in the same directory,
+    /// flushed to disk, renamed over the old one.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors; the old file is then left as it was.
+    pub fn save(&self, path: &Path) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = std::path::PathBuf::from(tmp);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        f.write_all(&bytes)?;
+        f.sync_data()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(SavedState::load(&path).unwrap(), None);
+        let mut s = SavedState::default();
+        s.services.insert("a".into(), SavedService { wanted: Expected::Stopped, pid: Some(7), start_time: Some(9) });
+        s.save(&path).unwrap();
+        assert_eq!(SavedState::load(&path).unwrap(), Some(s));
+        assert!(!dir.path().join("state.json.tmp").exists());
+        fs::write(&path, "{oops").unwrap();
+        assert!(SavedState::load(&path).is_err());
+    }
+}
