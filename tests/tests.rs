@@ -6,6 +6,8 @@ mod util;
 mod cli_exit_codes;
 mod config_errors;
 mod control_socket;
+mod daemon;
 mod engine;
 mod lifecycle;
 mod stopping;
+mod transcripts;

@@ -38,7 +38,7 @@ pub enum CliError {
     #[error("{0}")]
     Config(ConfigErrors),
     /// No supervisor answers for this configuration.
-    #[error("supervisor {name:?} is not running ({socket})")]
+    #[error("no supervisor is running for instance {name:?} (nothing answers at {socket})")]
     NotRunning {
         /// The instance.
         name: String,

@@ -4,6 +4,9 @@
 //! ```text
 //! sv-test-helper sleep [FILE]            write "PID\n" to FILE (if given), then sleep forever
 //! sv-test-helper stamp FILE             append "PID CLOCK_MONOTONIC_NS\n" to FILE, then sleep forever
+//! sv-test-helper lines COUNT LEN [err]  write COUNT lines of LEN bytes (with the newline) to stdout
+//!                                        (or stderr), each "NNNNNNNN xxxx...", as fast as it can, then
+//!                                        sleep forever
 //! sv-test-helper exit CODE               exit at once with CODE
 //! sv-test-helper ignore-term FILE        ignore SIGTERM, write FILE, sleep forever
 //! sv-test-helper fork-child FILE         fork a child in the same group; it writes its pid to FILE
@@ -53,6 +56,31 @@ fn main() {
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(arg(1)).expect("open");
             writeln!(f, "{} {ns}", std::process::id()).expect("write");
             drop(f);
+            sleep_forever()
+        }
+        Some("lines") => {
+            let count: usize = arg(1).parse().unwrap_or_else(|_| usage());
+            let len: usize = arg(2).parse().unwrap_or_else(|_| usage());
+            assert!(len >= 10, "LEN must be at least 10");
+            let to_err = args.get(3).is_some_and(|a| a == "err");
+            let mut buf = Vec::with_capacity(1 << 16);
+            let write = |buf: &mut Vec<u8>| {
+                if to_err {
+                    std::io::stderr().write_all(buf).expect("write");
+                } else {
+                    std::io::stdout().write_all(buf).expect("write");
+                }
+                buf.clear();
+            };
+            for i in 0..count {
+                buf.extend_from_slice(format!("{i:08} ").as_bytes());
+                buf.resize(buf.len() + len - 10, b'x');
+                buf.push(b'\n');
+                if buf.len() >= 60_000 {
+                    write(&mut buf);
+                }
+            }
+            write(&mut buf);
             sleep_forever()
         }
         Some("exit") => exit(arg(1).parse().unwrap_or_else(|_| usage())),

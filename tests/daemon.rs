@@ -1,0 +1,1 @@
+//! Daemon mode (being written).
