@@ -78,7 +78,8 @@ impl Fixture {
         let dir = tempfile::Builder::new().prefix("sv").tempdir_in("/tmp").expect("tempdir");
         let d = dir.path().display().to_string();
         let text = format!(
-            "[supervisor]\nname = \"t\"\nruntime_dir = \"{d}/rt\"\nlog_level = \"debug\"\n{extra}\n{}",
+            "[supervisor]\nname = \"t\"\nruntime_dir = \"{d}/rt\"\nlog_level = \"debug\"\n{}\n{}",
+            extra.replace("DIR", &d),
             services.replace("HELPER", &helper()).replace("DIR", &d)
         );
         let config = dir.path().join("t.toml");
