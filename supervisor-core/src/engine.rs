@@ -135,6 +135,7 @@ pub struct Engine {
     state_path: Option<PathBuf>,
     saved: Option<SavedState>,
     last_saved: Option<SavedState>,
+    read_buf: Vec<u8>,
 }
 
 impl Engine {
@@ -171,6 +172,7 @@ impl Engine {
             state_path: None,
             saved: None,
             last_saved: None,
+            read_buf: vec![0; 64 * 1024],
         })
     }
 
@@ -490,7 +492,7 @@ impl Engine {
                 Source::Exec(idx) => self.read_exec_status(idx),
                 Source::Output(idx, stream) => {
                     if let Some(o) = self.slots[idx].output.as_mut() {
-                        o.read_ready(stream);
+                        o.read_ready(stream, &mut self.read_buf);
                     }
                 }
                 Source::Member(idx, pid) => {
@@ -730,7 +732,7 @@ impl Engine {
                 slot.leader_start_time = None;
                 slot.pidfile = None;
                 if let Some(o) = slot.output.as_mut() {
-                    o.drain();
+                    o.drain(&mut self.read_buf);
                 }
                 log::info!("{}: pid {pid} {status}", slot.svc.name);
                 self.table = None;

@@ -46,7 +46,6 @@ pub struct ServiceOutput {
     out: Option<Pipe>,
     err: Option<Pipe>,
     transcript: Transcript,
-    buf: Vec<u8>,
 }
 
 impl ServiceOutput {
@@ -66,12 +65,7 @@ impl ServiceOutput {
         crate::sys::ignore_sigxfsz();
         let out = if wants(&svc.stdout) { Some(Pipe::new()?) } else { None };
         let err = if wants(&svc.stderr) { Some(Pipe::new()?) } else { None };
-        Ok(Some(ServiceOutput {
-            out,
-            err,
-            transcript: Transcript::open(&svc.name, cfg.clone()),
-            buf: vec![0; 64 * 1024],
-        }))
+        Ok(Some(ServiceOutput { out, err, transcript: Transcript::open(&svc.name, cfg.clone()) }))
     }
 
     /// The write ends for a new process.
@@ -90,8 +84,10 @@ impl ServiceOutput {
     }
 
     /// Reads what one stream has (up to a per-turn limit) into the
-    /// transcript. Returns the bytes read.
-    pub fn read_ready(&mut self, stream: Stream) -> usize {
+    /// transcript, through `buf` (one buffer shared by all services keeps
+    /// the memory of a thousand idle services small). Returns the bytes
+    /// read.
+    pub fn read_ready(&mut self, stream: Stream, buf: &mut [u8]) -> usize {
         let pipe = match stream {
             Stream::Out => &self.out,
             Stream::Err => &self.err,
@@ -99,12 +95,12 @@ impl ServiceOutput {
         let Some(pipe) = pipe else { return 0 };
         let mut total = 0;
         while total < READ_PER_TURN {
-            match nix::unistd::read(&pipe.read, &mut self.buf) {
+            match nix::unistd::read(&pipe.read, buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     total += n;
-                    self.transcript.write(stream, &self.buf[..n]);
-                    if n < self.buf.len() {
+                    self.transcript.write(stream, &buf[..n]);
+                    if n < buf.len() {
                         break;
                     }
                 }
@@ -117,9 +113,9 @@ impl ServiceOutput {
 
     /// Reads everything that is waiting in both pipes and writes the
     /// unfinished lines (the process has ended).
-    pub fn drain(&mut self) {
+    pub fn drain(&mut self, buf: &mut [u8]) {
         for stream in [Stream::Out, Stream::Err] {
-            while self.read_ready(stream) >= READ_PER_TURN {}
+            while self.read_ready(stream, buf) >= READ_PER_TURN {}
         }
         self.transcript.finish_lines();
     }
