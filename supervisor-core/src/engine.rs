@@ -136,6 +136,16 @@ pub struct Engine {
     saved: Option<SavedState>,
     last_saved: Option<SavedState>,
     read_buf: Vec<u8>,
+    reopen_hook: Option<ReopenHook>,
+}
+
+/// What the host runs when the transcripts are reopened (its own logs).
+struct ReopenHook(Box<dyn FnMut()>);
+
+impl std::fmt::Debug for ReopenHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReopenHook")
+    }
 }
 
 impl Engine {
@@ -173,6 +183,7 @@ impl Engine {
             saved: None,
             last_saved: None,
             read_buf: vec![0; 64 * 1024],
+            reopen_hook: None,
         })
     }
 
@@ -659,6 +670,12 @@ impl Engine {
         }
     }
 
+    /// Runs `hook` whenever a `reopen` request arrives, so that the host
+    /// can reopen its own log files together with the transcripts.
+    pub fn set_reopen_hook(&mut self, hook: impl FnMut() + 'static) {
+        self.reopen_hook = Some(ReopenHook(Box::new(hook)));
+    }
+
     /// Reopens the transcript of `name`, or of every service when `None`.
     ///
     /// # Errors
@@ -929,6 +946,9 @@ impl Engine {
                 }
             }
             Command::Reopen { names } => {
+                if let Some(hook) = self.reopen_hook.as_mut() {
+                    (hook.0)();
+                }
                 let sel = Selection { all: names.is_empty(), names };
                 match self.resolve(&sel) {
                     Ok(idxs) => {

@@ -179,10 +179,10 @@ impl Transcript {
         let pending = &mut self.partial[stream.index()];
         let Some(last_nl) = data.iter().rposition(|b| *b == b'\n') else {
             pending.extend_from_slice(data);
-            if pending.len() >= MAX_LINE {
-                let mut line = std::mem::take(pending);
-                line.push(b'\n');
-                self.emit(stream, &line);
+            while self.partial[stream.index()].len() >= MAX_LINE {
+                let mut piece: Vec<u8> = self.partial[stream.index()].drain(..MAX_LINE).collect();
+                piece.push(b'\n');
+                self.emit(stream, &piece);
             }
             return;
         };
@@ -260,22 +260,37 @@ impl Transcript {
             return;
         };
         let mut written = 0;
+        let mut error = None;
         while written < bytes.len() {
             match file.write(&bytes[written..]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    error = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    self.size += written as u64;
-                    self.dropped += (bytes.len() - written) as u64;
-                    self.fail(format!("write {}: {e}", self.cfg.path.display()));
-                    return;
+                    error = Some(e);
+                    break;
                 }
             }
         }
-        self.size += written as u64;
-        self.dropped += (bytes.len() - written) as u64;
-        self.recovered();
+        let Some(e) = error else {
+            self.size += written as u64;
+            self.recovered();
+            return;
+        };
+        // A short write must not leave the start of a line behind for the
+        // next line to be glued to: cut the file back to the last whole
+        // line that made it.
+        let whole = bytes[..written].iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if whole < written && file.set_len(self.size + whole as u64).is_err() {
+            // Cannot cut it: end the fragment instead, if there is room.
+            let _ = file.write(b"\n");
+        }
+        self.size += whole as u64;
+        self.dropped += (bytes.len() - whole) as u64;
+        self.fail(format!("write {}: {e}", self.cfg.path.display()));
     }
 
     /// `PATH.(N-1)` -> `PATH.N`, ..., `PATH` -> `PATH.1`, then a new `PATH`.
@@ -436,6 +451,21 @@ mod tests {
         t.write(Stream::Out, b"back\n");
         assert_eq!(read(&path), "back\n");
         assert!(t.error().is_none());
+    }
+
+    #[test]
+    fn endless_lines_are_cut_into_pieces_of_max_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let mut t = Transcript::open("t", TranscriptConfig::new(&path));
+        let chunk = vec![b'x'; 50_000];
+        for _ in 0..4 {
+            t.write(Stream::Out, &chunk);
+        }
+        let text = read(&path);
+        assert_eq!(text.lines().map(str::len).collect::<Vec<_>>(), [MAX_LINE, MAX_LINE, MAX_LINE]);
+        t.finish_lines();
+        assert_eq!(read(&path).len(), 200_000 + 4);
     }
 
     #[test]

@@ -83,6 +83,7 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
         try_!(engine.catch_signal(sig));
     }
     engine.set_instance_marker(config.runtime_dir.display().to_string());
+    engine.set_reopen_hook(logger::reopen);
     let leftovers = try_!(engine.restore(&config.state_path(), LEFTOVER_GRACE));
     if leftovers > 0 {
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
