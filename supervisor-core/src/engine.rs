@@ -137,6 +137,7 @@ pub struct Engine {
     last_saved: Option<SavedState>,
     read_buf: Vec<u8>,
     reopen_hook: Option<ReopenHook>,
+    state_dirty: bool,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -184,6 +185,7 @@ impl Engine {
             last_saved: None,
             read_buf: vec![0; 64 * 1024],
             reopen_hook: None,
+            state_dirty: true,
         })
     }
 
@@ -289,6 +291,9 @@ impl Engine {
 
     fn save_state(&mut self) {
         let Some(path) = &self.state_path else { return };
+        if !std::mem::take(&mut self.state_dirty) {
+            return;
+        }
         let state = SavedState {
             services: self
                 .slots
@@ -304,7 +309,10 @@ impl Engine {
         }
         match state.save(path) {
             Ok(()) => self.last_saved = Some(state),
-            Err(e) => log::error!("cannot save the state to {}: {e}", path.display()),
+            Err(e) => {
+                // Logged once per change of state, retried at the next one.
+                log::error!("cannot save the state to {}: {e}", path.display());
+            }
         }
     }
 
@@ -598,8 +606,9 @@ impl Engine {
             for a in actions {
                 self.perform(idx, a);
             }
-            if !self.shutting_down {
+            if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
                 self.slots[idx].persisted_up = self.slots[idx].m.want_up();
+                self.state_dirty = true;
             }
         }
     }
@@ -643,6 +652,7 @@ impl Engine {
                         log::info!("{}: started pid {}", slot.svc.name, sp.pid);
                         Self::write_pidfile(slot, sp.pid);
                         slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
+                        self.state_dirty = true;
                         slot.leader = Some(sp.pid);
                         slot.pgid = Some(sp.pid);
                         slot.exec_pipe = Some(sp.exec_status);
@@ -747,6 +757,7 @@ impl Engine {
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
                 slot.leader_start_time = None;
+                self.state_dirty = true;
                 slot.pidfile = None;
                 if let Some(o) = slot.output.as_mut() {
                     o.drain(&mut self.read_buf);
