@@ -243,7 +243,7 @@ impl Notifier {
         Ok((READY_FD_ENV, self.fd.as_raw_fd().to_string()))
     }
 
-    /// Takes back a notifier handed over by [`Notifier::into_env`], and
+    /// Takes back a notifier handed over by [`Notifier::to_env`], and
     /// removes the variable so that children do not inherit it. `None`
     /// when the variable is absent or does not name an open pipe.
     ///
