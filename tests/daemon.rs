@@ -254,5 +254,5 @@ min_uptime = "100ms"
         assert!(log.contains(needle), "{needle:?} missing from the event log:\n{log}");
     }
     let first = log.lines().next().unwrap();
-    assert!(first.len() > 24 && first.as_bytes()[10] == b'T' && first[..24].ends_with('Z'), "timestamped: {first}");
+    assert!(first.len() > 27 && first.as_bytes()[10] == b'T' && first[..27].ends_with('Z'), "timestamped: {first}");
 }

@@ -74,31 +74,9 @@ pub fn reopen() {
     }
 }
 
-/// Now as `2026-11-21T07:30:00.123Z`.
+/// Now as `2026-11-21T07:30:00.123456Z`.
 pub fn rfc3339_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    rfc3339(d.as_secs() as i64, d.subsec_millis())
-}
-
-/// Formats seconds since the epoch (UTC) and milliseconds.
-pub fn rfc3339(secs: i64, millis: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem / 60 % 60, rem % 60)
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    supervisor_core::transcript::rfc3339_micros(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -106,9 +84,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_dates() {
-        assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339(1_795_246_200, 5), "2026-11-21T07:30:00.005Z");
-        assert_eq!(rfc3339(951_782_400, 0), "2000-02-29T00:00:00.000Z");
+    fn lines_are_timestamped_now() {
+        let stamp = rfc3339_now();
+        assert_eq!(stamp.len(), "2026-11-21T07:30:00.123456Z".len());
+        assert!(stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "{stamp}");
     }
 }
