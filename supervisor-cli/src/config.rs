@@ -308,8 +308,12 @@ fn check_files(diag: &mut Diag<'_>, runtime_dir: Option<&Path>, services: &[Serv
     claims.extend(defaults);
     claims.extend(explicit);
 
+    // Earlier claims by path: linear, so that thousands of services load fast.
+    let mut seen: std::collections::HashMap<&Path, Vec<usize>> = std::collections::HashMap::new();
     for (i, claim) in claims.iter().enumerate() {
-        let clash = claims[..i].iter().find(|c| c.path == claim.path && (c.what.exclusive() || claim.what.exclusive()));
+        let earlier = seen.entry(claim.path).or_default();
+        let clash = earlier.iter().map(|&j| &claims[j]).find(|c| c.what.exclusive() || claim.what.exclusive());
+        earlier.push(i);
         let (Some(earlier), Some((span, key))) = (clash, &claim.at) else { continue };
         let service = match claim.what {
             Use::Transcript(s) | Use::Pidfile(s) | Use::Output(s, _) => Some(s),

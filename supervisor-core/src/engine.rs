@@ -307,7 +307,12 @@ impl Engine {
         if self.last_saved.as_ref() == Some(&state) {
             return;
         }
-        match state.save(path) {
+        // Wanted states must survive a reboot: flush them to disk. Pids
+        // only matter until then: a rename is enough, and keeps a restart
+        // storm from waiting on the disk.
+        let wanted = |s: &SavedState| s.services.iter().map(|(k, v)| (k.clone(), v.wanted)).collect::<Vec<_>>();
+        let durable = self.last_saved.as_ref().is_none_or(|old| wanted(old) != wanted(&state));
+        match state.save(path, durable) {
             Ok(()) => self.last_saved = Some(state),
             Err(e) => {
                 // Logged once per change of state, retried at the next one.
@@ -394,6 +399,11 @@ impl Engine {
 
     /// A snapshot of everything.
     pub fn status(&self) -> StatusSnapshot {
+        self.snapshot(0..self.slots.len())
+    }
+
+    /// A snapshot of the supervisor and the services at `idxs`.
+    fn snapshot(&self, idxs: impl Iterator<Item = usize>) -> StatusSnapshot {
         let now = self.clock.now();
         StatusSnapshot {
             supervisor: SupervisorStatus {
@@ -401,7 +411,7 @@ impl Engine {
                 pid: std::process::id() as i32,
                 uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
             },
-            services: (0..self.slots.len()).map(|i| self.service_status(i, now)).collect(),
+            services: idxs.map(|i| self.service_status(i, now)).collect(),
         }
     }
 
@@ -941,16 +951,14 @@ impl Engine {
         };
         let (sel, event, wait) = match req.command {
             Command::Ping => {
-                let mut st = self.status();
-                st.services.clear();
+                let st = self.snapshot(std::iter::empty());
                 return reply(self, Response::with_status(Value::Null, st));
             }
             Command::Status { names } => {
                 let sel = Selection { all: names.is_empty(), names };
                 match self.resolve(&sel) {
                     Ok(idxs) => {
-                        let mut st = self.status();
-                        st.services = idxs.into_iter().map(|i| st.services[i].clone()).collect();
+                        let st = self.snapshot(idxs.into_iter());
                         return reply(self, Response::with_status(Value::Null, st));
                     }
                     Err(e) => return reply(self, *e),

@@ -50,12 +50,14 @@ impl SavedState {
     }
 
     /// Writes the file atomically: a temporary file in the same directory,
-    /// flushed to disk, renamed over the old one.
+    /// renamed over the old one. With `durable`, the data and the rename
+    /// are also flushed to disk (`fsync`) so that they survive a power
+    /// loss; without, they survive any death of the process.
     ///
     /// # Errors
     ///
     /// I/O errors; the old file is then left as it was.
-    pub fn save(&self, path: &Path) -> io::Result<()> {
+    pub fn save(&self, path: &Path, durable: bool) -> io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = std::path::PathBuf::from(tmp);
@@ -69,12 +71,16 @@ impl SavedState {
         let mut bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
         bytes.push(b'\n');
         f.write_all(&bytes)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
         drop(f);
         fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
+        if durable {
+            if let Some(dir) = path.parent() {
+                if let Ok(d) = File::open(dir) {
+                    let _ = d.sync_all();
+                }
             }
         }
         Ok(())
@@ -92,7 +98,7 @@ mod tests {
         assert_eq!(SavedState::load(&path).unwrap(), None);
         let mut s = SavedState::default();
         s.services.insert("a".into(), SavedService { wanted: Expected::Stopped, pid: Some(7), start_time: Some(9) });
-        s.save(&path).unwrap();
+        s.save(&path, true).unwrap();
         assert_eq!(SavedState::load(&path).unwrap(), Some(s));
         assert!(!dir.path().join("state.json.tmp").exists());
         fs::write(&path, "{oops").unwrap();

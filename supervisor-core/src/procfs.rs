@@ -74,6 +74,8 @@ pub fn children(pid: i32) -> Option<Vec<i32>> {
 #[derive(Debug, Default)]
 pub struct ProcTable {
     procs: HashMap<i32, ProcInfo>,
+    children: HashMap<i32, Vec<i32>>,
+    groups: HashMap<i32, Vec<i32>>,
 }
 
 impl ProcTable {
@@ -90,7 +92,13 @@ impl ProcTable {
                 }
             }
         }
-        ProcTable { procs }
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        let mut groups: HashMap<i32, Vec<i32>> = HashMap::new();
+        for p in procs.values() {
+            children.entry(p.ppid).or_default().push(p.pid);
+            groups.entry(p.pgid).or_default().push(p.pid);
+        }
+        ProcTable { procs, children, groups }
     }
 
     /// Every process in the snapshot.
@@ -108,22 +116,22 @@ impl ProcTable {
     /// members of the group, and descendants of any of them (which catches
     /// children that called `setsid`).
     pub fn members(&self, pgid: i32, roots: &[i32]) -> Vec<ProcInfo> {
-        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-        for p in self.procs.values() {
-            children.entry(p.ppid).or_default().push(p.pid);
-        }
-        let mut seen: Vec<i32> = Vec::new();
+        let mut seen: std::collections::HashSet<i32> = std::collections::HashSet::new();
+        let mut order: Vec<i32> = Vec::new();
         let mut stack: Vec<i32> = roots.to_vec();
-        stack.extend(self.procs.values().filter(|p| p.pgid == pgid).map(|p| p.pid));
+        // Members of the group too: they may have been re-parented away
+        // from the roots.
+        stack.extend(self.groups.get(&pgid).into_iter().flatten());
         while let Some(pid) = stack.pop() {
-            if seen.contains(&pid) || !self.procs.contains_key(&pid) {
+            if !self.procs.contains_key(&pid) || !seen.insert(pid) {
                 continue;
             }
-            seen.push(pid);
-            if let Some(kids) = children.get(&pid) {
+            order.push(pid);
+            if let Some(kids) = self.children.get(&pid) {
                 stack.extend(kids);
             }
         }
+        let seen = order;
         seen.iter().filter_map(|p| self.procs.get(p)).filter(|p| !p.zombie).copied().collect()
     }
 }
