@@ -656,8 +656,19 @@ impl Engine {
             }
             Action::Spawn => {
                 let slot = &mut self.slots[idx];
-                let pipes = slot.output.as_ref().map(ServiceOutput::pipes).unwrap_or_default();
-                match spawn::spawn(&slot.svc, pipes) {
+                let writers = match slot.output.as_mut().map(ServiceOutput::writers).transpose() {
+                    Ok(w) => w.unwrap_or_default(),
+                    Err(e) => {
+                        let error = format!("transcript pipe: {e}");
+                        log::error!("{}: cannot start: {error}", slot.svc.name);
+                        self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
+                        return;
+                    }
+                };
+                let spawned = spawn::spawn(&slot.svc, writers.pipes);
+                // The child has its copies; ours would keep the pipe open.
+                drop(writers);
+                match spawned {
                     Ok(sp) => {
                         log::info!("{}: started pid {}", slot.svc.name, sp.pid);
                         Self::write_pidfile(slot, sp.pid);

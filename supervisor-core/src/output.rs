@@ -1,13 +1,26 @@
 //! The pipes between a service and its transcript.
 //!
 //! A service's pipes are made once, when it is added, and live as long as
-//! it does: every new process of the service gets the same write ends, so
+//! it does: every new process of the service writes into the same pipe, so
 //! nothing written just before a crash or just after a restart is lost.
-//! The engine keeps both ends; it reads the read ends whenever `poll` says
-//! they are readable.
+//!
+//! The supervisor holds only the read end of each pipe. For every new
+//! process it opens a fresh write end through `/proc/self/fd/N` (Linux
+//! opens the same pipe again), hands it to the child and closes its own
+//! copy, so that an idle service costs two descriptors (the pipe and the
+//! transcript file), not four or five, and `fork` and `exec` stay cheap with
+//! thousands of services. When no process holds a write end any more, the
+//! pipe reports end-of-file and is not polled until the next start.
+//!
+//! stdout and stderr have a pipe each, so that a line left unfinished on
+//! one stream is never completed by bytes of the other: the transcript
+//! holds whole lines of each. Within a stream, lines keep their order;
+//! between the streams, lines are in the order the supervisor reads them.
 
+use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use crate::service::{Output, Service};
 use crate::spawn::Pipes;
@@ -24,20 +37,44 @@ const READ_PER_TURN: usize = 4 << 20;
 #[derive(Debug)]
 struct Pipe {
     read: OwnedFd,
-    write: OwnedFd,
+    /// Kept only where `/proc` cannot give a new write end.
+    write: Option<OwnedFd>,
+    /// A writer may exist: poll the read end.
+    live: bool,
 }
 
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = crate::sys::pipe()?;
-        // The write end is handed to children with dup2, which clears
-        // close-on-exec on the copy; it must block there (a full pipe
-        // makes the writer wait, it does not lose data).
-        crate::sys::set_nonblocking(write.as_raw_fd(), false)?;
         // SAFETY: F_SETPIPE_SZ on our own pipe; failure is harmless.
         unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-        Ok(Pipe { read, write })
+        let mut pipe = Pipe { read, write: Some(write), live: false };
+        if pipe.open_writer().is_ok() {
+            pipe.write = None;
+        } else {
+            // The kept write end must block in children (a full pipe makes
+            // the writer wait, it does not lose data).
+            crate::sys::set_nonblocking(pipe.write.as_ref().map_or(-1, |w| w.as_raw_fd()), false)?;
+        }
+        Ok(pipe)
     }
+
+    /// A new, blocking write end of this same pipe.
+    fn open_writer(&self) -> io::Result<OwnedFd> {
+        let f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(format!("/proc/self/fd/{}", self.read.as_raw_fd()))?;
+        Ok(f.into())
+    }
+}
+
+/// Write ends opened for one new process; close them once it is spawned.
+#[derive(Debug, Default)]
+pub struct Writers {
+    /// The descriptors to give the child.
+    pub pipes: Pipes,
+    _owned: Vec<OwnedFd>,
 }
 
 /// A service's captured output.
@@ -58,28 +95,46 @@ impl ServiceOutput {
     pub fn new(svc: &Service) -> io::Result<Option<ServiceOutput>> {
         let wants = |o: &Output| *o == Output::Transcript;
         let Some(cfg) = &svc.transcript else { return Ok(None) };
-        if !wants(&svc.stdout) && !wants(&svc.stderr) {
+        let (out, err) = (wants(&svc.stdout), wants(&svc.stderr));
+        if !out && !err {
             return Ok(None);
         }
         // A transcript past the file size limit must fail, not kill us.
         crate::sys::ignore_sigxfsz();
-        let out = if wants(&svc.stdout) { Some(Pipe::new()?) } else { None };
-        let err = if wants(&svc.stderr) { Some(Pipe::new()?) } else { None };
-        Ok(Some(ServiceOutput { out, err, transcript: Transcript::open(&svc.name, cfg.clone()) }))
+        let out = if out { Some(Pipe::new()?) } else { None };
+        let err = if err { Some(Pipe::new()?) } else { None };
+        let transcript = Transcript::open(&svc.name, cfg.clone());
+        Ok(Some(ServiceOutput { out, err, transcript }))
     }
 
-    /// The write ends for a new process.
-    pub fn pipes(&self) -> Pipes {
-        Pipes {
-            stdout: self.out.as_ref().map(|p| p.write.as_raw_fd()),
-            stderr: self.err.as_ref().map(|p| p.write.as_raw_fd()),
-        }
+    /// Write ends for a new process; the pipes are polled from now on.
+    ///
+    /// # Errors
+    ///
+    /// When a write end cannot be opened (descriptor limit).
+    pub fn writers(&mut self) -> io::Result<Writers> {
+        let mut w = Writers::default();
+        let mut take = |pipe: &mut Option<Pipe>| -> io::Result<Option<RawFd>> {
+            let Some(p) = pipe else { return Ok(None) };
+            p.live = true;
+            if let Some(kept) = &p.write {
+                return Ok(Some(kept.as_raw_fd()));
+            }
+            let fd = p.open_writer()?;
+            let raw = fd.as_raw_fd();
+            w._owned.push(fd);
+            Ok(Some(raw))
+        };
+        let out = take(&mut self.out)?;
+        let err = take(&mut self.err)?;
+        w.pipes = Pipes { stdout: out, stderr: err };
+        Ok(w)
     }
 
-    /// The read ends to poll.
+    /// The read ends to poll (those a writer may hold).
     pub fn poll_fds(&self) -> impl Iterator<Item = (RawFd, Stream)> + '_ {
-        let out = self.out.as_ref().map(|p| (p.read.as_raw_fd(), Stream::Out));
-        let err = self.err.as_ref().map(|p| (p.read.as_raw_fd(), Stream::Err));
+        let out = self.out.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), Stream::Out));
+        let err = self.err.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), Stream::Err));
         out.into_iter().chain(err)
     }
 
@@ -89,14 +144,18 @@ impl ServiceOutput {
     /// read.
     pub fn read_ready(&mut self, stream: Stream, buf: &mut [u8]) -> usize {
         let pipe = match stream {
-            Stream::Out => &self.out,
-            Stream::Err => &self.err,
+            Stream::Out => &mut self.out,
+            Stream::Err => &mut self.err,
         };
         let Some(pipe) = pipe else { return 0 };
         let mut total = 0;
         while total < READ_PER_TURN {
             match nix::unistd::read(&pipe.read, buf) {
-                Ok(0) => break,
+                Ok(0) => {
+                    // No writer left: quiet until the next process.
+                    pipe.live = false;
+                    break;
+                }
                 Ok(n) => {
                     total += n;
                     self.transcript.write(stream, &buf[..n]);
@@ -111,7 +170,7 @@ impl ServiceOutput {
         total
     }
 
-    /// Reads everything that is waiting in both pipes and writes the
+    /// Reads everything that is waiting in the pipes and writes the
     /// unfinished lines (the process has ended).
     pub fn drain(&mut self, buf: &mut [u8]) {
         for stream in [Stream::Out, Stream::Err] {
