@@ -12,7 +12,6 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -76,7 +75,6 @@ struct Slot {
     svc: Service,
     m: Machine,
     timer: Option<Instant>,
-    exec_pipe: Option<OwnedFd>,
     leader: Option<i32>,
     pgid: Option<i32>,
     members: Vec<Member>,
@@ -106,7 +104,6 @@ struct Wait {
 enum Source {
     Signals,
     Control,
-    Exec(usize),
     Member(usize, i32),
     Output(usize, Stream),
 }
@@ -348,7 +345,6 @@ impl Engine {
             m: Machine::new(expected, now),
             svc,
             timer: None,
-            exec_pipe: None,
             leader: None,
             pgid: None,
             members: Vec::new(),
@@ -518,7 +514,6 @@ impl Engine {
                     }
                 }
                 Source::Control => control_ready.push(pfd.fd),
-                Source::Exec(idx) => self.read_exec_status(idx),
                 Source::Output(idx, stream) => {
                     if let Some(o) = self.slots[idx].output.as_mut() {
                         o.read_ready(stream, &mut self.read_buf);
@@ -566,9 +561,6 @@ impl Engine {
             }
         }
         for (i, s) in self.slots.iter().enumerate() {
-            if let Some(p) = &s.exec_pipe {
-                add(p.as_raw_fd(), libc::POLLIN, Source::Exec(i));
-            }
             if let Some(o) = &s.output {
                 for (fd, stream) in o.poll_fds() {
                     add(fd, libc::POLLIN, Source::Output(i, stream));
@@ -676,9 +668,12 @@ impl Engine {
                         self.state_dirty = true;
                         slot.leader = Some(sp.pid);
                         slot.pgid = Some(sp.pid);
-                        slot.exec_pipe = Some(sp.exec_status);
                         self.leaders.insert(sp.pid, idx);
                         self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
+                        if let Some(error) = sp.exec_error {
+                            log::error!("{}: {error}", self.slots[idx].svc.name);
+                            self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
+                        }
                     }
                     Err(e) => {
                         log::error!("{}: cannot start: {e}", slot.svc.name);
@@ -726,40 +721,6 @@ impl Engine {
         Ok(())
     }
 
-    fn read_exec_status(&mut self, idx: usize) {
-        let slot = &mut self.slots[idx];
-        let Some(pipe) = slot.exec_pipe.take() else { return };
-        let mut buf = [0u8; 8];
-        let mut got = 0;
-        loop {
-            match nix::unistd::read(&pipe, &mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    if got == buf.len() {
-                        break;
-                    }
-                }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => {
-                    // Not closed yet: keep waiting.
-                    if got == 0 {
-                        slot.exec_pipe = Some(pipe);
-                        return;
-                    }
-                    break;
-                }
-                Err(_) => break,
-            }
-        }
-        if got > 0 {
-            let program = slot.svc.command.argv().first().cloned().unwrap_or_default();
-            let error = spawn::describe_exec_failure(&buf[..got], &program);
-            log::error!("{}: {error}", slot.svc.name);
-            self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
-        }
-    }
-
     fn reap_children(&mut self) {
         let known: Vec<i32> = self
             .leaders
@@ -770,11 +731,6 @@ impl Engine {
         let reaped = reap(self.scope, known.into_iter());
         for (pid, status) in reaped {
             if let Some(idx) = self.leaders.remove(&pid) {
-                // An exec-status pipe still open means the child died before
-                // closing it: read what it wrote first.
-                if self.slots[idx].exec_pipe.is_some() {
-                    self.read_exec_status_final(idx);
-                }
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
                 slot.leader_start_time = None;
@@ -811,12 +767,6 @@ impl Engine {
             s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
         }
         self.check_all_gone();
-    }
-
-    fn read_exec_status_final(&mut self, idx: usize) {
-        self.read_exec_status(idx);
-        // The writer is dead, so whatever is left is end-of-file.
-        self.slots[idx].exec_pipe = None;
     }
 
     /// For slots whose main process is gone while they wait for

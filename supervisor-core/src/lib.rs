@@ -18,21 +18,24 @@
 //! - a signal: handlers registered with `signal-hook-registry` only write
 //!   the signal number into a self-pipe (`SIGCHLD`, and with
 //!   [`Engine::stop_on_signals`] `SIGTERM` and `SIGINT`);
-//! - a descriptor: the control socket and its clients, the close-on-exec
-//!   pipe through which a child reports a failed `exec`, and a pidfd for
-//!   each tracked descendant of a service;
+//! - a descriptor: the control socket and its clients, the pipes of the
+//!   services' transcripts, and a pidfd for each tracked descendant of a
+//!   service;
 //! - the nearest deadline: backoff, stop timeout, start confirmation.
 //!
 //! There is no periodic tick: an engine with nothing to do sleeps until
 //! something happens.
 //!
 //! **Spawning** ([`spawn`]) resolves everything in the parent (program in
-//! `PATH`, user and groups, output files), then forks; the child makes only
-//! async-signal-safe calls: its own process group, default signal
-//! dispositions, stdio, directory, umask, supplementary groups, gid, uid,
-//! exec. A failure reaches the parent through the close-on-exec pipe and
-//! shows in the status as an error (`exec /x: No such file or directory`)
-//! and a `fatal` state, not as a loop of mysterious exits.
+//! `PATH`, user and groups, output files), then makes the child the way
+//! `posix_spawn` does (`clone(CLONE_VM | CLONE_VFORK)`, all signals
+//! blocked), so a spawn costs the same with one service or thousands; the
+//! child makes only async-signal-safe calls: its own process group, default
+//! signal dispositions, stdio, directory, umask, supplementary groups, gid,
+//! uid, exec. A failure reaches the parent through a close-on-exec pipe
+//! before `spawn` returns, and shows in the status as an error (`exec /x: No
+//! such file or directory`) and a `fatal` state, not as a loop of
+//! mysterious exits.
 //!
 //! **Stopping** sends the stop signal to the service's process group and to
 //! every descendant found in `/proc` (children that called `setsid` to leave

@@ -3,10 +3,15 @@
 //!
 //! Everything that allocates or may take a lock (user and group look-ups,
 //! `PATH` search, C strings, opening output files) happens in the parent
-//! before `fork`. Between `fork` and `exec` the child makes only raw,
-//! async-signal-safe system calls. If one fails, the child writes which step
-//! failed and its `errno` into a close-on-exec pipe and `_exit`s with 127;
-//! a successful `exec` closes the pipe, so the parent reads end-of-file.
+//! before the child is made. The child is made the way `posix_spawn` makes
+//! it: `clone(CLONE_VM | CLONE_VFORK)`, on a stack of its own, with every
+//! signal blocked. It shares the parent's memory (nothing is copied, so a
+//! spawn costs the same with one service or thousands) and the parent waits
+//! until it has called `exec` or `_exit`. Between the two the child makes
+//! only raw, async-signal-safe system calls and writes nothing but its own
+//! stack. If a step fails, it writes which step and its `errno` into a
+//! close-on-exec pipe and `_exit`s with 127; a successful `exec` closes the
+//! pipe. So when [`spawn`] returns, it knows whether the program runs.
 
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::OpenOptions;
@@ -43,14 +48,13 @@ impl SpawnError {
     }
 }
 
-/// A forked child whose `exec` has not been confirmed yet.
+/// A new child.
 #[derive(Debug)]
 pub struct Spawned {
     /// The child's pid (also its process group id).
     pub pid: i32,
-    /// Read end of the close-on-exec status pipe: end-of-file means the
-    /// `exec` succeeded; 8 bytes (step, errno) mean it failed.
-    pub exec_status: OwnedFd,
+    /// Why its `exec` failed, if it did (the child then exits with 127).
+    pub exec_error: Option<String>,
 }
 
 /// The steps of the child's set-up, reported on failure.
@@ -254,16 +258,38 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Forks and starts `svc` in a new process group; its transcript streams
-/// get the write ends in `pipes`.
+/// The child's stack: enough for `child_after_fork`, which keeps no big
+/// locals and calls only thin system call wrappers.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child needs, passed through `clone`'s argument pointer.
+struct ChildArgs<'a> {
+    prep: &'a Prepared,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    groups: &'a [libc::gid_t],
+    status_fd: RawFd,
+}
+
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points to the `ChildArgs` on the parent's stack, which
+    // lives until the parent resumes, after this child has exec'd or exited.
+    unsafe {
+        let a = &*(arg as *const ChildArgs<'_>);
+        child_after_fork(a.prep, a.argv, a.envp, a.groups, a.status_fd)
+    }
+}
+
+/// Starts `svc` in a new process group; its transcript streams get the
+/// write ends in `pipes`.
 ///
-/// Returns as soon as the child exists; whether its `exec` succeeded is
-/// learnt from [`Spawned::exec_status`].
+/// Returns once the child has called `exec` (or failed to): a failure is
+/// in [`Spawned::exec_error`].
 ///
 /// # Errors
 ///
 /// [`SpawnError::Setup`] when the program, user, group or an output file
-/// cannot be resolved; [`SpawnError::Fork`] when `fork` fails.
+/// cannot be resolved; [`SpawnError::Fork`] when the child cannot be made.
 pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     let prep = prepare(svc, pipes)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::Setup(format!("pipe: {e}")))?;
@@ -273,28 +299,52 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     let mut envp: Vec<*const libc::c_char> = prep.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     let groups: &[libc::gid_t] = prep.ids.as_ref().map_or(&[], |(_, _, g)| g.as_slice());
+    let args = ChildArgs { prep: &prep, argv: &argv, envp: &envp, groups, status_fd: status_w.as_raw_fd() };
+    let mut stack = vec![0u8; CHILD_STACK];
+    // The stack grows down: pass its (16-byte aligned) top.
+    let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
 
-    // SAFETY: the child only runs `child_after_fork`, which makes raw
-    // async-signal-safe system calls on data prepared above and never
-    // returns (it execs or `_exit`s).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SpawnError::Fork(nix::Error::last()));
-    }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; see `child_after_fork`.
-        unsafe {
-            child_after_fork(&prep, &argv, &envp, groups, status_w.as_raw_fd());
+    // SAFETY: all signals are blocked around clone, so that no handler of
+    // ours runs in the child (which shares our memory) before it has reset
+    // the dispositions; the old mask is restored right after. The child runs
+    // `child_entry` on its own stack, only makes raw async-signal-safe calls
+    // on data that outlives it (we are suspended until it execs or exits,
+    // CLONE_VFORK), and never returns.
+    let pid = unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let pid = libc::clone(
+            child_entry,
+            top as *mut libc::c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            &args as *const ChildArgs<'_> as *mut libc::c_void,
+        );
+        let err = nix::Error::last();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if pid < 0 {
+            return Err(SpawnError::Fork(err));
+        }
+        pid
+    };
+    drop(stack);
+    drop(status_w);
+    // The child has exec'd or exited: its end of the pipe is closed, and
+    // what it wrote (on failure) is there to read.
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(&status_r, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
         }
     }
-    drop(status_w);
-    // Also set the group from the parent, so that a signal sent to the group
-    // right after fork cannot miss the child (both calls are harmless).
-    // SAFETY: plain system call on our own child.
-    unsafe {
-        libc::setpgid(pid, pid);
-    }
-    Ok(Spawned { pid, exec_status: status_r })
+    let program = svc.command.argv().first().cloned().unwrap_or_default();
+    let exec_error = (got > 0).then(|| describe_exec_failure(&buf[..got], &program));
+    Ok(Spawned { pid, exec_error })
 }
 
 /// Reports a failed step to the parent and exits.
@@ -315,8 +365,10 @@ unsafe fn child_fail(fd: RawFd, step: u32) -> ! {
 ///
 /// # Safety
 ///
-/// Must be called only in a child right after `fork`, and makes only
-/// async-signal-safe calls: no allocation, no locks, no Rust std I/O.
+/// Must be called only in a child made by `clone(CLONE_VM | CLONE_VFORK)`
+/// (or `fork`) with all signals blocked. It makes only async-signal-safe
+/// calls: no allocation, no locks, no Rust std I/O, and it writes no memory
+/// but its own stack and `errno` (the parent's memory is shared).
 unsafe fn child_after_fork(
     prep: &Prepared,
     argv: &[*const libc::c_char],
