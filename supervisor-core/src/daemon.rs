@@ -29,7 +29,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -253,19 +253,7 @@ impl Notifier {
         let value = std::env::var(READY_FD_ENV).ok()?;
         std::env::remove_var(READY_FD_ENV);
         let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
-        let st = nix::sys::stat::fstat(
-            // SAFETY: only borrowed for the fstat call.
-            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
-        )
-        .ok()?;
-        if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
-            return None;
-        }
-        crate::sys::set_cloexec(fd, true).ok()?;
-        // SAFETY: the descriptor was handed over by our previous image for
-        // this purpose, is open (fstat succeeded) and is a pipe; nothing
-        // else in this process knows its number.
-        Some(Notifier { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        Some(Notifier { fd: crate::sys::adopt_inherited_fifo(fd)? })
     }
 
     /// Tells the caller that the daemon serves.

@@ -46,8 +46,8 @@ struct Pipe {
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = crate::sys::pipe()?;
-        // SAFETY: F_SETPIPE_SZ on our own pipe; failure is harmless.
-        unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        // Failure (a user over the pipe memory limit) only means a smaller pipe.
+        let _ = crate::sys::set_pipe_size(read.as_raw_fd(), PIPE_SIZE);
         let mut pipe = Pipe { read, write: Some(write), live: false };
         if pipe.open_writer().is_ok() {
             pipe.write = None;

@@ -143,6 +143,39 @@ pub fn ignore_sigxfsz() {
     }
 }
 
+/// Asks for a pipe buffer of `size` bytes (`F_SETPIPE_SZ`).
+///
+/// # Errors
+///
+/// `EPERM` past the user's pipe memory limit, `EBUSY` if the data in the
+/// pipe does not fit.
+pub fn set_pipe_size(fd: RawFd, size: libc::c_int) -> io::Result<()> {
+    // SAFETY: F_SETPIPE_SZ only resizes the pipe's buffer.
+    if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a pipe descriptor inherited across `exec` (its
+/// number passed in the environment), after checking that it is open and
+/// a pipe, and marks it close-on-exec. `None` otherwise.
+///
+/// Call it at the start of the program, before anything else may own the
+/// descriptor.
+pub fn adopt_inherited_fifo(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: only borrowed for the fstat call; fstat fails on a closed fd.
+    let st = nix::sys::stat::fstat(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).ok()?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFIFO {
+        return None;
+    }
+    set_cloexec(fd, true).ok()?;
+    // SAFETY: the descriptor is open (fstat succeeded) and a pipe, handed
+    // over by the previous image of this program for this purpose; nothing
+    // else in this process knows its number.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Sets or clears `O_NONBLOCK` on a descriptor.
 ///
 /// # Errors
