@@ -12,8 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::control::{AccessPolicy, ClientId, ControlServer};
@@ -22,14 +21,19 @@ use crate::persist::{SavedService, SavedState};
 use crate::pidfile::PidFile;
 use crate::previous::{self, INSTANCE_ENV};
 use crate::procfs::{self, ProcTable};
-use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
-use crate::reap::{reap, ReapScope};
-use crate::service::{parse_signal, signal_name, Expected, Service};
-use crate::spawn::{self, SERVICE_ENV};
+use crate::protocol::Response;
+use crate::reap::ReapScope;
+use crate::service::{signal_name, Expected, Service};
+use crate::spawn;
 use crate::state::{Action, Event, Machine};
 use crate::status::{ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+
+mod requests;
+mod tracking;
+
 use crate::sys::{self, SignalPipe};
 use crate::transcript::Stream;
+use requests::Wait;
 
 /// The source of time, so that tests and embedders can substitute their
 /// own.
@@ -83,20 +87,6 @@ struct Slot {
     /// The wanted state last set by a command (not by a shutdown).
     persisted_up: bool,
     leader_start_time: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WaitKind {
-    Up,
-    Down,
-}
-
-#[derive(Debug)]
-struct Wait {
-    client: ClientId,
-    id: Value,
-    kind: WaitKind,
-    slots: Vec<usize>,
 }
 
 /// What a polled descriptor belongs to.
@@ -721,150 +711,6 @@ impl Engine {
         Ok(())
     }
 
-    fn reap_children(&mut self) {
-        let known: Vec<i32> = self
-            .leaders
-            .keys()
-            .copied()
-            .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
-            .collect();
-        let reaped = reap(self.scope, known.into_iter());
-        for (pid, status) in reaped {
-            if let Some(idx) = self.leaders.remove(&pid) {
-                let slot = &mut self.slots[idx];
-                slot.leader = None;
-                slot.leader_start_time = None;
-                self.state_dirty = true;
-                slot.pidfile = None;
-                if let Some(o) = slot.output.as_mut() {
-                    o.drain(&mut self.read_buf);
-                }
-                log::info!("{}: pid {pid} {status}", slot.svc.name);
-                self.table = None;
-                let leftovers = self.find_leftovers(idx);
-                if leftovers {
-                    log::info!(
-                        "{}: {} descendant(s) of pid {pid} still running",
-                        self.slots[idx].svc.name,
-                        self.slots[idx].members.len()
-                    );
-                }
-                self.queue.push_back((idx, Event::Exited { status, leftovers }));
-            } else {
-                let mut found = false;
-                for s in &mut self.slots {
-                    let before = s.members.len();
-                    s.members.retain(|m| m.pid != pid);
-                    found |= s.members.len() != before;
-                }
-                if !found {
-                    log::debug!("reaped orphan pid {pid} ({status})");
-                }
-            }
-        }
-        // Prune members that died without a pidfd to tell us.
-        for s in &mut self.slots {
-            s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
-        }
-        self.check_all_gone();
-    }
-
-    /// For slots whose main process is gone while they wait for
-    /// descendants: report `AllGone` once none is left.
-    fn check_all_gone(&mut self) {
-        for idx in 0..self.slots.len() {
-            let s = &self.slots[idx];
-            if s.leader.is_some() || s.m.state() != ServiceState::Stopping || s.m.pid().is_some() {
-                continue;
-            }
-            if s.members.is_empty() && !self.find_leftovers(idx) {
-                self.queue.push_back((idx, Event::AllGone));
-            }
-        }
-    }
-
-    /// Refreshes a slot's tracked descendants; true if any is alive.
-    fn find_leftovers(&mut self, idx: usize) -> bool {
-        let Some(pgid) = self.slots[idx].pgid else {
-            return !self.slots[idx].members.is_empty();
-        };
-        let group_alive = kill(Pid::from_raw(-pgid), None).is_ok();
-        let orphans = self.unknown_children_of(idx);
-        if group_alive || !orphans.is_empty() || !self.slots[idx].members.is_empty() {
-            self.table = None;
-            self.track_members(idx, &orphans);
-        }
-        !self.slots[idx].members.is_empty()
-    }
-
-    /// Children of this process that the engine did not spawn and that carry
-    /// the service's marker: descendants re-parented to us (subreaper).
-    fn unknown_children_of(&self, idx: usize) -> Vec<i32> {
-        if self.scope != ReapScope::WholeProcess {
-            return Vec::new();
-        }
-        let me = std::process::id() as i32;
-        let Some(kids) = procfs::children(me) else { return Vec::new() };
-        let name = &self.slots[idx].svc.name;
-        kids.into_iter()
-            .filter(|p| !self.leaders.contains_key(p))
-            .filter(|p| !self.slots.iter().any(|s| s.members.iter().any(|m| m.pid == *p)))
-            .filter(|p| procfs::environ_has(*p, SERVICE_ENV, name))
-            .collect()
-    }
-
-    /// Adds every live descendant of the slot's processes to its members.
-    fn track_members(&mut self, idx: usize, extra_roots: &[i32]) {
-        let pgid = self.slots[idx].pgid.unwrap_or(0);
-        let mut roots: Vec<i32> = self.slots[idx].leader.into_iter().collect();
-        roots.extend(self.slots[idx].members.iter().map(|m| m.pid));
-        roots.extend_from_slice(extra_roots);
-        let leader = self.slots[idx].leader;
-        let found = self.proc_table().members(pgid, &roots);
-        let slot = &mut self.slots[idx];
-        for p in found {
-            if Some(p.pid) == leader || slot.members.iter().any(|m| m.pid == p.pid && m.start_time == p.start_time) {
-                continue;
-            }
-            slot.members.retain(|m| m.pid != p.pid);
-            let pidfd = sys::pidfd_open(p.pid).ok();
-            // The pid may have been reused between the scan and the open.
-            if procfs::read_stat(p.pid).map(|i| i.start_time) != Some(p.start_time) {
-                continue;
-            }
-            slot.members.push(Member { pid: p.pid, start_time: p.start_time, pidfd });
-        }
-        slot.members.retain(member_alive);
-    }
-
-    /// Sends `sig` to the main process's group and every descendant.
-    fn signal_slot(&mut self, idx: usize, sig: Signal) {
-        if sig != Signal::SIGCONT {
-            self.track_members(idx, &[]);
-        }
-        let slot = &self.slots[idx];
-        if let Some(pgid) = slot.pgid {
-            let _ = kill(Pid::from_raw(-pgid), sig);
-        }
-        if let Some(pid) = slot.leader {
-            let _ = kill(Pid::from_raw(pid), sig);
-        }
-        for m in &slot.members {
-            match &m.pidfd {
-                Some(fd) => {
-                    let _ = sys::pidfd_send_signal(fd, sig);
-                }
-                None if member_alive(m) => {
-                    let _ = kill(Pid::from_raw(m.pid), sig);
-                }
-                None => {}
-            }
-        }
-        if sig != Signal::SIGCONT {
-            log::debug!("{}: sent SIG{} to {} process(es)", slot.svc.name, signal_name(sig), 1 + slot.members.len());
-        }
-    }
-
     fn check_finished(&mut self) {
         if !self.shutting_down || self.finished {
             return;
@@ -885,177 +731,6 @@ impl Engine {
             }
         }
     }
-
-    fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Box<Response>> {
-        if sel.all {
-            return Ok((0..self.slots.len()).collect());
-        }
-        if sel.names.is_empty() {
-            return Err(Box::new(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all")));
-        }
-        let unknown: Vec<&str> =
-            sel.names.iter().filter(|n| !self.by_name.contains_key(*n)).map(String::as_str).collect();
-        if !unknown.is_empty() {
-            let msg = format!("unknown service(s): {}", unknown.join(", "));
-            return Err(Box::new(Response::error(Value::Null, ErrorCode::UnknownService, msg)));
-        }
-        Ok(sel.names.iter().map(|n| self.by_name[n]).collect())
-    }
-
-    fn handle_request(&mut self, client: ClientId, req: Request) {
-        let id = req.id;
-        let reply = |engine: &mut Engine, mut resp: Response| {
-            resp.id = id.clone();
-            if let Some(c) = engine.control.as_mut() {
-                c.respond(client, &resp);
-            }
-        };
-        let (sel, event, wait) = match req.command {
-            Command::Ping => {
-                let st = self.snapshot(std::iter::empty());
-                return reply(self, Response::with_status(Value::Null, st));
-            }
-            Command::Status { names } => {
-                let sel = Selection { all: names.is_empty(), names };
-                match self.resolve(&sel) {
-                    Ok(idxs) => {
-                        let st = self.snapshot(idxs.into_iter());
-                        return reply(self, Response::with_status(Value::Null, st));
-                    }
-                    Err(e) => return reply(self, *e),
-                }
-            }
-            Command::Reopen { names } => {
-                if let Some(hook) = self.reopen_hook.as_mut() {
-                    (hook.0)();
-                }
-                let sel = Selection { all: names.is_empty(), names };
-                match self.resolve(&sel) {
-                    Ok(idxs) => {
-                        let mut results = Vec::new();
-                        for idx in idxs {
-                            let name = self.slots[idx].svc.name.clone();
-                            let has = self.slots[idx].output.is_some();
-                            if has {
-                                let _ = self.reopen(Some(&name));
-                            }
-                            results.push(ServiceResult {
-                                name,
-                                state: self.slots[idx].m.state(),
-                                ok: has || sel.all,
-                                message: (!has && !sel.all).then(|| "no transcript".to_string()),
-                            });
-                        }
-                        return reply(self, Response::with_services(Value::Null, results));
-                    }
-                    Err(e) => return reply(self, *e),
-                }
-            }
-            Command::Shutdown => {
-                self.shutdown_waiters.push((client, id.clone()));
-                self.shutdown();
-                return;
-            }
-            Command::Signal { signal, sel } => {
-                let sig = match parse_signal(&signal) {
-                    Ok(s) => s,
-                    Err(msg) => return reply(self, Response::error(Value::Null, ErrorCode::BadRequest, msg)),
-                };
-                let idxs = match self.resolve(&sel) {
-                    Ok(i) => i,
-                    Err(e) => return reply(self, *e),
-                };
-                let mut results = Vec::new();
-                for idx in idxs {
-                    let running = self.slots[idx].leader.is_some();
-                    if running {
-                        self.signal_slot(idx, sig);
-                    }
-                    results.push(ServiceResult {
-                        name: self.slots[idx].svc.name.clone(),
-                        state: self.slots[idx].m.state(),
-                        ok: running,
-                        message: (!running).then(|| "not running".to_string()),
-                    });
-                }
-                return reply(self, Response::with_services(Value::Null, results));
-            }
-            Command::Start { sel, wait } => (sel, Event::Start, wait.then_some(WaitKind::Up)),
-            Command::Stop { sel, wait } => (sel, Event::Stop, wait.then_some(WaitKind::Down)),
-            Command::Restart { sel, wait } => (sel, Event::Restart, wait.then_some(WaitKind::Up)),
-            Command::Pause { sel } => (sel, Event::Pause, None),
-            Command::Resume { sel } => (sel, Event::Resume, None),
-        };
-        if self.shutting_down && !matches!(event, Event::Stop) {
-            return reply(
-                self,
-                Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"),
-            );
-        }
-        let idxs = match self.resolve(&sel) {
-            Ok(i) => i,
-            Err(e) => return reply(self, *e),
-        };
-        for &idx in &idxs {
-            self.queue.push_back((idx, event.clone()));
-        }
-        self.drain_queue();
-        match wait {
-            Some(kind) => self.waits.push(Wait { client, id, kind, slots: idxs }),
-            None => {
-                let results = idxs
-                    .iter()
-                    .map(|&i| ServiceResult {
-                        name: self.slots[i].svc.name.clone(),
-                        state: self.slots[i].m.state(),
-                        ok: true,
-                        message: None,
-                    })
-                    .collect();
-                reply(self, Response::with_services(Value::Null, results))
-            }
-        }
-    }
-
-    /// Answers the waits whose services have all settled.
-    fn settle_waits(&mut self) {
-        let mut i = 0;
-        while i < self.waits.len() {
-            let w = &self.waits[i];
-            let outcome: Option<Vec<ServiceResult>> = w.slots.iter().map(|&idx| self.settled(idx, w.kind)).collect();
-            match outcome {
-                Some(results) => {
-                    let w = self.waits.swap_remove(i);
-                    if let Some(c) = self.control.as_mut() {
-                        c.respond(w.client, &Response::with_services(w.id, results));
-                    }
-                }
-                None => i += 1,
-            }
-        }
-    }
-
-    fn settled(&self, idx: usize, kind: WaitKind) -> Option<ServiceResult> {
-        let s = &self.slots[idx];
-        let state = s.m.state();
-        use ServiceState as S;
-        let ok = match (kind, state) {
-            (WaitKind::Up, S::Running | S::Paused) => true,
-            (WaitKind::Up, S::Backoff | S::Fatal | S::Exited | S::Stopped) => false,
-            (WaitKind::Down, S::Stopped | S::Exited | S::Fatal) if s.leader.is_none() => true,
-            _ => return None,
-        };
-        let message = (!ok).then(|| match (s.m.error(), s.m.last_exit()) {
-            (Some(e), _) => e.to_string(),
-            (None, Some(x)) => format!("{state}: {x}"),
-            (None, None) => state.to_string(),
-        });
-        Some(ServiceResult { name: s.svc.name.clone(), state, ok, message })
-    }
-}
-
-fn member_alive(m: &Member) -> bool {
-    procfs::read_stat(m.pid).is_some_and(|i| i.start_time == m.start_time && !i.zombie)
 }
 
 impl Drop for Engine {

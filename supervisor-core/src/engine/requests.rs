@@ -1,0 +1,195 @@
+//! Control requests: commands from the socket, and the answers that wait
+//! until services reach the state asked for.
+
+use serde_json::Value;
+
+use super::Engine;
+use crate::control::ClientId;
+use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
+use crate::service::parse_signal;
+use crate::state::Event;
+use crate::status::ServiceState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WaitKind {
+    Up,
+    Down,
+}
+
+/// An answer held back until its services settle.
+#[derive(Debug)]
+pub(super) struct Wait {
+    client: ClientId,
+    id: Value,
+    kind: WaitKind,
+    slots: Vec<usize>,
+}
+
+impl Engine {
+    pub(super) fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Box<Response>> {
+        if sel.all {
+            return Ok((0..self.slots.len()).collect());
+        }
+        if sel.names.is_empty() {
+            return Err(Box::new(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all")));
+        }
+        let unknown: Vec<&str> =
+            sel.names.iter().filter(|n| !self.by_name.contains_key(*n)).map(String::as_str).collect();
+        if !unknown.is_empty() {
+            let msg = format!("unknown service(s): {}", unknown.join(", "));
+            return Err(Box::new(Response::error(Value::Null, ErrorCode::UnknownService, msg)));
+        }
+        Ok(sel.names.iter().map(|n| self.by_name[n]).collect())
+    }
+
+    pub(super) fn handle_request(&mut self, client: ClientId, req: Request) {
+        let id = req.id;
+        let reply = |engine: &mut Engine, mut resp: Response| {
+            resp.id = id.clone();
+            if let Some(c) = engine.control.as_mut() {
+                c.respond(client, &resp);
+            }
+        };
+        let (sel, event, wait) = match req.command {
+            Command::Ping => {
+                let st = self.snapshot(std::iter::empty());
+                return reply(self, Response::with_status(Value::Null, st));
+            }
+            Command::Status { names } => {
+                let sel = Selection { all: names.is_empty(), names };
+                match self.resolve(&sel) {
+                    Ok(idxs) => {
+                        let st = self.snapshot(idxs.into_iter());
+                        return reply(self, Response::with_status(Value::Null, st));
+                    }
+                    Err(e) => return reply(self, *e),
+                }
+            }
+            Command::Reopen { names } => {
+                if let Some(hook) = self.reopen_hook.as_mut() {
+                    (hook.0)();
+                }
+                let sel = Selection { all: names.is_empty(), names };
+                match self.resolve(&sel) {
+                    Ok(idxs) => {
+                        let mut results = Vec::new();
+                        for idx in idxs {
+                            let name = self.slots[idx].svc.name.clone();
+                            let has = self.slots[idx].output.is_some();
+                            if has {
+                                let _ = self.reopen(Some(&name));
+                            }
+                            results.push(ServiceResult {
+                                name,
+                                state: self.slots[idx].m.state(),
+                                ok: has || sel.all,
+                                message: (!has && !sel.all).then(|| "no transcript".to_string()),
+                            });
+                        }
+                        return reply(self, Response::with_services(Value::Null, results));
+                    }
+                    Err(e) => return reply(self, *e),
+                }
+            }
+            Command::Shutdown => {
+                self.shutdown_waiters.push((client, id.clone()));
+                self.shutdown();
+                return;
+            }
+            Command::Signal { signal, sel } => {
+                let sig = match parse_signal(&signal) {
+                    Ok(s) => s,
+                    Err(msg) => return reply(self, Response::error(Value::Null, ErrorCode::BadRequest, msg)),
+                };
+                let idxs = match self.resolve(&sel) {
+                    Ok(i) => i,
+                    Err(e) => return reply(self, *e),
+                };
+                let mut results = Vec::new();
+                for idx in idxs {
+                    let running = self.slots[idx].leader.is_some();
+                    if running {
+                        self.signal_slot(idx, sig);
+                    }
+                    results.push(ServiceResult {
+                        name: self.slots[idx].svc.name.clone(),
+                        state: self.slots[idx].m.state(),
+                        ok: running,
+                        message: (!running).then(|| "not running".to_string()),
+                    });
+                }
+                return reply(self, Response::with_services(Value::Null, results));
+            }
+            Command::Start { sel, wait } => (sel, Event::Start, wait.then_some(WaitKind::Up)),
+            Command::Stop { sel, wait } => (sel, Event::Stop, wait.then_some(WaitKind::Down)),
+            Command::Restart { sel, wait } => (sel, Event::Restart, wait.then_some(WaitKind::Up)),
+            Command::Pause { sel } => (sel, Event::Pause, None),
+            Command::Resume { sel } => (sel, Event::Resume, None),
+        };
+        if self.shutting_down && !matches!(event, Event::Stop) {
+            return reply(
+                self,
+                Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"),
+            );
+        }
+        let idxs = match self.resolve(&sel) {
+            Ok(i) => i,
+            Err(e) => return reply(self, *e),
+        };
+        for &idx in &idxs {
+            self.queue.push_back((idx, event.clone()));
+        }
+        self.drain_queue();
+        match wait {
+            Some(kind) => self.waits.push(Wait { client, id, kind, slots: idxs }),
+            None => {
+                let results = idxs
+                    .iter()
+                    .map(|&i| ServiceResult {
+                        name: self.slots[i].svc.name.clone(),
+                        state: self.slots[i].m.state(),
+                        ok: true,
+                        message: None,
+                    })
+                    .collect();
+                reply(self, Response::with_services(Value::Null, results))
+            }
+        }
+    }
+
+    /// Answers the waits whose services have all settled.
+    pub(super) fn settle_waits(&mut self) {
+        let mut i = 0;
+        while i < self.waits.len() {
+            let w = &self.waits[i];
+            let outcome: Option<Vec<ServiceResult>> = w.slots.iter().map(|&idx| self.settled(idx, w.kind)).collect();
+            match outcome {
+                Some(results) => {
+                    let w = self.waits.swap_remove(i);
+                    if let Some(c) = self.control.as_mut() {
+                        c.respond(w.client, &Response::with_services(w.id, results));
+                    }
+                }
+                None => i += 1,
+            }
+        }
+    }
+
+    pub(super) fn settled(&self, idx: usize, kind: WaitKind) -> Option<ServiceResult> {
+        let s = &self.slots[idx];
+        let state = s.m.state();
+        use ServiceState as S;
+        let ok = match (kind, state) {
+            (WaitKind::Up, S::Running | S::Paused) => true,
+            (WaitKind::Up, S::Backoff | S::Fatal | S::Exited | S::Stopped) => false,
+            (WaitKind::Down, S::Stopped | S::Exited | S::Fatal) if s.leader.is_none() => true,
+            _ => return None,
+        };
+        let message = (!ok).then(|| match (s.m.error(), s.m.last_exit()) {
+            (Some(e), _) => e.to_string(),
+            (None, Some(x)) => format!("{state}: {x}"),
+            (None, None) => state.to_string(),
+        });
+        Some(ServiceResult { name: s.svc.name.clone(), state, ok, message })
+    }
+}

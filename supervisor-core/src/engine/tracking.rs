@@ -1,0 +1,166 @@
+//! Reaping and the descendants of services: who belongs to a service, who
+//! is left when its main process is gone, and signalling all of them.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{Engine, Member};
+use crate::procfs;
+use crate::reap::{reap, ReapScope};
+use crate::service::signal_name;
+use crate::spawn::SERVICE_ENV;
+use crate::state::Event;
+use crate::status::ServiceState;
+use crate::sys;
+
+impl Engine {
+    pub(super) fn reap_children(&mut self) {
+        let known: Vec<i32> = self
+            .leaders
+            .keys()
+            .copied()
+            .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
+            .collect();
+        let reaped = reap(self.scope, known.into_iter());
+        for (pid, status) in reaped {
+            if let Some(idx) = self.leaders.remove(&pid) {
+                let slot = &mut self.slots[idx];
+                slot.leader = None;
+                slot.leader_start_time = None;
+                self.state_dirty = true;
+                slot.pidfile = None;
+                if let Some(o) = slot.output.as_mut() {
+                    o.drain(&mut self.read_buf);
+                }
+                log::info!("{}: pid {pid} {status}", slot.svc.name);
+                self.table = None;
+                let leftovers = self.find_leftovers(idx);
+                if leftovers {
+                    log::info!(
+                        "{}: {} descendant(s) of pid {pid} still running",
+                        self.slots[idx].svc.name,
+                        self.slots[idx].members.len()
+                    );
+                }
+                self.queue.push_back((idx, Event::Exited { status, leftovers }));
+            } else {
+                let mut found = false;
+                for s in &mut self.slots {
+                    let before = s.members.len();
+                    s.members.retain(|m| m.pid != pid);
+                    found |= s.members.len() != before;
+                }
+                if !found {
+                    log::debug!("reaped orphan pid {pid} ({status})");
+                }
+            }
+        }
+        // Prune members that died without a pidfd to tell us.
+        for s in &mut self.slots {
+            s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
+        }
+        self.check_all_gone();
+    }
+
+    /// For slots whose main process is gone while they wait for
+    /// descendants: report `AllGone` once none is left.
+    pub(super) fn check_all_gone(&mut self) {
+        for idx in 0..self.slots.len() {
+            let s = &self.slots[idx];
+            if s.leader.is_some() || s.m.state() != ServiceState::Stopping || s.m.pid().is_some() {
+                continue;
+            }
+            if s.members.is_empty() && !self.find_leftovers(idx) {
+                self.queue.push_back((idx, Event::AllGone));
+            }
+        }
+    }
+
+    /// Refreshes a slot's tracked descendants; true if any is alive.
+    pub(super) fn find_leftovers(&mut self, idx: usize) -> bool {
+        let Some(pgid) = self.slots[idx].pgid else {
+            return !self.slots[idx].members.is_empty();
+        };
+        let group_alive = kill(Pid::from_raw(-pgid), None).is_ok();
+        let orphans = self.unknown_children_of(idx);
+        if group_alive || !orphans.is_empty() || !self.slots[idx].members.is_empty() {
+            self.table = None;
+            self.track_members(idx, &orphans);
+        }
+        !self.slots[idx].members.is_empty()
+    }
+
+    /// Children of this process that the engine did not spawn and that carry
+    /// the service's marker: descendants re-parented to us (subreaper).
+    pub(super) fn unknown_children_of(&self, idx: usize) -> Vec<i32> {
+        if self.scope != ReapScope::WholeProcess {
+            return Vec::new();
+        }
+        let me = std::process::id() as i32;
+        let Some(kids) = procfs::children(me) else { return Vec::new() };
+        let name = &self.slots[idx].svc.name;
+        kids.into_iter()
+            .filter(|p| !self.leaders.contains_key(p))
+            .filter(|p| !self.slots.iter().any(|s| s.members.iter().any(|m| m.pid == *p)))
+            .filter(|p| procfs::environ_has(*p, SERVICE_ENV, name))
+            .collect()
+    }
+
+    /// Adds every live descendant of the slot's processes to its members.
+    pub(super) fn track_members(&mut self, idx: usize, extra_roots: &[i32]) {
+        let pgid = self.slots[idx].pgid.unwrap_or(0);
+        let mut roots: Vec<i32> = self.slots[idx].leader.into_iter().collect();
+        roots.extend(self.slots[idx].members.iter().map(|m| m.pid));
+        roots.extend_from_slice(extra_roots);
+        let leader = self.slots[idx].leader;
+        let found = self.proc_table().members(pgid, &roots);
+        let slot = &mut self.slots[idx];
+        for p in found {
+            if Some(p.pid) == leader || slot.members.iter().any(|m| m.pid == p.pid && m.start_time == p.start_time) {
+                continue;
+            }
+            slot.members.retain(|m| m.pid != p.pid);
+            let pidfd = sys::pidfd_open(p.pid).ok();
+            // The pid may have been reused between the scan and the open.
+            if procfs::read_stat(p.pid).map(|i| i.start_time) != Some(p.start_time) {
+                continue;
+            }
+            slot.members.push(Member { pid: p.pid, start_time: p.start_time, pidfd });
+        }
+        slot.members.retain(member_alive);
+    }
+
+    /// Sends `sig` to the main process's group and every descendant.
+    pub(super) fn signal_slot(&mut self, idx: usize, sig: Signal) {
+        if sig != Signal::SIGCONT {
+            self.track_members(idx, &[]);
+        }
+        let slot = &self.slots[idx];
+        if let Some(pgid) = slot.pgid {
+            let _ = kill(Pid::from_raw(-pgid), sig);
+        }
+        if let Some(pid) = slot.leader {
+            let _ = kill(Pid::from_raw(pid), sig);
+        }
+        for m in &slot.members {
+            match &m.pidfd {
+                Some(fd) => {
+                    let _ = sys::pidfd_send_signal(fd, sig);
+                }
+                None if member_alive(m) => {
+                    let _ = kill(Pid::from_raw(m.pid), sig);
+                }
+                None => {}
+            }
+        }
+        if sig != Signal::SIGCONT {
+            log::debug!("{}: sent SIG{} to {} process(es)", slot.svc.name, signal_name(sig), 1 + slot.members.len());
+        }
+    }
+}
+
+/// Whether a tracked descendant still runs (the same process, not a reused
+/// pid, and not a zombie).
+pub(super) fn member_alive(m: &Member) -> bool {
+    procfs::read_stat(m.pid).is_some_and(|i| i.start_time == m.start_time && !i.zombie)
+}
