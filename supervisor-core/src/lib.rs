@@ -107,7 +107,7 @@ pub use nix::sys::signal::Signal;
 pub use pidfile::{PidFile, PidState};
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
 pub use service::{
-    parse_signal, signal_name, split_words, Command, Environment, Expected, Output, Service, SplitError,
+    parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Output, Service, SplitError,
 };
 pub use state::{Action, Event, Machine};
 pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};

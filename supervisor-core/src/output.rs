@@ -127,7 +127,7 @@ impl ServiceOutput {
         };
         let out = take(&mut self.out)?;
         let err = take(&mut self.err)?;
-        w.pipes = Pipes { stdout: out, stderr: err };
+        w.pipes = Pipes { stdout: out, stderr: err, stdin: None };
         Ok(w)
     }
 

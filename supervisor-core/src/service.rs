@@ -172,6 +172,21 @@ pub enum Output {
     File(PathBuf),
     /// A pipe into the service's transcript ([`Service::transcript`]).
     Transcript,
+    /// The write end of a pipe made with
+    /// [`Engine::add_pipe`](crate::Engine::add_pipe), to feed another
+    /// service's standard input (a daemontools `log/` service).
+    Pipe(String),
+}
+
+/// Where a child's standard input comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Input {
+    /// `/dev/null` (the default).
+    #[default]
+    Null,
+    /// The read end of a pipe made with
+    /// [`Engine::add_pipe`](crate::Engine::add_pipe).
+    Pipe(String),
 }
 
 /// The environment a service is started with.
@@ -211,6 +226,8 @@ pub struct Service {
     pub stop_signal: Signal,
     /// How long to wait after `stop_signal` before `SIGKILL`.
     pub stop_timeout: Duration,
+    /// Where standard input comes from.
+    pub stdin: Input,
     /// Where standard output goes.
     pub stdout: Output,
     /// Where standard error goes.
@@ -237,6 +254,7 @@ impl Service {
             restart: RestartPolicy::default(),
             stop_signal: Signal::SIGTERM,
             stop_timeout: Duration::from_secs(10),
+            stdin: Input::Null,
             stdout: Output::Inherit,
             stderr: Output::Inherit,
             transcript: None,

@@ -84,7 +84,8 @@ struct Prepared {
     dir: Option<CString>,
     umask: Option<libc::mode_t>,
     ids: Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>,
-    stdin: OwnedFd,
+    stdin: RawFd,
+    _devnull: OwnedFd,
     stdout: Option<RawFd>,
     stderr: Option<RawFd>,
     /// Files opened for stdout and stderr, kept open until the fork.
@@ -94,10 +95,12 @@ struct Prepared {
 /// The write ends of transcript pipes for a child's stdout and stderr.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pipes {
-    /// For [`Output::Transcript`] on stdout.
+    /// For [`Output::Transcript`] or [`Output::Pipe`] on stdout.
     pub stdout: Option<RawFd>,
-    /// For [`Output::Transcript`] on stderr.
+    /// For [`Output::Transcript`] or [`Output::Pipe`] on stderr.
     pub stderr: Option<RawFd>,
+    /// For [`Input::Pipe`](crate::service::Input::Pipe) on stdin.
+    pub stdin: Option<RawFd>,
 }
 
 fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
@@ -112,10 +115,8 @@ fn open_output(
 ) -> Result<Option<RawFd>, SpawnError> {
     let path = match out {
         Output::Inherit => return Ok(None),
-        Output::Transcript => {
-            return pipe
-                .map(Some)
-                .ok_or_else(|| SpawnError::Setup(format!("{what} goes to a transcript, but none is set")))
+        Output::Transcript | Output::Pipe(_) => {
+            return pipe.map(Some).ok_or_else(|| SpawnError::Setup(format!("{what} goes to a pipe that does not exist")))
         }
         Output::Null => Path::new("/dev/null"),
         Output::File(p) => p.as_path(),
@@ -241,7 +242,8 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
         dir: svc.directory.as_ref().map(|d| cstring(d.as_os_str(), "directory")).transpose()?,
         umask: svc.umask.map(|m| m as libc::mode_t),
         ids: resolve_ids(svc)?,
-        stdin: devnull.into(),
+        stdin: pipes.stdin.unwrap_or(devnull.as_raw_fd()),
+        _devnull: devnull.into(),
         stdout,
         stderr,
         _files: files,
@@ -391,7 +393,7 @@ unsafe fn child_after_fork(
     if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
         child_fail(status_fd, 6);
     }
-    if libc::dup2(prep.stdin.as_raw_fd(), 0) < 0 {
+    if libc::dup2(prep.stdin, 0) < 0 {
         child_fail(status_fd, 1);
     }
     if let Some(fd) = prep.stdout {
