@@ -7,7 +7,11 @@
 //! 3. its wake-ups (context switches) over an idle period with 100 services;
 //! 4. the wall time of a whole `supervisor -c FILE status NAME` command;
 //! 5. the time to bring 1000 services up and to stop them, beside a bare
-//!    loop that spawns, kills and reaps the same programs.
+//!    loop that spawns, kills and reaps the same programs;
+//! 6. transcript throughput: a service that writes 200 MB of 100-byte lines
+//!    as fast as it can, plain and with timestamps and rotation, beside the
+//!    same writer piped into `cat > FILE`, and the supervisor's CPU time per
+//!    MB (see `transcript.rs`).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found
 //! next to this executable's target directory:
@@ -18,7 +22,9 @@
 //!
 //! Environment: `BENCH_KILLS=N` (number of kills, default 50),
 //! `BENCH_QUICK=1` (a smoke run: 10 kills, 100 services instead of 1000,
-//! 2 s of idleness). Without the `--bench` argument that `cargo bench`
+//! 2 s of idleness, 20 MB of transcript instead of 200 MB),
+//! `BENCH_ONLY=PART,...` (run only some parts: `restart`, `rss`, `hundred`,
+//! `fleet`, `transcript`). Without the `--bench` argument that `cargo bench`
 //! passes (as under `cargo test --benches`), nothing is measured.
 //!
 //! Every supervisor is run in its own temporary directory, and stopped at
@@ -38,6 +44,8 @@ use nix::unistd::Pid;
 use supervisor_core::control::ControlClient;
 use supervisor_core::protocol::Command as Request;
 use supervisor_core::{ServiceState, StatusSnapshot};
+
+mod transcript;
 
 /// Errors are reported, not recovered from.
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -72,10 +80,21 @@ fn run() -> Res<()> {
     raise_nofile_limit()?;
     print_machine(&settings);
     let mut report = Report::default();
-    bench_restart(&bins, &settings, &mut report)?;
-    bench_rss_one(&bins, &mut report)?;
-    bench_hundred(&bins, &settings, &mut report)?;
-    bench_fleet(&bins, &settings, &mut report)?;
+    if settings.wants("restart") {
+        bench_restart(&bins, &settings, &mut report)?;
+    }
+    if settings.wants("rss") {
+        bench_rss_one(&bins, &mut report)?;
+    }
+    if settings.wants("hundred") {
+        bench_hundred(&bins, &settings, &mut report)?;
+    }
+    if settings.wants("fleet") {
+        bench_fleet(&bins, &settings, &mut report)?;
+    }
+    if settings.wants("transcript") {
+        transcript::bench_transcript(&bins, &settings, &mut report)?;
+    }
     report.print();
     Ok(())
 }
@@ -98,10 +117,19 @@ struct Settings {
     runs: usize,
     /// Rounds of the fleet and the bare loop.
     rounds: usize,
+    /// Rounds of the transcript runs (each: `cat`, plain, stamped).
+    transcript_rounds: usize,
+    /// Bytes the transcript writer writes (200 MB, or 20 MB in quick mode).
+    transcript_bytes: u64,
+    /// The parts to run (`BENCH_ONLY`); all when empty.
+    only: Vec<String>,
 }
 
+/// The parts that `BENCH_ONLY` can name, in the order they run.
+const PARTS: [&str; 5] = ["restart", "rss", "hundred", "fleet", "transcript"];
+
 impl Settings {
-    /// Reads `BENCH_QUICK` and `BENCH_KILLS`.
+    /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.
     fn from_env() -> Res<Settings> {
         let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
         let kills = match std::env::var("BENCH_KILLS") {
@@ -112,6 +140,15 @@ impl Settings {
         if kills == 0 {
             return Err("BENCH_KILLS must be at least 1".into());
         }
+        let only: Vec<String> = std::env::var("BENCH_ONLY")
+            .unwrap_or_default()
+            .split(',')
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if let Some(bad) = only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+            return Err(format!("BENCH_ONLY: unknown part {bad:?} (parts: {})", PARTS.join(", ")).into());
+        }
         Ok(Settings {
             quick,
             kills,
@@ -119,7 +156,15 @@ impl Settings {
             idle: Duration::from_secs(if quick { 2 } else { 10 }),
             runs: if quick { 20 } else { 50 },
             rounds: if quick { 1 } else { 3 },
+            transcript_rounds: if quick { 1 } else { 5 },
+            transcript_bytes: if quick { 20_000_000 } else { 200_000_000 },
+            only,
         })
+    }
+
+    /// Whether `part` is to be run.
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
     }
 }
 
@@ -174,12 +219,16 @@ fn print_machine(settings: &Settings) {
     let model = cpu_model().unwrap_or_default();
     println!("supervisor bench: {cpus} CPU(s), {model}, kernel {}", kernel.trim());
     println!(
-        "settings: {} kills, {} services in the fleet, {:?} idle{}",
+        "settings: {} kills, {} services in the fleet, {:?} idle, {} MB of transcript{}",
         settings.kills,
         settings.fleet,
         settings.idle,
+        settings.transcript_bytes / 1_000_000,
         if settings.quick { " (BENCH_QUICK)" } else { "" }
     );
+    if !settings.only.is_empty() {
+        println!("only: {}", settings.only.join(", "));
+    }
 }
 
 /// The first `model name` of `/proc/cpuinfo`.
@@ -426,6 +475,23 @@ impl Instance {
     /// configuration made by `services` from the directory's path; nothing
     /// is started yet.
     fn prepare(bins: &Bins, min_uptime: Option<&str>, services: impl FnOnce(&Path) -> Vec<Svc>) -> Res<Instance> {
+        Instance::with_services_text(bins, |dir| {
+            let mut text = String::new();
+            for svc in services(dir) {
+                let argv: Vec<String> = svc.argv.iter().map(|a| toml_str(a)).collect();
+                text.push_str(&format!("\n[service.{}]\ncommand = [{}]\n", svc.name, argv.join(", ")));
+                if let Some(m) = min_uptime {
+                    text.push_str(&format!("min_uptime = {}\n", toml_str(m)));
+                }
+            }
+            text
+        })
+    }
+
+    /// A temporary directory with `stamps/` and `pids/`, and a
+    /// configuration whose services part `services` writes (TOML) from the
+    /// directory's path; nothing is started yet.
+    fn with_services_text(bins: &Bins, services: impl FnOnce(&Path) -> String) -> Res<Instance> {
         let dir = tempfile::Builder::new().prefix("sv-bench-").tempdir_in("/tmp")?;
         fs::create_dir(dir.path().join("stamps"))?;
         fs::create_dir(dir.path().join("pids"))?;
@@ -433,13 +499,7 @@ impl Instance {
             "[supervisor]\nname = \"bench\"\nruntime_dir = {}\nlog_level = \"error\"\n",
             toml_str(&dir.path().join("rt").display().to_string())
         );
-        for svc in services(dir.path()) {
-            let argv: Vec<String> = svc.argv.iter().map(|a| toml_str(a)).collect();
-            text.push_str(&format!("\n[service.{}]\ncommand = [{}]\n", svc.name, argv.join(", ")));
-            if let Some(m) = min_uptime {
-                text.push_str(&format!("min_uptime = {}\n", toml_str(m)));
-            }
-        }
+        text.push_str(&services(dir.path()));
         let config = dir.path().join("supervisor.toml");
         fs::write(&config, text)?;
         Ok(Instance { bins: bins.clone(), dir, config, child: None })

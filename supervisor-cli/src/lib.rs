@@ -53,7 +53,7 @@ pub struct Waiting {
     pub timeout: Option<Duration>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (expected a duration such as \"10s\" or \"500ms\")"))
 }
 
@@ -141,6 +141,26 @@ pub enum Cmd {
     },
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
+    /// Supervise every subdirectory of DIR that has an executable `run`,
+    /// like daemontools' `svscan`.
+    Scan(commands::servicedir::ScanArgs),
+    /// Supervise one daemontools service directory, like `supervise`.
+    Supervise(commands::servicedir::SuperviseArgs),
+    /// Control service directories, like daemontools' `svc`.
+    Svc(commands::svc::SvcArgs),
+    /// Show the state of service directories, like daemontools' `svstat`.
+    Svstat(commands::svc::SvstatArgs),
+    /// Bring a service directory up and run its `start` check.
+    Svcstart(commands::svc::FrontArgs),
+    /// Bring a service directory down and run its `stop` check.
+    Svcstop(commands::svc::FrontArgs),
+    /// Put a service directory in the state its `down` file says.
+    Svcreset(commands::svc::FrontArgs),
+    /// Restart a service directory, only if it runs.
+    Svcrestart(commands::svc::FrontArgs),
+    /// Set up the process (user, limits, lock, process group), then exec
+    /// PROGRAM: daemontools' setuidgid, softlimit, setlock and pgrphack.
+    Exec(commands::exec::ExecArgs),
 }
 
 /// Runs the command line of this process and returns its exit code.

@@ -95,6 +95,7 @@ pub mod restart;
 pub mod service;
 pub mod spawn;
 pub mod state;
+pub mod supervise;
 pub mod status;
 pub mod sys;
 pub mod transcript;

@@ -10,9 +10,12 @@ use crate::exit::{self, CliError};
 use crate::{config_path, Cli, Cmd};
 
 pub mod daemon;
+pub mod exec;
 pub mod logs;
+pub mod servicedir;
 pub mod services;
 pub mod status;
+pub mod svc;
 
 /// Runs the parsed command line; returns the exit code.
 ///
@@ -20,6 +23,19 @@ pub mod status;
 ///
 /// Any [`CliError`]; its exit code is [`CliError::exit_code`].
 pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
+    // Commands on service directories and `exec` need no configuration.
+    let cli = match cli.command {
+        Cmd::Scan(args) => return servicedir::scan(&args),
+        Cmd::Supervise(args) => return servicedir::supervise(&args),
+        Cmd::Svc(args) => return svc::svc(&args),
+        Cmd::Svstat(args) => return svc::svstat(&args),
+        Cmd::Svcstart(args) => return svc::front(svc::Front::Start, &args),
+        Cmd::Svcstop(args) => return svc::front(svc::Front::Stop, &args),
+        Cmd::Svcreset(args) => return svc::front(svc::Front::Reset, &args),
+        Cmd::Svcrestart(args) => return svc::front(svc::Front::Restart, &args),
+        Cmd::Exec(args) => return exec::exec(&args),
+        command => Cli { command, ..cli },
+    };
     let path = config_path(&cli)?;
     let config = Config::load(&path).map_err(CliError::Config)?;
     match cli.command {
@@ -39,6 +55,15 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
         Cmd::Reopen { names } => logs::reopen(&config, &names),
         Cmd::Logtail { name, lines, follow } => logs::logtail(&config, &name, lines, follow),
+        Cmd::Scan(_)
+        | Cmd::Supervise(_)
+        | Cmd::Svc(_)
+        | Cmd::Svstat(_)
+        | Cmd::Svcstart(_)
+        | Cmd::Svcstop(_)
+        | Cmd::Svcreset(_)
+        | Cmd::Svcrestart(_)
+        | Cmd::Exec(_) => unreachable!("handled before the configuration is loaded"),
     }
 }
 
