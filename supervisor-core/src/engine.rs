@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -23,12 +23,14 @@ use crate::previous::{self, INSTANCE_ENV};
 use crate::procfs::{self, ProcTable};
 use crate::protocol::Response;
 use crate::reap::ReapScope;
-use crate::service::{signal_name, Expected, Service};
+use crate::service::{signal_name, Expected, Input, Output, Service};
 use crate::spawn;
 use crate::state::{Action, Event, Machine};
 use crate::status::{ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::supervise::SuperviseDir;
 
 mod requests;
+mod svdir;
 mod tracking;
 
 use crate::sys::{self, SignalPipe};
@@ -66,6 +68,16 @@ pub enum EngineError {
     Io(#[from] io::Error),
 }
 
+impl EngineError {
+    /// As an I/O error (for callers that report I/O errors).
+    pub fn into_io(self) -> io::Error {
+        match self {
+            EngineError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        }
+    }
+}
+
 /// A descendant of a service tracked beside its main process.
 #[derive(Debug)]
 struct Member {
@@ -87,6 +99,18 @@ struct Slot {
     /// The wanted state last set by a command (not by a shutdown).
     persisted_up: bool,
     leader_start_time: Option<u64>,
+    /// The daemontools `supervise/` directory, for service directories.
+    supervise: Option<SuperviseDir>,
+    /// When the main process last started or ended (for `supervise/status`).
+    changed_at: SystemTime,
+    /// `svc -x`: the host should stop supervising once the service is down.
+    exit_when_down: bool,
+    /// A `finish` program that runs, and when it must be killed.
+    finishing: Option<(i32, Instant)>,
+    /// A spawn waits for `finish` to end.
+    spawn_held: bool,
+    /// Removed from supervision (its name may be added again).
+    retired: bool,
 }
 
 /// What a polled descriptor belongs to.
@@ -96,6 +120,7 @@ enum Source {
     Control,
     Member(usize, i32),
     Output(usize, Stream),
+    Supervise(usize),
 }
 
 /// The supervision engine. See the crate documentation for an example.
@@ -125,6 +150,8 @@ pub struct Engine {
     read_buf: Vec<u8>,
     reopen_hook: Option<ReopenHook>,
     state_dirty: bool,
+    named_pipes: HashMap<String, (OwnedFd, OwnedFd)>,
+    finishers: HashMap<i32, usize>,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -173,6 +200,8 @@ impl Engine {
             read_buf: vec![0; 64 * 1024],
             reopen_hook: None,
             state_dirty: true,
+            named_pipes: HashMap::new(),
+            finishers: HashMap::new(),
         })
     }
 
@@ -319,19 +348,19 @@ impl Engine {
     ///
     /// [`EngineError::Duplicate`] when the name is taken.
     pub fn add_service(&mut self, mut svc: Service) -> Result<(), EngineError> {
-        if self.by_name.contains_key(&svc.name) {
-            return Err(EngineError::Duplicate(svc.name));
-        }
+        let reuse = match self.by_name.get(&svc.name) {
+            Some(&i) if self.slots[i].retired && self.slots[i].is_down() => Some(i),
+            Some(_) => return Err(EngineError::Duplicate(svc.name)),
+            None => None,
+        };
         if let Some(m) = &self.marker {
             svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
         }
         let now = self.clock.now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);
-        let idx = self.slots.len();
         let output = ServiceOutput::new(&svc)?;
-        self.by_name.insert(svc.name.clone(), idx);
-        self.slots.push(Slot {
+        let slot = Slot {
             m: Machine::new(expected, now),
             svc,
             timer: None,
@@ -342,10 +371,51 @@ impl Engine {
             pidfile: None,
             persisted_up: expected == Expected::Running,
             leader_start_time: None,
-        });
+            supervise: None,
+            changed_at: SystemTime::now(),
+            exit_when_down: false,
+            finishing: None,
+            spawn_held: false,
+            retired: false,
+        };
+        let idx = match reuse {
+            Some(i) => {
+                self.slots[i] = slot;
+                i
+            }
+            None => {
+                self.by_name.insert(slot.svc.name.clone(), self.slots.len());
+                self.slots.push(slot);
+                self.slots.len() - 1
+            }
+        };
+        self.state_dirty = true;
         if expected == Expected::Running && !self.shutting_down {
             self.queue.push_back((idx, Event::Start));
             self.drain_queue();
+        }
+        Ok(())
+    }
+
+    /// Makes a pipe that services can use by name: [`Output::Pipe`] for
+    /// one service's stdout, [`Input::Pipe`] for another's stdin (a
+    /// daemontools `log/` service). The engine keeps both ends for as long
+    /// as it lives, so the pipe outlives restarts of either side and no
+    /// line is lost. Does nothing if the name exists.
+    ///
+    /// [`Output::Pipe`]: crate::Output::Pipe
+    /// [`Input::Pipe`]: crate::Input::Pipe
+    ///
+    /// # Errors
+    ///
+    /// When the pipe cannot be made.
+    pub fn add_pipe(&mut self, name: &str) -> Result<(), EngineError> {
+        if !self.named_pipes.contains_key(name) {
+            let (r, w) = sys::pipe()?;
+            // Children read and write these: they must block.
+            sys::set_nonblocking(r.as_raw_fd(), false)?;
+            sys::set_nonblocking(w.as_raw_fd(), false)?;
+            self.named_pipes.insert(name.to_string(), (r, w));
         }
         Ok(())
     }
@@ -385,7 +455,7 @@ impl Engine {
 
     /// A snapshot of everything.
     pub fn status(&self) -> StatusSnapshot {
-        self.snapshot(0..self.slots.len())
+        self.snapshot((0..self.slots.len()).filter(|&i| !(self.slots[i].retired && self.slots[i].is_down())))
     }
 
     /// A snapshot of the supervisor and the services at `idxs`.
@@ -509,6 +579,7 @@ impl Engine {
                         o.read_ready(stream, &mut self.read_buf);
                     }
                 }
+                Source::Supervise(idx) => self.handle_control_letters(idx),
                 Source::Member(idx, pid) => {
                     self.slots[idx].members.retain(|m| m.pid != pid);
                     sigchld = true;
@@ -518,6 +589,7 @@ impl Engine {
         if sigchld || self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none())) {
             self.reap_children();
         }
+        self.expire_finishers(now);
         self.fire_timers(now);
         if let Some(ctl) = self.control.as_mut() {
             let requests = if control_ready.is_empty() {
@@ -534,6 +606,7 @@ impl Engine {
         self.settle_waits();
         self.check_finished();
         self.save_state();
+        self.write_supervise_status();
         Ok(())
     }
 
@@ -551,6 +624,9 @@ impl Engine {
             }
         }
         for (i, s) in self.slots.iter().enumerate() {
+            if let Some(sd) = &s.supervise {
+                add(sd.control_fd(), libc::POLLIN, Source::Supervise(i));
+            }
             if let Some(o) = &s.output {
                 for (fd, stream) in o.poll_fds() {
                     add(fd, libc::POLLIN, Source::Output(i, stream));
@@ -566,7 +642,8 @@ impl Engine {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let timers = self.slots.iter().filter_map(|s| s.timer);
+        let finishers = self.slots.iter().filter_map(|s| s.finishing.map(|(_, t)| t));
+        let timers = self.slots.iter().filter_map(|s| s.timer).chain(finishers);
         let ctl = self.control.as_ref().and_then(|c| c.deadline());
         timers.chain(ctl).min()
     }
@@ -637,6 +714,10 @@ impl Engine {
                 self.signal_slot(idx, sig)
             }
             Action::Spawn => {
+                if self.slots[idx].finishing.is_some() {
+                    self.slots[idx].spawn_held = true;
+                    return;
+                }
                 let slot = &mut self.slots[idx];
                 let writers = match slot.output.as_mut().map(ServiceOutput::writers).transpose() {
                     Ok(w) => w.unwrap_or_default(),
@@ -647,12 +728,18 @@ impl Engine {
                         return;
                     }
                 };
-                let spawned = spawn::spawn(&slot.svc, writers.pipes);
+                let mut pipes = writers.pipes;
+                let named = Self::named_pipes_in(&self.named_pipes, &slot.svc);
+                pipes.stdout = pipes.stdout.or(named.stdout);
+                pipes.stderr = pipes.stderr.or(named.stderr);
+                pipes.stdin = named.stdin;
+                let spawned = spawn::spawn(&slot.svc, pipes);
                 // The child has its copies; ours would keep the pipe open.
                 drop(writers);
                 match spawned {
                     Ok(sp) => {
                         log::info!("{}: started pid {}", slot.svc.name, sp.pid);
+                        slot.changed_at = SystemTime::now();
                         Self::write_pidfile(slot, sp.pid);
                         slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
                         self.state_dirty = true;
@@ -673,6 +760,27 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The descriptors of the named pipes a service uses.
+    fn named_pipes_in(pipes: &HashMap<String, (OwnedFd, OwnedFd)>, svc: &Service) -> spawn::Pipes {
+        let end = |n: &String, read: bool| pipes.get(n).map(|(r, w)| if read { r.as_raw_fd() } else { w.as_raw_fd() });
+        let out = |o: &Output| match o {
+            Output::Pipe(n) => end(n, false),
+            _ => None,
+        };
+        spawn::Pipes {
+            stdout: out(&svc.stdout),
+            stderr: out(&svc.stderr),
+            stdin: match &svc.stdin {
+                Input::Pipe(n) => end(n, true),
+                Input::Null => None,
+            },
+        }
+    }
+
+    fn named_pipes_for(&self, svc: &Service) -> spawn::Pipes {
+        Self::named_pipes_in(&self.named_pipes, svc)
     }
 
     fn write_pidfile(slot: &mut Slot, pid: i32) {

@@ -93,6 +93,7 @@ pub mod protocol;
 pub mod reap;
 pub mod restart;
 pub mod service;
+pub mod servicedir;
 pub mod spawn;
 pub mod state;
 pub mod supervise;

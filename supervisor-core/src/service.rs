@@ -236,6 +236,13 @@ pub struct Service {
     pub transcript: Option<TranscriptConfig>,
     /// A pidfile to keep the main process's pid in, for outside tools.
     pub pidfile: Option<PathBuf>,
+    /// A program run after each exit of the main process, before the next
+    /// start, with two more arguments: the exit code (or -1 after a
+    /// signal) and the signal number (or 0); daemontools' and runit's
+    /// `finish`.
+    pub finish: Option<Vec<String>>,
+    /// How long `finish` may run before it is killed.
+    pub finish_timeout: Duration,
 }
 
 impl Service {
@@ -259,6 +266,8 @@ impl Service {
             stderr: Output::Inherit,
             transcript: None,
             pidfile: None,
+            finish: None,
+            finish_timeout: Duration::from_secs(10),
         }
     }
 }

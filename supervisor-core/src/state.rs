@@ -19,6 +19,9 @@ use crate::status::{ExitStatus, ServiceState};
 pub enum Event {
     /// Command: bring it up.
     Start,
+    /// Command: bring it up if it is down, and do not restart it when it
+    /// exits (daemontools' `svc -o`).
+    Once,
     /// Command: bring it down.
     Stop,
     /// Command: stop it if it runs, then start it.
@@ -93,6 +96,7 @@ pub struct Machine {
     killed: bool,
     leader_alive: bool,
     exec_failed: bool,
+    once: bool,
 }
 
 /// Shorthand for the actions of one transition.
@@ -116,6 +120,7 @@ impl Machine {
             killed: false,
             leader_alive: false,
             exec_failed: false,
+            once: false,
         }
     }
 
@@ -166,7 +171,19 @@ impl Machine {
     /// Applies one event and returns what the engine must do.
     pub fn handle(&mut self, svc: &Service, event: Event, now: Instant) -> Actions {
         use ServiceState as S;
+        if matches!(event, Event::Start | Event::Stop | Event::Restart) {
+            self.once = false;
+        }
         match (event, self.state) {
+            (Event::Once, S::Starting | S::Running | S::Paused) => {
+                self.once = true;
+                Vec::new()
+            }
+            (Event::Once, _) => {
+                let actions = self.handle(svc, Event::Start, now);
+                self.once = true;
+                actions
+            }
             (Event::Start, S::Stopped | S::Exited | S::Fatal | S::Backoff) => {
                 self.want_up = true;
                 self.backoff.reset();
@@ -185,6 +202,12 @@ impl Machine {
                 Vec::new()
             }
 
+            (Event::Stop, S::Starting) if self.pid.is_none() => {
+                // The spawn was held back (a finish script still runs).
+                self.want_up = false;
+                self.enter(S::Stopped, now);
+                vec![Action::CancelTimer]
+            }
             (Event::Stop, S::Starting | S::Running | S::Paused) => {
                 self.want_up = false;
                 self.begin_stop(svc, Then::Rest(S::Stopped), now)
@@ -261,8 +284,14 @@ impl Machine {
                 } else {
                     self.backoff.on_exit(&svc.restart, status, ran_for)
                 };
+                if std::mem::take(&mut self.once) {
+                    // Once: not restarted, whatever the exit.
+                    self.want_up = false;
+                }
                 if !self.want_up {
-                    // Cannot happen (stop moves to stopping), but be safe.
+                    if leftovers {
+                        return self.begin_stop(svc, Then::Rest(S::Stopped), now);
+                    }
                     return self.finish_stop(now);
                 }
                 if leftovers {
@@ -553,6 +582,36 @@ mod tests {
         r.ev(Event::Start);
         r.ev(Event::SpawnFailed { error: "fork: EAGAIN".into(), transient: true });
         assert_eq!(r.m.state(), S::Backoff);
+    }
+
+    #[test]
+    fn once_runs_it_and_does_not_restart() {
+        let mut r = Rig::new();
+        assert_eq!(r.ev(Event::Once), vec![Action::CancelTimer, Action::Spawn]);
+        r.ev(Event::Spawned { pid: 10 });
+        r.at(5000);
+        assert_eq!(r.ev(exited(0)), vec![Action::CancelTimer]);
+        assert_eq!(r.m.state(), S::Stopped);
+        assert!(!r.m.want_up());
+        // Once on a running service: it runs on, but is not restarted.
+        r.ev(Event::Start);
+        r.ev(Event::Spawned { pid: 11 });
+        assert!(r.ev(Event::Once).is_empty());
+        assert_eq!(r.at(5000).ev(exited(1)), vec![Action::CancelTimer]);
+        assert_eq!(r.m.state(), S::Stopped);
+        // A start clears it.
+        r.ev(Event::Once);
+        r.ev(Event::Spawned { pid: 12 });
+        r.ev(Event::Start);
+        assert_eq!(r.at(5000).ev(exited(1)), vec![Action::CancelTimer, Action::Spawn]);
+    }
+
+    #[test]
+    fn stop_while_the_spawn_is_held_back() {
+        let mut r = Rig::new();
+        r.ev(Event::Start);
+        assert_eq!(r.ev(Event::Stop), vec![Action::CancelTimer]);
+        assert_eq!(r.m.state(), S::Stopped);
     }
 
     #[test]

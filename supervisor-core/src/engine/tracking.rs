@@ -20,10 +20,13 @@ impl Engine {
             .keys()
             .copied()
             .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
+            .chain(self.finishers.keys().copied())
             .collect();
         let reaped = reap(self.scope, known.into_iter());
         for (pid, status) in reaped {
-            if let Some(idx) = self.leaders.remove(&pid) {
+            if let Some(idx) = self.finishers.remove(&pid) {
+                self.finish_ended(idx, status);
+            } else if let Some(idx) = self.leaders.remove(&pid) {
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
                 slot.leader_start_time = None;
@@ -33,6 +36,8 @@ impl Engine {
                     o.drain(&mut self.read_buf);
                 }
                 log::info!("{}: pid {pid} {status}", slot.svc.name);
+                self.mark_changed(idx);
+                self.start_finish(idx, status);
                 self.table = None;
                 let leftovers = self.find_leftovers(idx);
                 if leftovers {
