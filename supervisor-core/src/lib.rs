@@ -83,6 +83,7 @@
 pub mod control;
 pub mod daemon;
 pub mod engine;
+pub mod limits;
 pub mod lsb;
 pub mod output;
 pub mod persist;
@@ -104,6 +105,7 @@ pub mod transcript;
 pub use control::{AccessPolicy, ControlClient, ControlServer};
 pub use daemon::{Daemonized, Daemonizer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
+pub use limits::Limits;
 pub use lsb::LsbStatus;
 pub use nix::sys::signal::Signal;
 pub use pidfile::{PidFile, PidState};

@@ -8,6 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Limits;
 use crate::restart::RestartPolicy;
 use crate::transcript::TranscriptConfig;
 
@@ -243,6 +244,17 @@ pub struct Service {
     pub finish: Option<Vec<String>>,
     /// How long `finish` may run before it is killed.
     pub finish_timeout: Duration,
+    /// Soft resource limits of the program, as daemontools' `softlimit`
+    /// sets them (none by default).
+    pub limits: Limits,
+    /// A lock file, as daemontools' `setlock` takes it: locked with
+    /// `flock(LOCK_EX | LOCK_NB)` before each start, on a descriptor that
+    /// the program inherits, so that the lock lasts as long as the program
+    /// (and the descendants that keep the descriptor). While another
+    /// process holds it, the start fails as a quick failure (see
+    /// [`SpawnError::Locked`](crate::spawn::SpawnError::Locked)) and is
+    /// retried after the backoff delay.
+    pub lock: Option<PathBuf>,
 }
 
 impl Service {
@@ -268,6 +280,8 @@ impl Service {
             pidfile: None,
             finish: None,
             finish_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            lock: None,
         }
     }
 }

@@ -21,8 +21,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::sys::resource::Resource;
 use nix::unistd::{Gid, Group, Uid, User};
 
+use crate::limits::{take_lock, LockError};
 use crate::service::{Output, Service};
 
 /// The environment variable that marks a service's processes, so that
@@ -39,12 +41,16 @@ pub enum SpawnError {
     /// `fork` itself failed (no memory, process limit); worth retrying.
     #[error("fork: {0}")]
     Fork(nix::Error),
+    /// The service's lock file ([`Service::lock`]) is held by another
+    /// process; worth retrying once it lets go.
+    #[error("lock {} is held by another process", .0.display())]
+    Locked(PathBuf),
 }
 
 impl SpawnError {
     /// Whether a later attempt may succeed without a configuration change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SpawnError::Fork(_))
+        matches!(self, SpawnError::Fork(_) | SpawnError::Locked(_))
     }
 }
 
@@ -58,8 +64,19 @@ pub struct Spawned {
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 9] =
-    ["setpgid", "dup2 stdio", "chdir", "setgroups", "setgid", "setuid", "signal mask", "exec", "close fds"];
+const STEPS: [&str; 11] = [
+    "setpgid",
+    "dup2 stdio",
+    "chdir",
+    "setgroups",
+    "setgid",
+    "setuid",
+    "signal mask",
+    "exec",
+    "close fds",
+    "setrlimit",
+    "keep the lock descriptor",
+];
 
 /// Turns the 8 bytes a failed child wrote into a message.
 pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
@@ -90,6 +107,12 @@ struct Prepared {
     stderr: Option<RawFd>,
     /// Files opened for stdout and stderr, kept open until the fork.
     _files: Vec<OwnedFd>,
+    /// Soft and hard limits to set, worked out against ours (the child
+    /// inherits our hard limits).
+    rlimits: Vec<(Resource, libc::rlimit)>,
+    /// The locked lock file: close-on-exec here, inherited by the child,
+    /// closed here after the spawn so that only the child holds the lock.
+    lock: Option<OwnedFd>,
 }
 
 /// The write ends of transcript pipes for a child's stdout and stderr.
@@ -235,18 +258,37 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
     let mut files = Vec::new();
     let stdout = open_output(&svc.stdout, "stdout", pipes.stdout, &mut files)?;
     let stderr = open_output(&svc.stderr, "stderr", pipes.stderr, &mut files)?;
+    let rlimits = svc
+        .limits
+        .resolve()
+        .map_err(|e| SpawnError::Setup(e.to_string()))?
+        .into_iter()
+        .map(|l| (l.resource, libc::rlimit { rlim_cur: l.soft as libc::rlim_t, rlim_max: l.hard as libc::rlim_t }))
+        .collect();
+    let ids = resolve_ids(svc)?;
+    // Last, so that a lock is only taken (and a held one only reported)
+    // when everything else is in order.
+    let lock = match &svc.lock {
+        None => None,
+        Some(path) => Some(take_lock(path, false, false).map_err(|e| match e {
+            LockError::Held(p) => SpawnError::Locked(p),
+            other => SpawnError::Setup(other.to_string()),
+        })?),
+    };
     Ok(Prepared {
         program: cstring(program_path.as_os_str(), "program path")?,
         argv: argv_s.iter().map(|a| cstring(a, "argument")).collect::<Result<_, _>>()?,
         envp,
         dir: svc.directory.as_ref().map(|d| cstring(d.as_os_str(), "directory")).transpose()?,
         umask: svc.umask.map(|m| m as libc::mode_t),
-        ids: resolve_ids(svc)?,
+        ids,
         stdin: pipes.stdin.unwrap_or(devnull.as_raw_fd()),
         _devnull: devnull.into(),
         stdout,
         stderr,
         _files: files,
+        rlimits,
+        lock,
     })
 }
 
@@ -290,8 +332,10 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
 ///
 /// # Errors
 ///
-/// [`SpawnError::Setup`] when the program, user, group or an output file
-/// cannot be resolved; [`SpawnError::Fork`] when the child cannot be made.
+/// [`SpawnError::Setup`] when the program, user, group, an output file,
+/// a limit or the lock file cannot be resolved; [`SpawnError::Locked`]
+/// when the lock file is held; [`SpawnError::Fork`] when the child cannot
+/// be made.
 pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     let prep = prepare(svc, pipes)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::Setup(format!("pipe: {e}")))?;
@@ -414,6 +458,13 @@ unsafe fn child_after_fork(
     if let Some(mask) = prep.umask {
         libc::umask(mask);
     }
+    // Limits before the user changes, as `softlimit` runs before
+    // `setuidgid` in a run script; lowering a soft limit needs no privilege.
+    for (resource, limit) in &prep.rlimits {
+        if libc::setrlimit(*resource as _, limit) != 0 {
+            child_fail(status_fd, 9);
+        }
+    }
     if let Some((uid, gid, _)) = prep.ids {
         if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
             child_fail(status_fd, 3);
@@ -432,6 +483,14 @@ unsafe fn child_after_fork(
         let errno = *libc::__errno_location();
         if errno != libc::ENOSYS && errno != libc::EINVAL {
             child_fail(status_fd, 8);
+        }
+    }
+    // The lock file's descriptor is the one that must survive exec: the
+    // lock lives as long as the program keeps it open. (Our descriptor
+    // table is a copy: this does not change the parent's flag.)
+    if let Some(fd) = &prep.lock {
+        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) != 0 {
+            child_fail(status_fd, 10);
         }
     }
     libc::execve(prep.program.as_ptr(), argv.as_ptr(), envp.as_ptr());

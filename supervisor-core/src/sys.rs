@@ -216,6 +216,44 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Takes an exclusive `flock` on a descriptor, waiting for it when `wait`
+/// (`LOCK_EX`), or failing at once with `EWOULDBLOCK` when another open
+/// file description holds it (`LOCK_EX | LOCK_NB`).
+///
+/// Unlike `nix`'s `Flock`, nothing unlocks it on drop: the lock belongs to
+/// the open file description and lasts while any descriptor for it is
+/// open, in this process or in a child that inherited one (what `setlock`
+/// relies on).
+///
+/// # Errors
+///
+/// The `flock` error (`EINTR` is retried).
+pub fn flock_exclusive(fd: RawFd, wait: bool) -> io::Result<()> {
+    let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    loop {
+        // SAFETY: flock takes a descriptor and flags; no memory is passed.
+        if unsafe { libc::flock(fd, op) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Restores the default disposition of the signals that the Rust runtime
+/// (`SIGPIPE`) or this crate ([`ignore_sigxfsz`]) ignore, before this
+/// process `exec`s another program: ignored signals survive `exec`.
+pub fn default_ignored_signals() {
+    for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
+        // SAFETY: installing SIG_DFL runs no handler code.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
 /// Waits in `poll(2)` for the descriptors, at most `timeout` (forever
 /// when `None`). A signal ends the wait early with no event, like a
 /// timeout.

@@ -16,6 +16,9 @@
 //!                                        after writing "ready" to FILE.ready; TERM still ends it
 //! sv-test-helper report FILE             write cwd, umask, uid, gid, groups and environment to FILE
 //!                                        then sleep
+//! sv-test-helper copy FILE              copy stdin to FILE (appending, unbuffered); on SIGTERM, finish
+//!                                        writing what was read, then exit 0: a log service that loses
+//!                                        nothing when it is stopped
 //! sv-test-helper connect-as UID SOCKET   become UID, connect to SOCKET, send stdin's first line,
 //!                                        print the first line of the answer
 //! ```
@@ -149,6 +152,33 @@ fn main() {
             }
             write_atomic(&arg(1), &text);
             sleep_forever()
+        }
+        Some("copy") => {
+            static TERM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            extern "C" fn on_term(_: libc::c_int) {
+                TERM.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            // No SA_RESTART: a blocked read returns EINTR on TERM.
+            let action = signal::SigAction::new(
+                SigHandler::Handler(on_term),
+                signal::SaFlags::empty(),
+                SigSet::empty(),
+            );
+            // SAFETY: the handler only stores to an atomic.
+            unsafe { signal::sigaction(Signal::SIGTERM, &action) }.expect("sigaction");
+            let mut out = std::fs::OpenOptions::new().create(true).append(true).open(arg(1)).expect("open");
+            let mut buf = [0u8; 4096];
+            loop {
+                if TERM.load(std::sync::atomic::Ordering::SeqCst) {
+                    exit(0);
+                }
+                match nix::unistd::read(std::io::stdin(), &mut buf) {
+                    Ok(0) => exit(0),
+                    Ok(n) => out.write_all(&buf[..n]).expect("write"),
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
         }
         Some("connect-as") => {
             let uid: u32 = arg(1).parse().unwrap_or_else(|_| usage());

@@ -187,10 +187,7 @@ impl Engine {
         let Some(slot) = self.slots.get_mut(idx) else { return };
         slot.finishing = None;
         log::info!("{}: finish {status}", slot.svc.name);
-        if std::mem::take(&mut slot.spawn_held)
-            && slot.m.state() == ServiceState::Starting
-            && slot.m.pid().is_none()
-        {
+        if std::mem::take(&mut slot.spawn_held) && slot.m.state() == ServiceState::Starting && slot.m.pid().is_none() {
             self.perform(idx, Action::Spawn);
             self.drain_queue();
         }
