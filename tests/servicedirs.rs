@@ -338,3 +338,30 @@ fn scan_picks_up_new_directories_and_stops_removed_ones() {
     assert!(up_pid(&d.s("first")).is_some());
     assert!(sup.log().contains("later: now supervised"), "{}", sup.log());
 }
+
+#[test]
+fn follow_keeps_supervising_a_program_that_goes_to_the_background() {
+    if !have_tools() {
+        return;
+    }
+    let d = Dirs::new();
+    let pidfile = d.path("daemon.pid");
+    // Forks a daemon that writes its pid, and exits 0: what `fghack` is for.
+    script(&d.svc("bg").join("run"), &format!("HELPER sleep {} & exit 0", pidfile.display()));
+    fs::write(d.svc("bg").join("follow"), "").unwrap();
+    let _sup = d.scan();
+    let s = d.s("bg");
+    let daemon = wait_for("the daemon", T, || crate::util::read_pid(&pidfile));
+    let followed = wait_for("svstat to show the daemon", T, || up_pid(&s).filter(|p| *p == daemon));
+    assert_eq!(followed, daemon);
+    assert!(alive(daemon));
+    // It is the service now: down stops it, up starts a new one.
+    svc(&["-d", &s]);
+    wait_down(&s);
+    assert!(!alive(daemon));
+    fs::remove_file(&pidfile).unwrap();
+    svc(&["-u", &s]);
+    let second = wait_for("a second daemon", T, || crate::util::read_pid(&pidfile));
+    assert_ne!(second, daemon);
+    wait_for("followed again", T, || up_pid(&s).filter(|p| *p == second));
+}

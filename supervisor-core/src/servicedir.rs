@@ -7,6 +7,10 @@
 //! service of its own whose standard input is the main service's standard
 //! output, through a pipe that outlives restarts of either side.
 //!
+//! A `follow` file (ours, not daemontools') replaces `fghack`: a `run`
+//! that puts its program in the background is followed to the process it
+//! leaves behind (see [`Service::follow`]).
+//!
 //! Restarts are throttled as daemontools throttles them: a service that ran
 //! at least a second is restarted at once; one that died sooner waits a
 //! second, so it is never started more than once per second.
@@ -55,6 +59,8 @@ fn one(name: String, dir: &Path) -> Service {
     if is_executable(&dir.join("finish")) {
         svc.finish = Some(vec!["./finish".into()]);
     }
+    // Our own marker, in place of `exec fghack program`.
+    svc.follow = dir.join("follow").exists();
     svc
 }
 

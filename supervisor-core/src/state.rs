@@ -50,6 +50,12 @@ pub enum Event {
         /// Descendants of it are still alive.
         leftovers: bool,
     },
+    /// The main process went to the background: `pid`, a descendant it
+    /// left, is the main process from now on.
+    Adopted {
+        /// The new main process.
+        pid: i32,
+    },
     /// The main process is reaped and no descendant is left.
     AllGone,
     /// The deadline from the last [`Action::ArmTimer`] passed.
@@ -319,6 +325,13 @@ impl Machine {
                 }
             }
             (Event::Exited { .. }, _) => Vec::new(),
+
+            (Event::Adopted { pid }, S::Starting | S::Running | S::Paused | S::Stopping) => {
+                self.pid = Some(pid);
+                self.leader_alive = true;
+                Vec::new()
+            }
+            (Event::Adopted { .. }, _) => Vec::new(),
 
             (Event::AllGone, S::Stopping) if !self.leader_alive => self.finish_stop(now),
             (Event::AllGone, _) => Vec::new(),
@@ -604,6 +617,18 @@ mod tests {
         r.ev(Event::Spawned { pid: 12 });
         r.ev(Event::Start);
         assert_eq!(r.at(5000).ev(exited(1)), vec![Action::CancelTimer, Action::Spawn]);
+    }
+
+    #[test]
+    fn an_adopted_process_becomes_the_main_one() {
+        let mut r = Rig::new();
+        r.up(10);
+        assert!(r.ev(Event::Adopted { pid: 20 }).is_empty());
+        assert_eq!((r.m.state(), r.m.pid()), (S::Starting, Some(20)));
+        r.ev(Event::Stop);
+        let a = r.ev(Event::Exited { status: ExitStatus::Signal(Signal::SIGTERM), leftovers: false });
+        assert_eq!(a, vec![Action::CancelTimer]);
+        assert_eq!(r.m.state(), S::Stopped);
     }
 
     #[test]

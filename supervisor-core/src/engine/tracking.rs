@@ -36,10 +36,13 @@ impl Engine {
                     o.drain(&mut self.read_buf);
                 }
                 log::info!("{}: pid {pid} {status}", slot.svc.name);
-                self.mark_changed(idx);
-                self.start_finish(idx, status);
                 self.table = None;
                 let leftovers = self.find_leftovers(idx);
+                if leftovers && status.success() && self.adopt(idx) {
+                    continue;
+                }
+                self.mark_changed(idx);
+                self.start_finish(idx, status);
                 if leftovers {
                     log::info!(
                         "{}: {} descendant(s) of pid {pid} still running",
@@ -161,6 +164,32 @@ impl Engine {
         if sig != Signal::SIGCONT {
             log::debug!("{}: sent SIG{} to {} process(es)", slot.svc.name, signal_name(sig), 1 + slot.members.len());
         }
+    }
+}
+
+impl Engine {
+    /// `follow`: makes the process that the exited main process left behind
+    /// the new main process. Only a child of ours (re-parented to this
+    /// subreaper) can be, so that its exit is reaped and seen.
+    fn adopt(&mut self, idx: usize) -> bool {
+        if !self.slots[idx].svc.follow || self.scope != ReapScope::WholeProcess {
+            return false;
+        }
+        let me = std::process::id() as i32;
+        let slot = &mut self.slots[idx];
+        let Some(pos) = slot.members.iter().position(|m| procfs::read_stat(m.pid).is_some_and(|i| i.ppid == me)) else {
+            return false;
+        };
+        let m = slot.members.remove(pos);
+        log::info!("{}: went to the background; following pid {}", slot.svc.name, m.pid);
+        slot.leader = Some(m.pid);
+        slot.leader_start_time = Some(m.start_time);
+        slot.changed_at = std::time::SystemTime::now();
+        Self::write_pidfile(slot, m.pid);
+        self.leaders.insert(m.pid, idx);
+        self.state_dirty = true;
+        self.queue.push_back((idx, Event::Adopted { pid: m.pid }));
+        true
     }
 }
 
