@@ -97,8 +97,8 @@ pub mod service;
 pub mod servicedir;
 pub mod spawn;
 pub mod state;
-pub mod supervise;
 pub mod status;
+pub mod supervise;
 pub mod sys;
 pub mod transcript;
 

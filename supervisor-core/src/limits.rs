@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 /// A limit value meaning "as high as the hard limit" (`RLIM_INFINITY`).
-pub const UNLIMITED: u64 = libc::RLIM_INFINITY as u64;
+pub const UNLIMITED: u64 = libc::RLIM_INFINITY;
 
 /// The resources that a memory limit sets, as `softlimit -m` does: the
 /// data segment, the stack, locked memory and the address space.
@@ -145,6 +145,45 @@ pub fn resource_name(resource: Resource) -> &'static str {
     }
 }
 
+/// Why a size string was refused by [`parse_size`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// Not a number of bytes with an optional known unit.
+    #[error("expected a size such as \"10MB\", \"512KiB\" or \"1000\" (bytes)")]
+    Invalid,
+    /// More than `u64::MAX` bytes.
+    #[error("a size may be at most {} bytes", u64::MAX)]
+    TooLarge,
+}
+
+/// Parses a size: decimal digits, optional spaces, and an optional unit,
+/// case-insensitive: `B`, decimal `KB`, `MB`, `GB` (powers of 1000) or
+/// binary `KiB`, `MiB`, `GiB` (powers of 1024). No unit means bytes.
+///
+/// # Errors
+///
+/// [`SizeError`].
+pub fn parse_size(text: &str) -> Result<u64, SizeError> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        return Err(SizeError::Invalid);
+    }
+    let unit = text[digits..].trim_start().to_ascii_lowercase();
+    let multiplier: u64 = match unit.as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        _ => return Err(SizeError::Invalid),
+    };
+    let number: u64 = text[..digits].parse().map_err(|_| SizeError::TooLarge)?;
+    number.checked_mul(multiplier).ok_or(SizeError::TooLarge)
+}
+
 /// Why a lock file could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -186,8 +225,14 @@ pub enum LockError {
 pub fn take_lock(path: &Path, wait: bool, inheritable: bool) -> Result<OwnedFd, LockError> {
     let open_error = |source| LockError::Open { path: path.to_path_buf(), source };
     // std opens close-on-exec.
-    let file =
-        OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(path).map_err(open_error)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(open_error)?;
     let mut fd = OwnedFd::from(file);
     if fd.as_raw_fd() < 3 {
         // Our standard streams were closed: keep clear of them, as the

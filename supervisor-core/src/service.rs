@@ -244,6 +244,12 @@ pub struct Service {
     pub finish: Option<Vec<String>>,
     /// How long `finish` may run before it is killed.
     pub finish_timeout: Duration,
+    /// For programs that insist on going to the background (what
+    /// daemontools' `fghack` is for): when the main process exits with code
+    /// 0 and leaves a descendant running, that descendant becomes the main
+    /// process and is supervised in its place. Needs an engine that owns
+    /// its process ([`Engine::own_process`](crate::Engine::own_process)).
+    pub follow: bool,
     /// Soft resource limits of the program, as daemontools' `softlimit`
     /// sets them (none by default).
     pub limits: Limits,
@@ -280,6 +286,7 @@ impl Service {
             pidfile: None,
             finish: None,
             finish_timeout: Duration::from_secs(10),
+            follow: false,
             limits: Limits::default(),
             lock: None,
         }

@@ -19,6 +19,9 @@
 //! sv-test-helper copy FILE              copy stdin to FILE (appending, unbuffered); on SIGTERM, finish
 //!                                        writing what was read, then exit 0: a log service that loses
 //!                                        nothing when it is stopped
+//! sv-test-helper limits FILE             write the soft limits (data, stack, memlock, as, nofile, nproc,
+//!                                        cpu, core: "NAME=N" or "NAME=unlimited"), pid, pgid and sid
+//!                                        to FILE, then sleep forever
 //! sv-test-helper connect-as UID SOCKET   become UID, connect to SOCKET, send stdin's first line,
 //!                                        print the first line of the answer
 //! ```
@@ -159,11 +162,8 @@ fn main() {
                 TERM.store(true, std::sync::atomic::Ordering::SeqCst);
             }
             // No SA_RESTART: a blocked read returns EINTR on TERM.
-            let action = signal::SigAction::new(
-                SigHandler::Handler(on_term),
-                signal::SaFlags::empty(),
-                SigSet::empty(),
-            );
+            let action =
+                signal::SigAction::new(SigHandler::Handler(on_term), signal::SaFlags::empty(), SigSet::empty());
             // SAFETY: the handler only stores to an atomic.
             unsafe { signal::sigaction(Signal::SIGTERM, &action) }.expect("sigaction");
             let mut out = std::fs::OpenOptions::new().create(true).append(true).open(arg(1)).expect("open");
@@ -179,6 +179,33 @@ fn main() {
                     Err(e) => panic!("read: {e}"),
                 }
             }
+        }
+        Some("limits") => {
+            use nix::sys::resource::{getrlimit, Resource};
+            let resources = [
+                ("data", Resource::RLIMIT_DATA),
+                ("stack", Resource::RLIMIT_STACK),
+                ("memlock", Resource::RLIMIT_MEMLOCK),
+                ("as", Resource::RLIMIT_AS),
+                ("nofile", Resource::RLIMIT_NOFILE),
+                ("nproc", Resource::RLIMIT_NPROC),
+                ("cpu", Resource::RLIMIT_CPU),
+                ("core", Resource::RLIMIT_CORE),
+            ];
+            let mut text = String::new();
+            for (name, resource) in resources {
+                let (soft, _) = getrlimit(resource).expect("getrlimit");
+                if soft == libc::RLIM_INFINITY {
+                    text.push_str(&format!("{name}=unlimited\n"));
+                } else {
+                    text.push_str(&format!("{name}={soft}\n"));
+                }
+            }
+            let pid = nix::unistd::getpid();
+            let sid = nix::unistd::getsid(None).expect("getsid");
+            text.push_str(&format!("pid={pid}\npgid={}\nsid={sid}\n", nix::unistd::getpgrp()));
+            write_atomic(&arg(1), &text);
+            sleep_forever()
         }
         Some("connect-as") => {
             let uid: u32 = arg(1).parse().unwrap_or_else(|_| usage());

@@ -310,38 +310,10 @@ pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {
     base.join(path).components().filter(|c| *c != Component::CurDir).collect()
 }
 
-/// Why a size string was refused.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum SizeError {
-    /// Not a number of bytes with an optional known unit.
-    Invalid,
-    /// More than `u64::MAX` bytes.
-    TooLarge,
-}
-
-/// Parses a size: decimal digits, optional spaces, and an optional unit,
-/// case-insensitive: `B`, decimal `KB`, `MB`, `GB` (powers of 1000) or
-/// binary `KiB`, `MiB`, `GiB` (powers of 1024). No unit means bytes.
-pub(super) fn parse_size(text: &str) -> Result<u64, SizeError> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    if digits == 0 {
-        return Err(SizeError::Invalid);
-    }
-    let unit = text[digits..].trim_start().to_ascii_lowercase();
-    let multiplier: u64 = match unit.as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000 * 1000,
-        "gb" => 1000 * 1000 * 1000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return Err(SizeError::Invalid),
-    };
-    let number: u64 = text[..digits].parse().map_err(|_| SizeError::TooLarge)?;
-    number.checked_mul(multiplier).ok_or(SizeError::TooLarge)
-}
+/// The size parser (shared with `supervisor exec --limit-mem`): decimal
+/// digits, optional spaces, and an optional unit, case-insensitive: `B`,
+/// decimal `KB`, `MB`, `GB` or binary `KiB`, `MiB`, `GiB`.
+pub(super) use supervisor_core::limits::{parse_size, SizeError};
 
 /// The value of a TOML integer, when it fits an `i64`.
 pub(super) fn integer_value(i: &DeInteger<'_>) -> Option<i64> {

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::{Group, Uid, User};
+use supervisor_core::limits::UNLIMITED;
 use supervisor_core::{
-    parse_signal, Command, Expected, Output, RestartMode, Service, Signal, Timestamps, TranscriptConfig,
+    parse_signal, Command, Expected, Limits, Output, RestartMode, Service, Signal, Timestamps, TranscriptConfig,
 };
 use toml::de::{DeTable, DeValue};
 
-use super::check::{found, integer_value, Raw, Scope};
+use super::check::{found, integer_value, parse_size, Raw, Scope, SizeError};
 
 /// The keys of a service table.
 pub(super) const SERVICE_KEYS: &[&str] = &[
@@ -34,7 +35,12 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "stderr",
     "transcript",
     "pidfile",
+    "limits",
+    "lock",
 ];
+
+/// The keys of a service's `limits` table.
+pub(super) const LIMITS_KEYS: &[&str] = &["mem", "files", "procs", "cpu", "core"];
 
 /// The keys of a service's `transcript` table.
 pub(super) const TRANSCRIPT_KEYS: &[&str] = &["path", "timestamps", "tag", "max_size", "keep"];
@@ -160,6 +166,12 @@ pub(super) fn read_service(
     if let Some(v) = f.get("pidfile") {
         svc.pidfile = s.path("pidfile", v);
     }
+    if let Some(v) = f.get("limits") {
+        svc.limits = limits(s, v);
+    }
+    if let Some(v) = f.get("lock") {
+        svc.lock = s.path("lock", v);
+    }
     has_command.then(|| ServiceRead {
         service: svc,
         name: name_span,
@@ -204,6 +216,81 @@ fn transcript(s: &mut Scope<'_, '_>, name: &str, v: &Raw<'_>) -> (TranscriptConf
         }
     }
     (config, path_span)
+}
+
+/// `limits`: the table of soft resource limits, each a number or
+/// `"unlimited"` (as high as the hard limit allows).
+fn limits(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Limits {
+    let mut limits = Limits::default();
+    let DeValue::Table(table) = v.get_ref() else {
+        let message =
+            format!("expected a table such as {{ mem = \"512MB\", files = 1024 }}, found {}", found(v.get_ref()));
+        s.error(v.span(), Some("limits"), message);
+        return limits;
+    };
+    let f = s.fields_in(Some("limits"), table, LIMITS_KEYS);
+    if let Some(v) = f.get("mem") {
+        limits.mem = unlimited(v).or_else(|| limit_size(s, "limits.mem", v, 1));
+    }
+    if let Some(v) = f.get("files") {
+        let expected = "a number of open files of at least 1, or \"unlimited\"";
+        limits.files = unlimited(v).or_else(|| s.integer("limits.files", v, 1..i64::MAX, expected).map(|n| n as u64));
+    }
+    if let Some(v) = f.get("procs") {
+        let expected = "a number of processes of at least 1, or \"unlimited\"";
+        limits.procs = unlimited(v).or_else(|| s.integer("limits.procs", v, 1..i64::MAX, expected).map(|n| n as u64));
+    }
+    if let Some(v) = f.get("cpu") {
+        limits.cpu = unlimited(v).or_else(|| cpu_seconds(s, v));
+    }
+    if let Some(v) = f.get("core") {
+        limits.core = unlimited(v).or_else(|| limit_size(s, "limits.core", v, 0));
+    }
+    limits
+}
+
+/// `Some(UNLIMITED)` for the string `"unlimited"`.
+fn unlimited(v: &Raw<'_>) -> Option<u64> {
+    matches!(v.get_ref(), DeValue::String(t) if t == "unlimited").then_some(UNLIMITED)
+}
+
+/// A limit in bytes of at least `min`: a size string (see [`parse_size`])
+/// or an integer.
+fn limit_size(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, min: u64) -> Option<u64> {
+    const EXPECTED: &str = "a size such as \"512MB\", \"1GiB\" or \"1000\" (bytes), or \"unlimited\"";
+    let n = match v.get_ref() {
+        DeValue::String(t) => match parse_size(t) {
+            Ok(n) => Some(n),
+            Err(SizeError::TooLarge) => {
+                s.mismatch(key, v, &format!("a size of at most {} bytes", u64::MAX));
+                return None;
+            }
+            Err(SizeError::Invalid) => None,
+        },
+        DeValue::Integer(i) => integer_value(i).and_then(|n| u64::try_from(n).ok()),
+        _ => None,
+    };
+    match n {
+        Some(n) if n >= min => Some(n),
+        Some(_) => {
+            s.mismatch(key, v, &format!("a size of at least {min} byte"));
+            None
+        }
+        None => {
+            s.mismatch(key, v, EXPECTED);
+            None
+        }
+    }
+}
+
+/// `limits.cpu`: a duration in whole seconds, at least one.
+fn cpu_seconds(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<u64> {
+    let d = s.duration("limits.cpu", v)?;
+    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
+        s.mismatch("limits.cpu", v, "a CPU time in whole seconds, at least \"1s\"");
+        return None;
+    }
+    Some(d.as_secs())
 }
 
 /// `command`: a string split into words, a string for `sh -c`, or an

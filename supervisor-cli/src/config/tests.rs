@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use log::LevelFilter;
+use supervisor_core::limits::UNLIMITED;
 use supervisor_core::{
-    Command, Environment, Expected, Output, RestartMode, RestartPolicy, Service, Signal, Timestamps, TranscriptConfig,
+    Command, Environment, Expected, Input, Limits, Output, RestartMode, RestartPolicy, Service, Signal, Timestamps,
+    TranscriptConfig,
 };
 
 use super::*;
@@ -97,6 +99,8 @@ stop_timeout = "500ms"
 stdout = "/var/log/web.out"
 stderr = "transcript"
 pidfile = "/run/web.pid"
+limits = { mem = "512MB", files = 1024, procs = 200, cpu = "1m", core = 0 }
+lock = "/run/web.lock"
 
 [service.web.transcript]
 path = "/var/log/web.transcript"
@@ -141,6 +145,7 @@ keep = 3
         },
         stop_signal: Signal::SIGINT,
         stop_timeout: Duration::from_millis(500),
+        stdin: Input::Null,
         stdout: Output::File(PathBuf::from("/var/log/web.out")),
         stderr: Output::Transcript,
         transcript: Some(TranscriptConfig {
@@ -151,6 +156,11 @@ keep = 3
             keep: 3,
         }),
         pidfile: Some(PathBuf::from("/run/web.pid")),
+        finish: None,
+        finish_timeout: Duration::from_secs(10),
+        follow: false,
+        limits: Limits { mem: Some(512_000_000), files: Some(1024), procs: Some(200), cpu: Some(60), core: Some(0) },
+        lock: Some(PathBuf::from("/run/web.lock")),
     };
     assert_eq!(c.services, vec![expected]);
 }
@@ -396,7 +406,11 @@ fn unknown_keys_everywhere() {
     );
     assert_at(&errs[2], 6, 1, Some("web"), Some("stop_timout"));
     assert!(errs[2].message.contains("command, shell, directory,"), "{}", errs[2]);
-    assert!(errs[2].message.ends_with("stop_timeout, stdout, stderr, transcript, pidfile"), "{}", errs[2]);
+    assert!(
+        errs[2].message.ends_with("stop_timeout, stdout, stderr, transcript, pidfile, limits, lock"),
+        "{}",
+        errs[2]
+    );
 }
 
 #[test]
@@ -840,4 +854,113 @@ path = "/log/all.log"
 "#);
     assert_eq!(c.services[1].stdout, Output::File(PathBuf::from("/log/all.log")));
     assert_eq!(c.services[1].transcript, None);
+}
+
+fn limits_of(lines: &str) -> Limits {
+    service(&format!("[service.web]\ncommand = \"x\"\n{lines}\n")).limits
+}
+
+#[test]
+fn limits_and_locks() {
+    assert_eq!(limits_of(""), Limits::default());
+    assert_eq!(service("[service.web]\ncommand = \"x\"\n").lock, None);
+    let l = limits_of("[service.web.limits]\nmem = \"1GiB\"\nfiles = 64\nprocs = 1\ncpu = \"1h\"\ncore = \"1MB\"");
+    assert_eq!(
+        l,
+        Limits { mem: Some(1 << 30), files: Some(64), procs: Some(1), cpu: Some(3600), core: Some(1_000_000) }
+    );
+    assert_eq!(limits_of("limits.mem = 4096"), Limits { mem: Some(4096), ..Limits::default() });
+    assert_eq!(limits_of("limits = { core = \"0\" }"), Limits { core: Some(0), ..Limits::default() });
+    let l = limits_of("limits = { mem = \"unlimited\", files = \"unlimited\", procs = \"unlimited\", cpu = \"unlimited\", core = \"unlimited\" }");
+    let all = Some(UNLIMITED);
+    assert_eq!(l, Limits { mem: all, files: all, procs: all, cpu: all, core: all });
+    assert_eq!(limits_of("limits = {}"), Limits::default());
+
+    // Relative to the configuration's directory, like every path.
+    assert_eq!(
+        service("[service.web]\ncommand = \"x\"\nlock = \"locks/web\"\n").lock,
+        Some(PathBuf::from("/etc/sv/locks/web"))
+    );
+    // Two services may share a lock: that is what it is for.
+    let c = ok("[service.a]\ncommand = \"x\"\nlock = \"/l\"\n[service.b]\ncommand = \"x\"\nlock = \"/l\"\n");
+    assert_eq!(c.services[0].lock, c.services[1].lock);
+}
+
+#[test]
+fn bad_limits() {
+    const SIZE: &str = "expected a size such as \"512MB\", \"1GiB\" or \"1000\" (bytes), or \"unlimited\"";
+    let cases = [
+        ("limits.mem = \"lots\"", "limits.mem", format!("{SIZE}, found \"lots\"")),
+        ("limits.mem = \"10M\"", "limits.mem", format!("{SIZE}, found \"10M\"")),
+        ("limits.mem = -1", "limits.mem", format!("{SIZE}, found -1")),
+        ("limits.mem = 0", "limits.mem", "expected a size of at least 1 byte, found 0".into()),
+        ("limits.mem = \"0MB\"", "limits.mem", "expected a size of at least 1 byte, found \"0MB\"".into()),
+        (
+            "limits.mem = \"99999999999GiB\"",
+            "limits.mem",
+            "expected a size of at most 18446744073709551615 bytes, found \"99999999999GiB\"".into(),
+        ),
+        ("limits.core = true", "limits.core", format!("{SIZE}, found true")),
+        (
+            "limits.files = 0",
+            "limits.files",
+            "expected a number of open files of at least 1, or \"unlimited\", found 0".into(),
+        ),
+        ("limits.files = \"1024\"", "limits.files", "found \"1024\"".into()),
+        (
+            "limits.procs = -5",
+            "limits.procs",
+            "expected a number of processes of at least 1, or \"unlimited\", found -5".into(),
+        ),
+        ("limits.procs = 1.5", "limits.procs", "found 1.5".into()),
+        ("limits.cpu = 60", "limits.cpu", "found the number 60 (a duration needs a unit: write \"60s\")".into()),
+        (
+            "limits.cpu = \"1500ms\"",
+            "limits.cpu",
+            "expected a CPU time in whole seconds, at least \"1s\", found \"1500ms\"".into(),
+        ),
+        ("limits.cpu = \"0s\"", "limits.cpu", "found \"0s\"".into()),
+        (
+            "limits.cpu = \"forever\"",
+            "limits.cpu",
+            "expected a duration such as \"10s\" or \"500ms\", found \"forever\"".into(),
+        ),
+        ("lock = \"\"", "lock", "expected a path, found \"\"".into()),
+        ("lock = true", "lock", "expected a path, found true".into()),
+    ];
+    for (line, key, want) in cases {
+        let text = format!("[service.web]\ncommand = \"x\"\n{line}\n");
+        let e = one_error(&text);
+        assert_at(&e, 3, line.find('=').unwrap() + 3, Some("web"), Some(key));
+        assert!(e.message.contains(&want), "{line}: got {:?}, want {want:?}", e.message);
+    }
+
+    let e = one_error("[service.web]\ncommand = \"x\"\nlimits = 512\n");
+    assert_at(&e, 3, 10, Some("web"), Some("limits"));
+    assert_eq!(e.message, "expected a table such as { mem = \"512MB\", files = 1024 }, found 512");
+    let e = one_error("[service.web]\ncommand = \"x\"\n[service.web.limits]\nnofile = 10\n");
+    assert_at(&e, 4, 1, Some("web"), Some("limits.nofile"));
+    assert_eq!(e.message, "unknown key; the valid keys are: mem, files, procs, cpu, core");
+}
+
+#[test]
+fn limit_errors_are_collected_with_the_others() {
+    let text = r#"[service.web]
+command = "x"
+limits = { mem = "1XB", files = 0, cpu = "0.5s" }
+lock = 3
+stop_timeout = "ten"
+"#;
+    let errs = errors(text);
+    let got: Vec<_> = errs.iter().map(|e| (e.line.unwrap(), e.column.unwrap(), e.key.as_deref().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            (3, 18, "limits.mem"),
+            (3, 33, "limits.files"),
+            (3, 42, "limits.cpu"),
+            (4, 8, "lock"),
+            (5, 16, "stop_timeout")
+        ]
+    );
 }
