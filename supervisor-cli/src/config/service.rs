@@ -37,6 +37,9 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "pidfile",
     "limits",
     "lock",
+    "finish",
+    "finish_timeout",
+    "follow",
 ];
 
 /// The keys of a service's `limits` table.
@@ -80,7 +83,7 @@ pub(super) fn read_service(
     let f = s.fields(table, SERVICE_KEYS);
     let shell = f.get("shell").and_then(|v| s.boolean("shell", v)).unwrap_or(false);
     let command = match f.get("command") {
-        Some(v) => command(s, v, shell),
+        Some(v) => command(s, "command", v, shell),
         None => {
             let message = "missing required key (a command line or an array of arguments)";
             s.error(name_span.clone(), Some("command"), message);
@@ -126,10 +129,11 @@ pub(super) fn read_service(
             }
         }
     }
-    let durations: [(&str, &mut Duration); 3] = [
+    let durations: [(&str, &mut Duration); 4] = [
         ("min_uptime", &mut svc.restart.min_uptime),
         ("backoff_limit", &mut svc.restart.backoff_limit),
         ("stop_timeout", &mut svc.stop_timeout),
+        ("finish_timeout", &mut svc.finish_timeout),
     ];
     for (key, slot) in durations {
         if let Some(d) = f.get(key).and_then(|v| s.duration(key, v)) {
@@ -171,6 +175,12 @@ pub(super) fn read_service(
     }
     if let Some(v) = f.get("lock") {
         svc.lock = s.path("lock", v);
+    }
+    if let Some(v) = f.get("finish") {
+        svc.finish = self::command(s, "finish", v, false).map(|c| c.argv());
+    }
+    if let Some(v) = f.get("follow") {
+        svc.follow = s.boolean("follow", v).unwrap_or(false);
     }
     has_command.then(|| ServiceRead {
         service: svc,
@@ -295,49 +305,49 @@ fn cpu_seconds(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<u64> {
 
 /// `command`: a string split into words, a string for `sh -c`, or an
 /// array of strings.
-fn command(s: &mut Scope<'_, '_>, v: &Raw<'_>, shell: bool) -> Option<Command> {
+fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option<Command> {
     match v.get_ref() {
         DeValue::String(line) if shell => {
             if line.trim().is_empty() {
-                s.mismatch("command", v, "a non-empty shell command line");
+                s.mismatch(key, v, "a non-empty shell command line");
                 return None;
             }
             Some(Command::Shell(line.to_string()))
         }
         _ if shell => {
-            s.mismatch("command", v, "a string (with shell = true the command is one line for /bin/sh -c)");
+            s.mismatch(key, v, "a string (with shell = true the command is one line for /bin/sh -c)");
             None
         }
         DeValue::String(line) => match Command::parse(line) {
             Ok(c) => Some(c),
             Err(e) => {
                 let message = format!("expected a command line, found {line:?}, which cannot be split into words: {e}");
-                s.error(v.span(), Some("command"), message);
+                s.error(v.span(), Some(key), message);
                 None
             }
         },
         DeValue::Array(items) => {
             const EXPECTED: &str = "a command line or a non-empty array of strings";
             if items.is_empty() {
-                s.mismatch("command", v, EXPECTED);
+                s.mismatch(key, v, EXPECTED);
                 return None;
             }
             let mut argv = Vec::with_capacity(items.len());
             for item in items.iter() {
                 match item.get_ref() {
-                    DeValue::String(a) if a.contains('\0') => s.mismatch("command", item, "a string without NUL"),
+                    DeValue::String(a) if a.contains('\0') => s.mismatch(key, item, "a string without NUL"),
                     DeValue::String(a) => argv.push(a.to_string()),
-                    _ => s.mismatch("command", item, "a string (each argument is one string)"),
+                    _ => s.mismatch(key, item, "a string (each argument is one string)"),
                 }
             }
             if argv.first().is_some_and(|p| p.is_empty()) {
-                s.mismatch("command", &items[0], "a program name or path as the first element");
+                s.mismatch(key, &items[0], "a program name or path as the first element");
                 return None;
             }
             (argv.len() == items.len()).then_some(Command::Argv(argv))
         }
         _ => {
-            s.mismatch("command", v, "a command line or a non-empty array of strings");
+            s.mismatch(key, v, "a command line or a non-empty array of strings");
             None
         }
     }

@@ -407,7 +407,7 @@ fn unknown_keys_everywhere() {
     assert_at(&errs[2], 6, 1, Some("web"), Some("stop_timout"));
     assert!(errs[2].message.contains("command, shell, directory,"), "{}", errs[2]);
     assert!(
-        errs[2].message.ends_with("stop_timeout, stdout, stderr, transcript, pidfile, limits, lock"),
+        errs[2].message.ends_with("transcript, pidfile, limits, lock, finish, finish_timeout, follow"),
         "{}",
         errs[2]
     );
@@ -963,4 +963,18 @@ stop_timeout = "ten"
             (5, 16, "stop_timeout")
         ]
     );
+}
+
+#[test]
+fn finish_and_follow() {
+    let s = service(
+        "[service.web]\ncommand = \"x\"\nfinish = \"./finish --quiet\"\nfinish_timeout = \"3s\"\nfollow = true\n",
+    );
+    assert_eq!(s.finish, Some(vec!["./finish".to_string(), "--quiet".to_string()]));
+    assert_eq!(s.finish_timeout, std::time::Duration::from_secs(3));
+    assert!(s.follow);
+    let e = one_error("[service.web]\ncommand = \"x\"\nfinish = []\n");
+    assert_eq!(e.key.as_deref(), Some("finish"));
+    let e = one_error("[service.web]\ncommand = \"x\"\nfollow = \"yes\"\n");
+    assert_eq!(e.key.as_deref(), Some("follow"));
 }
