@@ -31,8 +31,9 @@
 //! `posix_spawn` does (`clone(CLONE_VM | CLONE_VFORK)`, all signals
 //! blocked), so a spawn costs the same with one service or thousands; the
 //! child makes only async-signal-safe calls: its own process group, default
-//! signal dispositions, stdio, directory, umask, supplementary groups, gid,
-//! uid, exec. A failure reaches the parent through a close-on-exec pipe
+//! signal dispositions, stdio, directory, umask, soft resource limits,
+//! supplementary groups, gid, uid, exec (a lock file, taken by the parent,
+//! is handed down). A failure reaches the parent through a close-on-exec pipe
 //! before `spawn` returns, and shows in the status as an error (`exec /x: No
 //! such file or directory`) and a `fatal` state, not as a loop of
 //! mysterious exits.
@@ -52,6 +53,11 @@
 //! it becomes a child subreaper (orphaned descendants are re-parented to it
 //! and attributed to their service by the `SUPERVISOR_SERVICE` environment
 //! marker) and reaps with `waitpid(-1)`.
+//!
+//! **Service directories** ([`servicedir`], [`supervise`]): daemontools
+//! service directories become services, and their `supervise/` directories
+//! are kept byte-compatible with daemontools and runit, so that `svc`,
+//! `svstat`, `svok` and `sv` control this engine unchanged.
 //!
 //! **Control** ([`control`], [`protocol`]): one JSON request and one JSON
 //! response per line on a Unix socket, checked with `SO_PEERCRED`, served
