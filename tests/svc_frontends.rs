@@ -22,9 +22,11 @@ use crate::util::{alive, helper, read_pid, supervisor_bin, wait_for};
 
 const T: Duration = Duration::from_secs(15);
 
-/// `runsv` (the default), `supervisor` or `daemontools`.
+/// Which supervisor runs the service directories: `supervisor` (ours, the
+/// default), `runsv` or `daemontools` (to check the tests against the
+/// originals).
 fn supervise_kind() -> String {
-    std::env::var("SV_TEST_SUPERVISE").unwrap_or_else(|_| "runsv".into())
+    std::env::var("SV_TEST_SUPERVISE").unwrap_or_else(|_| "supervisor".into())
 }
 
 /// The program that supervises one service directory in these tests.

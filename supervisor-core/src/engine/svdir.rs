@@ -109,10 +109,20 @@ impl Engine {
                 b'd' => Some(Event::Stop),
                 b'o' => Some(Event::Once),
                 b'p' => Some(Event::Pause),
-                b'c' => Some(Event::Resume),
-                b'x' => {
-                    self.slots[idx].exit_when_down = true;
+                // CONT is sent whatever the state, as daemontools does.
+                b'c' if self.slots[idx].m.state() == ServiceState::Paused => Some(Event::Resume),
+                b'c' => {
+                    if self.slots[idx].leader.is_some() {
+                        self.signal_slot(idx, Signal::SIGCONT);
+                    }
                     None
+                }
+                b'x' => {
+                    // daemontools: leave once the service is down (always
+                    // sent with `d`, as `svc -dx`); runit's `sv exit` sends
+                    // `x` alone and means down, then leave. Both hold.
+                    self.slots[idx].exit_when_down = true;
+                    Some(Event::Stop)
                 }
                 other => {
                     match letter_signal(other) {

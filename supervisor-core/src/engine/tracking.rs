@@ -143,14 +143,31 @@ impl Engine {
         if sig != Signal::SIGCONT {
             self.track_members(idx, &[]);
         }
+        // Each process gets the signal once: the service's process group
+        // as a whole; then the groups that descendants made for themselves
+        // (setsid), through their leaders; then, one by one, descendants in
+        // groups of their own whose leader is not ours.
         let slot = &self.slots[idx];
-        if let Some(pgid) = slot.pgid {
-            let _ = kill(Pid::from_raw(-pgid), sig);
+        let group = slot.pgid.unwrap_or(0);
+        let pgid_of = |pid: i32| procfs::read_stat(pid).map(|i| i.pgid);
+        if group > 0 {
+            let _ = kill(Pid::from_raw(-group), sig);
         }
         if let Some(pid) = slot.leader {
-            let _ = kill(Pid::from_raw(pid), sig);
+            if pgid_of(pid).is_some_and(|g| g != group) {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
         }
-        for m in &slot.members {
+        let outside: Vec<(&Member, i32)> =
+            slot.members.iter().filter_map(|m| pgid_of(m.pid).filter(|g| *g != group).map(|g| (m, g))).collect();
+        let led: Vec<i32> = outside.iter().filter(|(m, g)| m.pid == *g).map(|(_, g)| *g).collect();
+        for g in &led {
+            let _ = kill(Pid::from_raw(-g), sig);
+        }
+        for (m, g) in &outside {
+            if led.contains(g) {
+                continue;
+            }
             match &m.pidfd {
                 Some(fd) => {
                     let _ = sys::pidfd_send_signal(fd, sig);
