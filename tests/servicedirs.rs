@@ -365,3 +365,24 @@ fn follow_keeps_supervising_a_program_that_goes_to_the_background() {
     assert_ne!(second, daemon);
     wait_for("followed again", T, || up_pid(&s).filter(|p| *p == second));
 }
+
+#[test]
+fn reload_and_sighup_rescan_at_once() {
+    have_tools();
+    let d = Dirs::new();
+    let dir = d.tmp.path().join("service");
+    fs::create_dir_all(&dir).unwrap();
+    // No timer to help: only reload and SIGHUP can find new directories.
+    let sup = Sup::start(&["scan", dir.to_str().unwrap(), "--rescan", "1h"], d.path("scan.log"));
+    wait_for("the scan to serve", T, || dir.join(".supervisor/control.sock").exists().then_some(()));
+    script(&d.svc("by-reload").join("run"), "exec HELPER sleep");
+    let out = run(supervisor_bin().to_str().unwrap(), &["reload", "--scan", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_up(&d.s("by-reload"));
+    script(&d.svc("by-hup").join("run"), "exec HELPER sleep");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup.child.id() as i32), nix::sys::signal::SIGHUP).unwrap();
+    wait_up(&d.s("by-hup"));
+    assert!(!d.svc(".supervisor").join("supervise").exists(), "the control directory is not a service");
+    let out = run(supervisor_bin().to_str().unwrap(), &["reload", "--scan", d.path("nothing-here").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "no scan there");
+}

@@ -141,6 +141,13 @@ pub enum Cmd {
     },
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
+    /// Ask a running supervisor to read its service definitions again (for
+    /// `scan`: to look for new and removed service directories now).
+    Reload {
+        /// The directory of a running `supervisor scan` (instead of `-c`).
+        #[arg(long, value_name = "DIR")]
+        scan: Option<PathBuf>,
+    },
     /// Supervise every subdirectory of DIR that has an executable `run`,
     /// like daemontools' `svscan`.
     Scan(commands::servicedir::ScanArgs),

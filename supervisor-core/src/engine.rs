@@ -152,6 +152,8 @@ pub struct Engine {
     state_dirty: bool,
     named_pipes: HashMap<String, (OwnedFd, OwnedFd)>,
     finishers: HashMap<i32, usize>,
+    /// Whether the host handles `reload` requests, and one is pending.
+    reload: Option<bool>,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -202,6 +204,7 @@ impl Engine {
             state_dirty: true,
             named_pipes: HashMap::new(),
             finishers: HashMap::new(),
+            reload: None,
         })
     }
 
@@ -792,6 +795,18 @@ impl Engine {
         if let Err(e) = result {
             log::error!("{}: {e}", slot.svc.name);
         }
+    }
+
+    /// Accepts `reload` requests on the control socket; the host learns of
+    /// them from [`take_reload_request`](Engine::take_reload_request) after
+    /// each turn. Without this, `reload` is answered as not supported.
+    pub fn accept_reload(&mut self) {
+        self.reload.get_or_insert(false);
+    }
+
+    /// Whether a `reload` request arrived since the last call.
+    pub fn take_reload_request(&mut self) -> bool {
+        self.reload.as_mut().is_some_and(std::mem::take)
     }
 
     /// Runs `hook` whenever a `reopen` request arrives, so that the host

@@ -101,6 +101,10 @@ pub enum Command {
         #[serde(default)]
         names: Vec<String>,
     },
+    /// Read the service definitions again and apply the difference (for a
+    /// `scan`: look for new and removed service directories now). The
+    /// host decides what that means; the answer says whether it will.
+    Reload,
     /// Stop every service, then the supervisor. Answered once all are
     /// stopped, just before the supervisor exits.
     Shutdown,

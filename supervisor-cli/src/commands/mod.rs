@@ -34,6 +34,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Svcreset(args) => return svc::front(svc::Front::Reset, &args),
         Cmd::Svcrestart(args) => return svc::front(svc::Front::Restart, &args),
         Cmd::Exec(args) => return exec::exec(&args),
+        Cmd::Reload { scan: Some(dir) } => return servicedir::reload(&dir),
         command => Cli { command, ..cli },
     };
     let path = config_path(&cli)?;
@@ -55,6 +56,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
         Cmd::Reopen { names } => logs::reopen(&config, &names),
         Cmd::Logtail { name, lines, follow } => logs::logtail(&config, &name, lines, follow),
+        Cmd::Reload { scan: None } => {
+            call(&config, Command::Reload, Duration::from_secs(30), exit::NOT_RUNNING, exit::USAGE)?;
+            Ok(exit::OK)
+        }
         Cmd::Scan(_)
         | Cmd::Supervise(_)
         | Cmd::Svc(_)
@@ -63,7 +68,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Svcstop(_)
         | Cmd::Svcreset(_)
         | Cmd::Svcrestart(_)
-        | Cmd::Exec(_) => unreachable!("handled before the configuration is loaded"),
+        | Cmd::Exec(_)
+        | Cmd::Reload { scan: Some(_) } => unreachable!("handled before the configuration is loaded"),
     }
 }
 

@@ -159,6 +159,31 @@ fn rescan(engine: &mut Engine, dir: &Path) {
     }
 }
 
+/// The control socket of the `scan` of `dir` (a dot-directory, which is
+/// never taken for a service).
+fn control_socket(dir: &Path) -> PathBuf {
+    dir.join(".supervisor").join("control.sock")
+}
+
+/// `reload --scan DIR`: asks the running scan of DIR to rescan now.
+///
+/// # Errors
+///
+/// 7 when no scan runs there.
+pub fn reload(dir: &Path) -> Result<u8, CliError> {
+    let socket = control_socket(dir);
+    let mut client = supervisor_core::ControlClient::connect(&socket).map_err(|_| CliError::NotRunning {
+        name: format!("scan {}", dir.display()),
+        socket: socket.display().to_string(),
+        code: exit::NOT_RUNNING,
+    })?;
+    let resp = client.call(supervisor_core::protocol::Command::Reload, Duration::from_secs(10)).map_err(failed)?;
+    match resp.error {
+        None => Ok(exit::OK),
+        Some(e) => Err(failed(e.message)),
+    }
+}
+
 /// `scan DIR`: every service directory in DIR, like `svscan`.
 ///
 /// # Errors
@@ -182,6 +207,8 @@ pub fn scan(args: &ScanArgs) -> Result<u8, CliError> {
         None
     };
     let mut engine = engine(dir_name(&dir))?;
+    engine.serve_control(&control_socket(&dir), supervisor_core::AccessPolicy::default()).map_err(failed)?;
+    engine.accept_reload();
     rescan(&mut engine, &dir);
     if let Some(n) = notifier {
         n.ready();
@@ -189,7 +216,7 @@ pub fn scan(args: &ScanArgs) -> Result<u8, CliError> {
     let mut next = Instant::now() + args.rescan;
     while !engine.is_finished() {
         engine.turn(Some(next.saturating_duration_since(Instant::now()))).map_err(failed)?;
-        let hup = engine.take_signals().contains(&Signal::SIGHUP);
+        let hup = engine.take_signals().contains(&Signal::SIGHUP) | engine.take_reload_request();
         for name in engine.exit_requested() {
             let _ = engine.retire_service(&name);
         }

@@ -91,6 +91,18 @@ impl Engine {
                     Err(e) => return reply(self, *e),
                 }
             }
+            Command::Reload => {
+                return match self.reload.as_mut() {
+                    Some(pending) => {
+                        *pending = true;
+                        reply(self, Response::with_services(Value::Null, Vec::new()))
+                    }
+                    None => reply(
+                        self,
+                        Response::error(Value::Null, ErrorCode::BadRequest, "this supervisor cannot reload yet"),
+                    ),
+                };
+            }
             Command::Shutdown => {
                 self.shutdown_waiters.push((client, id.clone()));
                 self.shutdown();
