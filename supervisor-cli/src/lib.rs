@@ -158,13 +158,13 @@ pub enum Cmd {
     /// Show the state of service directories, like daemontools' `svstat`.
     Svstat(commands::svc::SvstatArgs),
     /// Bring a service directory up and run its `start` check.
-    Svcstart(commands::svc::FrontArgs),
+    Svcstart(commands::front::FrontArgs),
     /// Bring a service directory down and run its `stop` check.
-    Svcstop(commands::svc::FrontArgs),
+    Svcstop(commands::front::FrontArgs),
     /// Put a service directory in the state its `down` file says.
-    Svcreset(commands::svc::FrontArgs),
+    Svcreset(commands::front::FrontArgs),
     /// Restart a service directory, only if it runs.
-    Svcrestart(commands::svc::FrontArgs),
+    Svcrestart(commands::front::FrontArgs),
     /// Set up the process (user, limits, lock, process group), then exec
     /// PROGRAM: daemontools' setuidgid, softlimit, setlock and pgrphack.
     Exec(commands::exec::ExecArgs),

@@ -11,6 +11,7 @@ use crate::{config_path, Cli, Cmd};
 
 pub mod daemon;
 pub mod exec;
+pub mod front;
 pub mod logs;
 pub mod servicedir;
 pub mod services;
@@ -29,10 +30,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Supervise(args) => return servicedir::supervise(&args),
         Cmd::Svc(args) => return svc::svc(&args),
         Cmd::Svstat(args) => return svc::svstat(&args),
-        Cmd::Svcstart(args) => return svc::front(svc::Front::Start, &args),
-        Cmd::Svcstop(args) => return svc::front(svc::Front::Stop, &args),
-        Cmd::Svcreset(args) => return svc::front(svc::Front::Reset, &args),
-        Cmd::Svcrestart(args) => return svc::front(svc::Front::Restart, &args),
+        Cmd::Svcstart(args) => return front::front(front::Front::Start, &args),
+        Cmd::Svcstop(args) => return front::front(front::Front::Stop, &args),
+        Cmd::Svcreset(args) => return front::front(front::Front::Reset, &args),
+        Cmd::Svcrestart(args) => return front::front(front::Front::Restart, &args),
         Cmd::Exec(args) => return exec::exec(&args),
         Cmd::Reload { scan: Some(dir) } => return servicedir::reload(&dir),
         command => Cli { command, ..cli },
