@@ -177,7 +177,7 @@ impl Transcript {
     /// completes.
     pub fn write(&mut self, stream: Stream, data: &[u8]) {
         let pending = &mut self.partial[stream.index()];
-        let Some(last_nl) = data.iter().rposition(|b| *b == b'\n') else {
+        let Some(last_nl) = memchr::memrchr(b'\n', data) else {
             pending.extend_from_slice(data);
             while self.partial[stream.index()].len() >= MAX_LINE {
                 let mut piece: Vec<u8> = self.partial[stream.index()].drain(..MAX_LINE).collect();
@@ -228,7 +228,20 @@ impl Transcript {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let stamp = stamp(self.cfg.timestamps, SystemTime::now());
-        for line in lines.split_inclusive(|b| *b == b'\n') {
+        let prefix_len = stamp.len() + if self.cfg.tag { 4 } else { 0 };
+        if prefix_len == 0 {
+            // Rotation only: whole runs of lines at once, cut at the last
+            // newline that still fits.
+            self.emit_rotating(lines);
+            self.out = out;
+            return;
+        }
+        let count = memchr::memchr_iter(b'\n', lines).count();
+        out.reserve(lines.len() + count * prefix_len);
+        let mut start_of_line = 0;
+        for end in memchr::memchr_iter(b'\n', lines) {
+            let line = &lines[start_of_line..=end];
+            start_of_line = end + 1;
             let start = out.len();
             out.extend_from_slice(stamp.as_bytes());
             if self.cfg.tag {
@@ -249,6 +262,38 @@ impl Transcript {
         }
         self.write_out(&out);
         self.out = out;
+    }
+
+    /// Writes whole lines with rotation but no prefixes: as many lines at
+    /// once as fit before the size limit.
+    fn emit_rotating(&mut self, mut lines: &[u8]) {
+        let max = self.cfg.max_size.unwrap_or(u64::MAX);
+        while !lines.is_empty() {
+            let room = max.saturating_sub(self.size);
+            if lines.len() as u64 <= room {
+                self.write_out(lines);
+                return;
+            }
+            // The lines that fit, up to the last newline within the room.
+            let fit = memchr::memrchr(b'\n', &lines[..room.min(lines.len() as u64) as usize]).map(|i| i + 1);
+            match fit {
+                Some(n) => {
+                    self.write_out(&lines[..n]);
+                    lines = &lines[n..];
+                    self.rotate();
+                }
+                None if self.size > 0 => self.rotate(),
+                None => {
+                    // A single line longer than the limit goes alone.
+                    let n = memchr::memchr(b'\n', lines).map_or(lines.len(), |i| i + 1);
+                    self.write_out(&lines[..n]);
+                    lines = &lines[n..];
+                    if !lines.is_empty() {
+                        self.rotate();
+                    }
+                }
+            }
+        }
     }
 
     fn write_out(&mut self, bytes: &[u8]) {
@@ -313,6 +358,9 @@ impl Transcript {
             }
         }
         self.file = None;
+        // The old file is gone from the path; even if the new one cannot be
+        // opened, counting starts over (and the loop above moves on).
+        self.size = 0;
         self.try_open(Instant::now());
     }
 }
