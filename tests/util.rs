@@ -18,7 +18,7 @@ fn bin_dir() -> PathBuf {
 
 fn binary(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: build the workspace first (cargo test --workspace builds it)", p.display());
+    assert!(p.exists(), "{} is missing: run `cargo build --workspace` before the tests (.ci/run does)", p.display());
     p
 }
 
