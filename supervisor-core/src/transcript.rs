@@ -104,11 +104,14 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    /// Opens (or creates) the transcript of service `name`. A file that
-    /// cannot be opened is not an error: it is tried again later, and the
-    /// output is counted as dropped meanwhile.
+    /// The transcript of service `name`. The file is opened (created if
+    /// needed) when the first line arrives; one that cannot be opened is
+    /// not an error: it is tried again later, and the output is counted as
+    /// dropped meanwhile.
     pub fn open(name: &str, cfg: TranscriptConfig) -> Transcript {
-        let mut t = Transcript {
+        // Nothing is opened yet: a thousand services that never write cost
+        // no files and no descriptors.
+        Transcript {
             cfg,
             file: None,
             size: 0,
@@ -118,9 +121,7 @@ impl Transcript {
             failing: None,
             retry_open: None,
             name: name.to_string(),
-        };
-        t.try_open(Instant::now());
-        t
+        }
     }
 
     /// The configuration.
@@ -169,8 +170,10 @@ impl Transcript {
     /// Closes and reopens the file at the configured path: after an
     /// outside tool renamed it, new lines go to a new file.
     pub fn reopen(&mut self) {
-        self.file = None;
-        self.try_open(Instant::now());
+        if self.file.is_some() || self.failing.is_some() {
+            self.file = None;
+            self.try_open(Instant::now());
+        }
     }
 
     /// Takes a chunk read from one stream and writes every line it
@@ -488,6 +491,8 @@ mod tests {
         fs::create_dir(&sub).unwrap();
         let path = sub.join("t.log");
         let mut t = Transcript::open("t", TranscriptConfig::new(&path));
+        assert!(!path.exists(), "made with the first line, not before");
+        t.write(Stream::Out, b"first\n");
         fs::remove_file(&path).unwrap();
         fs::remove_dir(&sub).unwrap();
         t.reopen();

@@ -74,7 +74,17 @@ pub fn logtail(config: &Config, name: &str, lines: usize, follow: bool) -> Resul
         svc.transcript.as_ref().map(|t| t.path.clone()).ok_or_else(|| {
             CliError::Usage(format!("service {name:?} has no transcript (its output is not captured)"))
         })?;
+    // The transcript is made when the service first writes: until then
+    // there is nothing to print, or (with -f) to wait for.
     let open = |p: &Path| File::open(p).map_err(|e| CliError::Failed(format!("{}: {e}", p.display())));
+    if !path.exists() {
+        if !follow {
+            return Ok(exit::OK);
+        }
+        while !path.exists() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
     let mut file = open(&path)?;
     let mut out = std::io::stdout().lock();
     let text = last_lines(&mut file, lines).map_err(|e| CliError::Failed(e.to_string()))?;
