@@ -131,7 +131,7 @@ min_uptime = "100ms"
     // Wanted states changed by hand must survive.
     assert_eq!(f.cli_code(&["start", "manual"]).0, 0);
     assert_eq!(f.cli_code(&["stop", "off"]).0, 0);
-    let old_pids: Vec<i32> = ["web", "manual"].iter().map(|s| f.service(s)["pid"].as_i64().unwrap() as i32).collect();
+    let old_pids: Vec<i32> = ["web", "manual"].iter().map(|s| f.pid(s)).collect();
     let escaped = wait_for("web's escaped child", T, || read_pid(&f.path("web-child.pid")));
     fs::remove_file(f.path("web-child.pid")).unwrap();
 

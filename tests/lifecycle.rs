@@ -3,7 +3,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::util::{alive, read_pid, wait_for, Fixture};
+use crate::util::{alive, proc_state, read_pid, wait_for, Fixture};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -266,11 +266,6 @@ user = "nobody"
     assert!(!report.lines().any(|l| l == "groups=0" || l.starts_with("groups=0,")), "root's groups dropped: {report}");
 }
 
-fn proc_state(pid: i32) -> char {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(')').next().unwrap().trim_start().chars().next().unwrap()
-}
-
 #[test]
 fn pause_and_resume() {
     let mut f = Fixture::new(
@@ -285,11 +280,11 @@ stop_timeout = "5s"
     let pid = f.wait_state("p", "running", T)["pid"].as_i64().unwrap() as i32;
     assert_eq!(f.cli_code(&["pause", "p"]).0, 0);
     assert_eq!(f.service("p")["state"], "paused");
-    wait_for("the process to stop", T, || (proc_state(pid) == 'T').then_some(()));
+    wait_for("the process to stop", T, || (proc_state(pid) == Some('T')).then_some(()));
     assert_eq!(f.cli_code(&["status", "p"]).0, 0, "a paused service still runs");
     assert_eq!(f.cli_code(&["resume", "p"]).0, 0);
     assert_eq!(f.service("p")["state"], "running");
-    wait_for("the process to continue", T, || (proc_state(pid) != 'T').then_some(()));
+    wait_for("the process to continue", T, || (proc_state(pid).is_some_and(|c| c != 'T')).then_some(()));
     // A paused service stops promptly: TERM is followed by CONT.
     assert_eq!(f.cli_code(&["pause", "p"]).0, 0);
     assert_eq!(f.cli_code(&["stop", "p"]).0, 0);

@@ -3,12 +3,11 @@
 //! `supervise`) and runit (`sv`) programs, which must work unchanged.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{alive, helper, supervisor_bin, wait_for};
+use crate::util::{alive, helper, proc_state, supervisor_bin, wait_for};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -24,9 +23,7 @@ fn have_tools() -> bool {
 }
 
 fn script(path: &Path, body: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, format!("#!/bin/sh\n{}\n", body.replace("HELPER", &helper()))).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    crate::util::write_script(path, &body.replace("HELPER", &helper()));
 }
 
 fn run(cmd: &str, args: &[&str]) -> Output {
@@ -59,16 +56,7 @@ impl Sup {
 
 impl Drop for Sup {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::util::stop_supervisor(&mut self.child);
     }
 }
 
@@ -121,11 +109,6 @@ fn svc(args: &[&str]) {
     assert!(out.status.success(), "svc {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-fn proc_state(pid: i32) -> char {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit(')').next().unwrap_or("").trim_start().chars().next().unwrap_or('?')
-}
-
 #[test]
 fn svc_svstat_svok_control_a_scanned_service() {
     if !have_tools() {
@@ -154,10 +137,10 @@ fn svc_svstat_svok_control_a_scanned_service() {
     // Pause and continue.
     svc(&["-p", &s]);
     wait_for("paused", T, || svstat(&s).contains(", paused").then_some(()));
-    wait_for("stopped by SIGSTOP", T, || (proc_state(pid) == 'T').then_some(()));
+    wait_for("stopped by SIGSTOP", T, || (proc_state(pid) == Some('T')).then_some(()));
     svc(&["-c", &s]);
     wait_for("continued", T, || (!svstat(&s).contains("paused")).then_some(()));
-    wait_for("running again", T, || (proc_state(pid) != 'T').then_some(()));
+    wait_for("running again", T, || (proc_state(pid) != Some('T')).then_some(()));
 
     // TERM and KILL end the process; it is wanted up, so it comes back.
     svc(&["-t", &s]);

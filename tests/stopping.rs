@@ -7,10 +7,6 @@ use crate::util::{alive, read_pid, wait_for, Fixture};
 
 const T: Duration = Duration::from_secs(15);
 
-fn pid_of(f: &Fixture, name: &str) -> i32 {
-    f.service(name)["pid"].as_i64().expect("pid") as i32
-}
-
 #[test]
 fn a_service_that_ignores_term_is_killed_after_the_timeout() {
     let mut f = Fixture::new(
@@ -24,7 +20,7 @@ min_uptime = "100ms"
     f.start();
     f.wait_state("stubborn", "running", T);
     wait_for("the helper to ignore TERM", T, || read_pid(&f.path("ready")));
-    let pid = pid_of(&f, "stubborn");
+    let pid = f.pid("stubborn");
     let (code, _, err) = f.cli_code(&["stop", "stubborn"]);
     assert_eq!(code, 0, "{err}");
     let s = f.service("stubborn");
@@ -52,7 +48,7 @@ min_uptime = "100ms"
     f.wait_state("escaper", "running", T);
     let child = wait_for("the forked child", T, || read_pid(&f.path("child.pid")));
     let escaped = wait_for("the escaped grandchild", T, || read_pid(&f.path("escaped.pid")));
-    let leaders = [pid_of(&f, "forker"), pid_of(&f, "escaper")];
+    let leaders = [f.pid("forker"), f.pid("escaper")];
     assert!(alive(child) && alive(escaped));
     let (code, _, err) = f.cli_code(&["stop", "forker", "escaper"]);
     assert_eq!(code, 0, "{err}");
@@ -75,7 +71,7 @@ min_uptime = "100ms"
     f.wait_state("escaper", "running", T);
     let escaped = wait_for("the escaped grandchild", T, || read_pid(&f.path("escaped.pid")));
     std::fs::remove_file(f.path("escaped.pid")).unwrap();
-    let leader = pid_of(&f, "escaper");
+    let leader = f.pid("escaper");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(leader), nix::sys::signal::SIGKILL).unwrap();
     // The orphan is re-parented to the supervisor (a subreaper), stopped, and
     // only then is the service started again: never two copies at once.
@@ -110,7 +106,7 @@ command = "HELPER sleep"
         wait_for("a's grandchild", T, || read_pid(&f.path("a.pid"))),
         wait_for("b ready", T, || read_pid(&f.path("b.pid"))),
     ];
-    pids.extend(["a", "b", "c"].map(|s| pid_of(&f, s)));
+    pids.extend(["a", "b", "c"].map(|s| f.pid(s)));
     let sup = f.supervisor.as_ref().unwrap().id() as i32;
     let (code, out, err) = f.cli_code(&["shutdown"]);
     assert_eq!(code, 0, "{out}{err}");
@@ -138,7 +134,7 @@ min_uptime = "100ms"
     f.start();
     f.wait_state("a", "running", T);
     let child = wait_for("the child", T, || read_pid(&f.path("child.pid")));
-    let leader = pid_of(&f, "a");
+    let leader = f.pid("a");
     let sup = f.supervisor.as_ref().unwrap().id() as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sup), nix::sys::signal::SIGTERM).unwrap();
     assert_eq!(f.wait_exit(T), 0);

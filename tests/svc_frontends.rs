@@ -10,7 +10,7 @@
 //! 2.1.2's `runsv` lacks `w`).
 
 use std::fs;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use supervisor_core::supervise::{is_supervised, send_control, RunState, SvStatus};
 
-use crate::util::{alive, helper, read_pid, supervisor_bin, wait_for};
+use crate::util::{alive, helper, proc_state, read_pid, supervisor_bin, wait_for, write_script};
 
 const T: Duration = Duration::from_secs(15);
 
@@ -55,17 +55,7 @@ fn tool(name: &str) -> PathBuf {
     panic!("{name} is missing: install the Debian packages daemontools and runit");
 }
 
-fn write_script(path: &Path, body: &str) {
-    fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
-}
-
 /// The state of a process in `/proc/PID/stat` (`S`, `T`, ...).
-fn proc_state(pid: i32) -> Option<char> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s.rsplit(')').next()?.trim_start().chars().next()
-}
-
 /// Runs `supervisor ARGS...`: (exit code, stdout, stderr).
 fn sv(args: &[&str]) -> (i32, String, String) {
     run(Command::new(supervisor_bin()).args(args))

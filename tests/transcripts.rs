@@ -62,10 +62,6 @@ fn numbered(path: &Path, n: usize) -> PathBuf {
     PathBuf::from(p)
 }
 
-fn pid_of(f: &Fixture, name: &str) -> i64 {
-    f.service(name)["pid"].as_i64().expect("pid")
-}
-
 fn supervisor_pid(f: &Fixture) -> Pid {
     Pid::from_raw(f.supervisor.as_ref().expect("started").id() as i32)
 }
@@ -416,7 +412,7 @@ fn sigusr2_reopens_transcripts_and_the_event_log() {
     wait_for("the first ticks", T, || (ticks(&read(&log)).len() >= 2).then_some(()));
     fs::rename(&log, &old).unwrap();
     fs::rename(&events, f.path("rt/log/supervisor.log.old")).unwrap();
-    let pid = pid_of(&f, "ticker");
+    let pid = i64::from(f.pid("ticker"));
     kill(supervisor_pid(&f), Signal::SIGUSR2).unwrap();
     wait_for("a new transcript", T, || log.exists().then_some(()));
     // The new file exists: the renamed one will not be written again.
@@ -428,7 +424,7 @@ fn sigusr2_reopens_transcripts_and_the_event_log() {
     assert_consecutive(&all, "renamed + new file");
     wait_for("a new event log", T, || read(&events).contains("transcript reopened").then_some(()));
     assert!(f.supervisor.as_mut().unwrap().try_wait().unwrap().is_none(), "the supervisor still runs");
-    assert_eq!(pid_of(&f, "ticker"), pid);
+    assert_eq!(i64::from(f.pid("ticker")), pid);
 }
 
 /// `reopen` also reopens the event log, as `docs/cli.md` and its `--help`
@@ -520,7 +516,7 @@ fn a_transcript_recovers_when_its_directory_comes_back() {
     fs::create_dir(&logs).unwrap();
     f.start();
     wait_for("the first ticks", T, || (ticks(&read(&log)).len() >= 2).then_some(()));
-    let pid = pid_of(&f, "ticker");
+    let pid = i64::from(f.pid("ticker"));
     // Keep the old file open to see what was written to it to the end.
     let mut before = fs::File::open(&log).unwrap();
     fs::remove_dir_all(&logs).unwrap();
@@ -621,7 +617,7 @@ fn file_size_limit_fixture() -> (Fixture, PathBuf) {
 #[test]
 fn a_transcript_at_the_file_size_limit_drops_then_resumes() {
     let (mut f, log) = file_size_limit_fixture();
-    let pid = pid_of(&f, "ticker");
+    let pid = i64::from(f.pid("ticker"));
     let dropped = f.service("ticker")["dropped_bytes"].as_u64().unwrap();
     wait_for("more drops", T, || (f.service("ticker")["dropped_bytes"].as_u64().unwrap() > dropped).then_some(()));
     assert_eq!(

@@ -157,6 +157,11 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("status --json: {e}: {}", String::from_utf8_lossy(&out.stderr)))
     }
 
+    /// The pid of a service's main process.
+    pub fn pid(&self, name: &str) -> i32 {
+        self.service(name)["pid"].as_i64().unwrap_or_else(|| panic!("{name} has no pid")) as i32
+    }
+
     /// One service's status object.
     pub fn service(&self, name: &str) -> Value {
         let st = self.status();
@@ -186,17 +191,36 @@ impl Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(mut child) = self.supervisor.take() {
-            // A graceful stop takes the services with it.
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+            stop_supervisor(&mut child);
         }
     }
+}
+
+/// Stops a supervisor started by a test: SIGTERM (a graceful stop takes
+/// its services with it), then SIGKILL if it is still there after 20 s.
+pub fn stop_supervisor(child: &mut Child) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The state letter of a process in `/proc/PID/stat` (`S`, `T`, `Z`...).
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Writes an executable `#!/bin/sh` script (its directory made if needed).
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
 }

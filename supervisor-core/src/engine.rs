@@ -546,7 +546,9 @@ impl Engine {
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
-        if self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none())) {
+        // Descendants without a pidfd (kernels before 5.3) cannot wake us.
+        let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
+        if unwatched {
             // Without pidfds, descendants are checked now and then.
             let t = Duration::from_millis(100);
             timeout = Some(timeout.map_or(t, |x| x.min(t)));
@@ -589,7 +591,7 @@ impl Engine {
                 }
             }
         }
-        if sigchld || self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none())) {
+        if sigchld || unwatched {
             self.reap_children();
         }
         self.expire_finishers(now);

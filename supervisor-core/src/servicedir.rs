@@ -15,7 +15,6 @@
 //! at least a second is restarted at once; one that died sooner waits a
 //! second, so it is never started more than once per second.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,10 +32,7 @@ pub struct ServiceDir {
     pub log: Option<Service>,
 }
 
-/// Whether `path` is an executable regular file.
-pub fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
+pub use crate::spawn::is_executable;
 
 /// The restart policy of daemontools' `supervise`: at most one start per
 /// second, forever.
@@ -94,6 +90,7 @@ impl ServiceDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn script(path: &Path) {
         std::fs::write(path, "#!/bin/sh\nexec sleep 100\n").unwrap();

@@ -220,10 +220,11 @@ pub fn find_program(program: &str, path_var: Option<&OsStr>, cwd: Option<&Path>)
     }
     let default = OsString::from("/usr/local/bin:/usr/bin:/bin");
     let path_var = path_var.unwrap_or(&default);
-    std::env::split_paths(path_var).map(|dir| dir.join(program)).find(|cand| is_executable_file(cand))
+    std::env::split_paths(path_var).map(|dir| dir.join(program)).find(|cand| is_executable(cand))
 }
 
-fn is_executable_file(p: &Path) -> bool {
+/// Whether `p` is an executable regular file.
+pub fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }

@@ -101,17 +101,9 @@ pub(crate) fn call(
     match &resp.error {
         None => Ok(resp),
         Some(err) => match err.code {
-            ErrorCode::UnknownService => {
-                CliError::UnknownService { message: err.message.clone(), code: unknown }.into()
-            }
-            ErrorCode::BadRequest => CliError::Usage(err.message.clone()).into(),
-            _ => CliError::Failed(err.message.clone()).into(),
+            ErrorCode::UnknownService => Err(CliError::UnknownService { message: err.message.clone(), code: unknown }),
+            ErrorCode::BadRequest => Err(CliError::Usage(err.message.clone())),
+            _ => Err(CliError::Failed(err.message.clone())),
         },
-    }
-}
-
-impl From<CliError> for Result<Response, CliError> {
-    fn from(e: CliError) -> Self {
-        Err(e)
     }
 }

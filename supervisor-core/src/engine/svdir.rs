@@ -151,6 +151,9 @@ impl Engine {
             if s.retired && s.is_down() {
                 s.supervise = None;
             }
+            if s.supervise.is_none() {
+                continue;
+            }
             let st = s.sv_status();
             if let Some(sd) = s.supervise.as_mut() {
                 if let Err(e) = sd.write_status(&st) {

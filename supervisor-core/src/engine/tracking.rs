@@ -15,13 +15,17 @@ use crate::sys;
 
 impl Engine {
     pub(super) fn reap_children(&mut self) {
-        let known: Vec<i32> = self
-            .leaders
-            .keys()
-            .copied()
-            .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
-            .chain(self.finishers.keys().copied())
-            .collect();
+        // Owning the process, waitpid(-1) needs no list of pids.
+        let known: Vec<i32> = match self.scope {
+            ReapScope::WholeProcess => Vec::new(),
+            ReapScope::OwnPids => self
+                .leaders
+                .keys()
+                .copied()
+                .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
+                .chain(self.finishers.keys().copied())
+                .collect(),
+        };
         let reaped = reap(self.scope, known.into_iter());
         for (pid, status) in reaped {
             if let Some(idx) = self.finishers.remove(&pid) {
