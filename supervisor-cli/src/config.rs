@@ -33,18 +33,22 @@ use supervisor_core::{AccessPolicy, Output, Service};
 use toml::de::{DeTable, DeValue};
 
 mod check;
+mod kinds;
 mod service;
+pub(crate) mod simplevisor;
+pub mod zdaemon;
 #[cfg(test)]
 mod tests;
 
 use check::{found, resolve, service_before, valid_name, Diag, Raw, Scope, NAME_RULE};
+pub use zdaemon::{EventLogTarget, Overrides, ServiceExtras};
 use service::ServiceRead;
 
 /// The keys of the top level of the file.
-const TOP_KEYS: &[&str] = &["supervisor", "service"];
+const TOP_KEYS: &[&str] = &["supervisor", "service", "group"];
 /// The keys of the `[supervisor]` table.
 const SUPERVISOR_KEYS: &[&str] =
-    &["name", "runtime_dir", "directory", "umask", "log_level", "allow_uids", "allow_groups"];
+    &["name", "runtime_dir", "directory", "umask", "log_level", "allow_uids", "allow_groups", "reload", "socket", "daemon", "event_log"];
 
 /// The default `[supervisor] umask`.
 const DEFAULT_UMASK: u32 = 0o022;
@@ -68,6 +72,8 @@ pub struct Config {
     pub umask: u32,
     /// The supervisor's own log level (default `Info`).
     pub log_level: LevelFilter,
+    /// Whether a changed file is reloaded by itself (`[supervisor] reload`).
+    pub reload: ReloadMode,
     /// Who besides root and the owner may use the control socket, with
     /// user and group names resolved.
     pub access: AccessPolicy,
@@ -75,6 +81,51 @@ pub struct Config {
     /// a [`Service::transcript`] exactly when its stdout or stderr goes to
     /// it, with its default path filled in.
     pub services: Vec<Service>,
+    /// The `[group.NAME]` tables, in the order they appear in the file.
+    pub groups: Vec<supervisor_core::Group>,
+    /// What kind of file this was read from.
+    pub flavour: Flavour,
+    /// `[supervisor] socket`: where clients find the control socket (a
+    /// symbolic link to `RUNTIME_DIR/run/control.sock`), zdaemon's
+    /// `socket-name`; see [`Config::socket_path`].
+    pub socket: Option<PathBuf>,
+    /// `[supervisor] daemon` (default true): whether `up` detaches; with
+    /// false it runs the supervisor in the foreground, as zdaemon's
+    /// `daemon off`.
+    pub daemon: bool,
+    /// `[supervisor] event_log`: more targets of the supervisor's own log.
+    pub event_log: Vec<EventLogTarget>,
+    /// The settings of each service that only the command line uses
+    /// (`logfile`, `start_test`, `start_timeout`), by service name.
+    pub extras: std::collections::BTreeMap<String, ServiceExtras>,
+    /// zdaemon's command-line options applied to the file (`-p`, `-s`,
+    /// the program's extra arguments); see [`Config::reread`].
+    pub overrides: Overrides,
+}
+
+/// The kind of configuration file, recognised by its content.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavour {
+    /// The TOML schema of `docs/config.md`.
+    #[default]
+    Toml,
+    /// A zdaemon (ZConfig) file with a `<runner>` section.
+    Zdaemon,
+    /// A simplevisor (Config::General) file with `<entry>` blocks.
+    Simplevisor,
+}
+
+impl Flavour {
+    /// Recognises the kind of a configuration file by its content.
+    pub fn detect(text: &str) -> Flavour {
+        if simplevisor::looks_like(text) {
+            Flavour::Simplevisor
+        } else if zdaemon::looks_like(text) {
+            Flavour::Zdaemon
+        } else {
+            Flavour::Toml
+        }
+    }
 }
 
 impl Config {
@@ -86,7 +137,16 @@ impl Config {
     /// otherwise as [`Config::parse`].
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(path, &text),
+            Ok(text) => match Flavour::detect(&text) {
+                Flavour::Toml => Config::parse(path, &text),
+                Flavour::Zdaemon => zdaemon::load(path, &text),
+                Flavour::Simplevisor => {
+                    let toml = simplevisor::to_toml(path, &text)?;
+                    let mut config = Config::parse(path, &toml)?;
+                    config.flavour = Flavour::Simplevisor;
+                    Ok(config)
+                }
+            },
             Err(e) => Err(ConfigErrors(vec![ConfigError::new(path, format!("cannot read the configuration: {e}"))])),
         }
     }
@@ -122,8 +182,18 @@ impl Config {
             Some(v) => read_supervisor(&mut scope, v),
             None => Settings::default(),
         };
+        let extras_of = |services: &[ServiceRead]| {
+            services.iter().map(|r| (r.service.name.clone(), r.extras.clone())).collect()
+        };
         let mut services = match top.get("service") {
             Some(v) => read_services(&mut diag, &base, v),
+            None => Vec::new(),
+        };
+        let groups = match top.get("group") {
+            Some(v) => {
+                let names = services.iter().map(|r| (r.service.name.clone(), ())).collect();
+                kinds::read_groups(&mut diag, &base, v, &names)
+            }
             None => Vec::new(),
         };
 
@@ -139,6 +209,8 @@ impl Config {
             default_transcripts(dir, &mut services);
         }
         check_files(&mut diag, runtime_dir.as_deref(), &services);
+        let config_file = base.join(path.file_name().unwrap_or_default());
+        check_runtime_dirs(&mut diag, &config_file, runtime_dir.as_deref(), &services);
         if !diag.errors.is_empty() {
             let mut errors = diag.errors;
             errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
@@ -151,8 +223,16 @@ impl Config {
             directory: settings.directory.unwrap_or_else(|| PathBuf::from("/")),
             umask: settings.umask,
             log_level: settings.log_level,
+            reload: settings.reload,
             access: settings.access,
+            extras: extras_of(&services),
             services: services.into_iter().map(|r| r.service).collect(),
+            groups,
+            flavour: Flavour::Toml,
+            socket: settings.socket,
+            daemon: settings.daemon,
+            event_log: settings.event_log,
+            overrides: Overrides::default(),
         })
     }
 
@@ -162,8 +242,16 @@ impl Config {
         run_dir(&self.runtime_dir)
     }
 
-    /// The control socket: `RUNTIME_DIR/run/control.sock`.
+    /// The control socket that clients use: `[supervisor] socket` when
+    /// set, else `RUNTIME_DIR/run/control.sock`.
     pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| self.bound_socket_path())
+    }
+
+    /// The socket that the supervisor binds: always
+    /// `RUNTIME_DIR/run/control.sock`, in a private directory
+    /// (`[supervisor] socket` is a symbolic link to it).
+    pub fn bound_socket_path(&self) -> PathBuf {
         self.run_dir().join(SOCKET_FILE)
     }
 
@@ -332,6 +420,111 @@ fn check_files(diag: &mut Diag<'_>, runtime_dir: Option<&Path>, services: &[Serv
     }
 }
 
+/// `path` with `..` resolved lexically, for comparing paths.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Reports the service runtime directories (`runtime_dir`) that
+/// `supervisor cleanup` could not remove without harm: one shared by two
+/// services, or inside another's; one that is or holds the supervisor's
+/// runtime directory, one of its files, a file of another service
+/// (transcript, pidfile, stdout or stderr) or the configuration file.
+/// Each error points at the `runtime_dir` concerned. Linear in the number
+/// of files (a lookup per ancestor of each).
+fn check_runtime_dirs(diag: &mut Diag<'_>, config: &Path, runtime_dir: Option<&Path>, services: &[ServiceRead]) {
+    use std::collections::HashMap;
+    let mut dirs: HashMap<PathBuf, usize> = HashMap::new();
+    let mut reported = vec![false; services.len()];
+    let mut report = |diag: &mut Diag<'_>, i: usize, message: String| {
+        if !std::mem::replace(&mut reported[i], true) {
+            let span = services[i].runtime_dir.clone();
+            diag.error(span, Some(&services[i].service.name), Some("runtime_dir"), message);
+        }
+    };
+    for (i, r) in services.iter().enumerate() {
+        let Some(dir) = &r.service.runtime_dir else { continue };
+        if let Some(&j) = dirs.get(&lexical(dir)) {
+            let other = &services[j].service.name;
+            let message = format!("{:?} is also the runtime directory of service {other:?}", dir.display().to_string());
+            report(diag, i, message);
+        } else {
+            dirs.insert(lexical(dir), i);
+        }
+    }
+    if dirs.is_empty() {
+        return;
+    }
+    // The runtime directory of one service inside another's.
+    for (i, r) in services.iter().enumerate() {
+        let Some(dir) = &r.service.runtime_dir else { continue };
+        if let Some(&j) = lexical(dir).ancestors().skip(1).find_map(|a| dirs.get(a)) {
+            let message = format!(
+                "{:?} is inside the runtime directory of service {:?}, which `supervisor cleanup` removes",
+                dir.display().to_string(),
+                services[j].service.name
+            );
+            report(diag, i, message);
+        }
+    }
+    // Files that are not the service's own, and the supervisor's runtime
+    // directory, inside a service's runtime directory.
+    let mut files: Vec<(PathBuf, Option<usize>, String)> = Vec::new();
+    if let Some(dir) = runtime_dir {
+        files.push((dir.to_path_buf(), None, "the supervisor's runtime directory".into()));
+        let own = [
+            (run_dir(dir).join(PIDFILE_FILE), "pidfile"),
+            (run_dir(dir).join(SOCKET_FILE), "control socket"),
+            (run_dir(dir).join(STATE_FILE), "state file"),
+            (log_dir(dir).join(LOG_FILE), "log"),
+        ];
+        for (path, what) in own {
+            files.push((path, None, format!("the supervisor's {what}")));
+        }
+    }
+    files.push((config.to_path_buf(), None, "the configuration file".into()));
+    for (i, r) in services.iter().enumerate() {
+        let svc = &r.service;
+        let name = svc.name.as_str();
+        if let Some(t) = svc.transcript.as_ref().filter(|t| !t.path.as_os_str().is_empty()) {
+            files.push((t.path.clone(), Some(i), Use::Transcript(name).to_string()));
+        }
+        if let Some(p) = &svc.pidfile {
+            files.push((p.clone(), Some(i), Use::Pidfile(name).to_string()));
+        }
+        for (key, output) in [("stdout", &svc.stdout), ("stderr", &svc.stderr)] {
+            if let Output::File(p) = output {
+                files.push((p.clone(), Some(i), Use::Output(name, key).to_string()));
+            }
+        }
+    }
+    for (path, owner, what) in files {
+        let path = lexical(&path);
+        let Some(&i) = path.ancestors().find_map(|a| dirs.get(a)).filter(|&&i| Some(i) != owner) else { continue };
+        let dir = services[i].service.runtime_dir.as_deref().map(lexical).unwrap_or_default();
+        let holds = match dir == path {
+            true => format!("is {what}"),
+            false => format!("holds {what} ({:?})", path.display().to_string()),
+        };
+        let message = format!(
+            "the runtime directory {:?} {holds}, which `supervisor cleanup` would remove: \
+             give the service a directory of its own",
+            dir.display().to_string(),
+        );
+        report(diag, i, message);
+    }
+}
+
 /// One problem in a configuration file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigError {
@@ -413,7 +606,22 @@ struct Settings {
     directory: Option<PathBuf>,
     umask: u32,
     log_level: LevelFilter,
+    reload: ReloadMode,
     access: AccessPolicy,
+    socket: Option<PathBuf>,
+    daemon: bool,
+    event_log: Vec<EventLogTarget>,
+}
+
+/// `[supervisor] reload`: when the configuration file is read again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReloadMode {
+    /// On `supervisor reload` and `SIGHUP` only (the default).
+    #[default]
+    Manual,
+    /// Also by itself: the file's metadata is checked every second (and
+    /// before every task run), and a changed file is reloaded.
+    Auto,
 }
 
 impl Default for Settings {
@@ -424,7 +632,11 @@ impl Default for Settings {
             directory: None,
             umask: DEFAULT_UMASK,
             log_level: LevelFilter::Info,
+            reload: ReloadMode::Manual,
             access: AccessPolicy::default(),
+            socket: None,
+            daemon: true,
+            event_log: Vec::new(),
         }
     }
 }
@@ -464,6 +676,19 @@ fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
             ("error", LevelFilter::Error),
         ];
         settings.log_level = s.choice("log_level", v, &options).unwrap_or(LevelFilter::Info);
+    }
+    if let Some(v) = f.get("reload") {
+        let options = [("manual", ReloadMode::Manual), ("auto", ReloadMode::Auto)];
+        settings.reload = s.choice("reload", v, &options).unwrap_or_default();
+    }
+    if let Some(v) = f.get("socket") {
+        settings.socket = s.path("socket", v);
+    }
+    if let Some(v) = f.get("daemon") {
+        settings.daemon = s.boolean("daemon", v).unwrap_or(true);
+    }
+    if let Some(v) = f.get("event_log") {
+        settings.event_log = zdaemon::read_event_log(s, v);
     }
     if let Some(v) = f.get("allow_uids") {
         settings.access.uids = ids(s, "allow_uids", v, "user");

@@ -22,9 +22,13 @@ use exit::CliError;
 #[derive(Debug, Parser)]
 #[command(name = "supervisor", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The configuration file.
-    #[arg(short, long, global = true, env = "SUPERVISOR_CONFIG", value_name = "FILE")]
+    /// The configuration file (TOML, zdaemon or simplevisor; `-C` as
+    /// zdaemon spells it).
+    #[arg(short, long, short_alias = 'C', global = true, env = "SUPERVISOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// zdaemon's command-line options (`-p`, `-s`), before the command.
+    #[command(flatten)]
+    pub zdaemon: commands::zdaemon::ZdaemonArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Cmd,
@@ -123,15 +127,17 @@ pub enum Cmd {
     },
     /// Reopen the transcripts (all when no name is given) and the event
     /// log, after an outside tool renamed them; SIGUSR2 does the same.
+    #[command(alias = "reopen_transcript")]
     Reopen {
         /// Services whose transcripts to reopen.
         #[arg(value_name = "NAME")]
         names: Vec<String>,
     },
-    /// Print the end of a service's transcript.
+    /// Print the end of a service's transcript (or of its `logfile`).
     Logtail {
-        /// The service.
-        name: String,
+        /// The service (by default the program of a zdaemon configuration,
+        /// or the only service).
+        name: Option<String>,
         /// How many lines.
         #[arg(short = 'n', long, default_value_t = 10)]
         lines: usize,
@@ -141,12 +147,24 @@ pub enum Cmd {
     },
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
-    /// Ask a running supervisor to read its service definitions again (for
-    /// `scan`: to look for new and removed service directories now).
+    /// Remove the runtime directories (`runtime_dir`) of stopped services;
+    /// refuse (exit 1) for one that runs.
+    Cleanup {
+        /// The services.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+    },
+    /// Ask a running supervisor to read its configuration file again and
+    /// apply the difference (for `scan`: to look for new and removed
+    /// service directories now); prints the plan applied.
     Reload {
         /// The directory of a running `supervisor scan` (instead of `-c`).
         #[arg(long, value_name = "DIR")]
         scan: Option<PathBuf>,
+        /// Print what a reload would do, computed by the running
+        /// supervisor, and change nothing.
+        #[arg(long, conflicts_with = "scan")]
+        dry_run: bool,
     },
     /// Supervise every subdirectory of DIR that has an executable `run`,
     /// like daemontools' `svscan`.
@@ -168,6 +186,47 @@ pub enum Cmd {
     /// Set up the process (user, limits, lock, process group), then exec
     /// PROGRAM: daemontools' setuidgid, softlimit, setlock and pgrphack.
     Exec(commands::exec::ExecArgs),
+    /// Check the external services once, repair what is not as expected,
+    /// and say what was found and done (exit 0 when all are as expected).
+    Check(commands::check::CheckArgs),
+    /// Run a foreground program in the background with a pidfile, or stop
+    /// it or report on it through the pidfile (an external service's
+    /// `daemon`; simplevisor-loop).
+    Daemonize(commands::daemonize::DaemonizeArgs),
+    /// Print the TOML equivalent of a zdaemon or simplevisor configuration
+    /// file (a TOML file is checked and printed unchanged); needs no
+    /// running supervisor.
+    Convert {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// Read commands line by line from standard input, as zdaemon's and
+    /// supervisorctl's interactive mode: `help` lists them; `quit`, `exit`
+    /// or the end of the input leaves.
+    Shell,
+    /// Run the program in the foreground, attached to the terminal, with
+    /// its service's environment, directory, umask and user, and exit with
+    /// its exit code (zdaemon's `fg`).
+    #[command(alias = "foreground")]
+    Fg {
+        /// The service (by default the program of a zdaemon configuration,
+        /// or the only service).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Arguments appended to the program.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARG")]
+        args: Vec<String>,
+    },
+    /// Send a signal (TERM by default) to the program (zdaemon's `kill`).
+    Kill {
+        /// The signal, by name (`HUP`, `SIGHUP`) or number.
+        #[arg(default_value = "TERM")]
+        signal: String,
+        /// The service (by default the program of a zdaemon configuration,
+        /// or the only service).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+    },
 }
 
 /// Runs the command line of this process and returns its exit code.
@@ -175,6 +234,10 @@ pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
+            // zdaemon's default-to-interactive: no command means the shell.
+            if let Some(code) = commands::shell::without_command(&e) {
+                return ExitCode::from(code);
+            }
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }

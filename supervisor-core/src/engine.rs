@@ -25,10 +25,16 @@ use crate::protocol::Response;
 use crate::reap::ReapScope;
 use crate::service::{signal_name, Expected, Input, Output, Service};
 use crate::spawn;
-use crate::state::{Action, Event, Machine};
-use crate::status::{ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::behaviour::Behaviour;
+use crate::group::Group;
+use crate::state::{Action, Event};
+use crate::status::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::task::LastRun;
 use crate::supervise::SuperviseDir;
 
+mod reload;
+mod external;
+mod groups;
 mod requests;
 mod svdir;
 mod tracking;
@@ -36,6 +42,8 @@ mod tracking;
 use crate::sys::{self, SignalPipe};
 use crate::transcript::Stream;
 use requests::Wait;
+
+pub use reload::ReloadRequest;
 
 /// The source of time, so that tests and embedders can substitute their
 /// own.
@@ -89,7 +97,7 @@ struct Member {
 #[derive(Debug)]
 struct Slot {
     svc: Service,
-    m: Machine,
+    m: Behaviour,
     timer: Option<Instant>,
     leader: Option<i32>,
     pgid: Option<i32>,
@@ -111,6 +119,13 @@ struct Slot {
     spawn_held: bool,
     /// Removed from supervision (its name may be added again).
     retired: bool,
+    /// A group member waiting for the members before it to start.
+    held_start: bool,
+    /// A group member to be stopped once the members after it are down
+    /// (true until it is down).
+    held_stop: bool,
+    /// The stop for `held_stop` was sent.
+    group_stop_sent: bool,
 }
 
 /// What a polled descriptor belongs to.
@@ -152,8 +167,12 @@ pub struct Engine {
     state_dirty: bool,
     named_pipes: HashMap<String, (OwnedFd, OwnedFd)>,
     finishers: HashMap<i32, usize>,
-    /// Whether the host handles `reload` requests, and one is pending.
-    reload: Option<bool>,
+    /// Groups of services, with their start order and strategy.
+    groups: Vec<Group>,
+    /// External services: one pass per request, and only report.
+    one_pass: Option<bool>,
+    /// `reload` requests for the host, and services being replaced.
+    reload: reload::Reloads,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -204,7 +223,25 @@ impl Engine {
             state_dirty: true,
             named_pipes: HashMap::new(),
             finishers: HashMap::new(),
-            reload: None,
+            groups: Vec::new(),
+            one_pass: None,
+            reload: reload::Reloads::default(),
+        })
+    }
+
+    /// Makes the external services added from now on check once, when
+    /// added or asked, instead of every `check_interval`; with `dry_run`
+    /// they only report (`supervisor check`). See
+    /// [`check_pass_done`](Engine::check_pass_done).
+    pub fn check_once(&mut self, dry_run: bool) {
+        self.one_pass = Some(dry_run);
+    }
+
+    /// Whether every external service has finished a pass and runs none.
+    pub fn check_pass_done(&self) -> bool {
+        self.slots.iter().all(|s| match &s.m {
+            Behaviour::External(m) => m.passes() > 0 && !m.busy() && s.leader.is_none(),
+            _ => true,
         })
     }
 
@@ -356,15 +393,25 @@ impl Engine {
             Some(_) => return Err(EngineError::Duplicate(svc.name)),
             None => None,
         };
-        if let Some(m) = &self.marker {
+        // What an external service's commands start is not ours: a later
+        // supervisor must not take it for a leftover of this one.
+        let external = matches!(svc.kind, crate::service::Kind::External(_));
+        if let (Some(m), false) = (&self.marker, external) {
             svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
         }
         let now = self.clock.now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);
         let output = ServiceOutput::new(&svc)?;
+        let seed = svc.name.bytes().fold(std::process::id() as u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
         let slot = Slot {
-            m: Machine::new(expected, now),
+            m: match (Behaviour::new(&svc, expected, now, seed), self.one_pass) {
+                (Behaviour::External(m), Some(dry_run)) => {
+                    let m = m.without_periodic_checks();
+                    Behaviour::External(if dry_run { m.dry_run() } else { m })
+                }
+                (b, _) => b,
+            },
             svc,
             timer: None,
             leader: None,
@@ -380,6 +427,9 @@ impl Engine {
             finishing: None,
             spawn_held: false,
             retired: false,
+            held_start: false,
+            held_stop: false,
+            group_stop_sent: false,
         };
         let idx = match reuse {
             Some(i) => {
@@ -393,9 +443,20 @@ impl Engine {
             }
         };
         self.state_dirty = true;
-        if expected == Expected::Running && !self.shutting_down {
-            self.queue.push_back((idx, Event::Start));
+        if !self.shutting_down {
+            if external {
+                // Find out, then bring it where it is wanted.
+                self.queue.push_back((idx, Event::Check));
+            } else if expected == Expected::Running {
+                if self.group_of(idx).is_some_and(|(_, pos)| pos > 0) {
+                    // Started once the members before it are up.
+                    self.slots[idx].held_start = true;
+                } else {
+                    self.queue.push_back((idx, Event::Start));
+                }
+            }
             self.drain_queue();
+            self.advance_groups();
         }
         Ok(())
     }
@@ -431,6 +492,7 @@ impl Engine {
     /// [`EngineError::UnknownService`].
     pub fn command(&mut self, name: &str, event: Event) -> Result<(), EngineError> {
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
+        self.release_holds(idx);
         self.queue.push_back((idx, event));
         self.drain_queue();
         Ok(())
@@ -491,6 +553,45 @@ impl Engine {
             transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
             dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
             transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
+            extra: self.kind_status(idx, now),
+        }
+    }
+
+    fn kind_status(&self, idx: usize, now: Instant) -> KindStatus {
+        let s = &self.slots[idx];
+        let until = |t: Instant| t.saturating_duration_since(now).as_secs_f64();
+        match &s.m {
+            Behaviour::Daemon(_) => KindStatus::default(),
+            Behaviour::Task(t) => {
+                let wall = SystemTime::now();
+                let last_run = t.last().map(|r| {
+                    let ago = now.saturating_duration_since(r.started);
+                    let at = wall.checked_sub(ago).unwrap_or(wall);
+                    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                    LastRun {
+                        started: crate::transcript::rfc3339_micros(since_epoch),
+                        duration_s: r.duration.as_secs_f64(),
+                        exit: r.exit,
+                        timed_out: r.timed_out,
+                        error: r.error.clone(),
+                    }
+                });
+                KindStatus {
+                    kind: Some("task".into()),
+                    last_run,
+                    runs: Some(t.runs()),
+                    failures: Some(t.failures()),
+                    next_in_s: t.next_run().map(until),
+                    ..KindStatus::default()
+                }
+            }
+            Behaviour::External(e) => KindStatus {
+                kind: Some("external".into()),
+                next_in_s: if e.busy() { None } else { s.timer.map(until) },
+                last_check: e.last_pass().cloned(),
+                checks: Some(e.passes()),
+                ..KindStatus::default()
+            },
         }
     }
 
@@ -505,9 +606,16 @@ impl Engine {
         log::info!("shutting down: stopping all services");
         self.shutting_down = true;
         for idx in 0..self.slots.len() {
-            self.queue.push_back((idx, Event::Stop));
+            self.slots[idx].held_start = false;
+            if self.group_of(idx).is_some() {
+                // Stopped once the members after it are down.
+                self.slots[idx].held_stop = true;
+            } else {
+                self.queue.push_back((idx, Event::Stop));
+            }
         }
         self.drain_queue();
+        self.advance_groups();
         self.check_finished();
     }
 
@@ -608,6 +716,9 @@ impl Engine {
             }
         }
         self.drain_queue();
+        self.advance_groups();
+        self.drain_queue();
+        self.apply_replacements();
         self.settle_waits();
         self.check_finished();
         self.save_state();
@@ -671,14 +782,22 @@ impl Engine {
             let now = self.clock.now();
             let slot = &mut self.slots[idx];
             let before = slot.m.state();
+            let external = matches!(slot.svc.kind, crate::service::Kind::External(_));
+            let failure_event = matches!(ev, Event::Exited { .. } | Event::Found { .. }).then(|| ev.clone());
             let actions = slot.m.handle(&slot.svc, ev, now);
             let after = slot.m.state();
+            let failed = failure_event
+                .is_some_and(|e| Self::is_failure(external, before, after, &e, self.slots[idx].m.want_up()));
+            let slot = &mut self.slots[idx];
             if before != after {
                 log::debug!("{}: {} -> {}", slot.svc.name, before, after);
                 self.log_transition(idx, before, after);
             }
             for a in actions {
                 self.perform(idx, a);
+            }
+            if failed {
+                self.member_failed(idx);
             }
             if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
                 self.slots[idx].persisted_up = self.slots[idx].m.want_up();
@@ -691,15 +810,29 @@ impl Engine {
         let s = &self.slots[idx];
         let name = &s.svc.name;
         match after {
-            ServiceState::Running => log::info!("{name}: running (pid {})", s.m.pid().unwrap_or(0)),
+            ServiceState::Running => match &s.m {
+                Behaviour::Daemon(m) => log::info!("{name}: running (pid {})", m.pid().unwrap_or(0)),
+                Behaviour::Task(_) => log::debug!("{name}: run started"),
+                Behaviour::External(_) => log::info!("{name}: running"),
+            },
+            ServiceState::Stopped if matches!(s.m, Behaviour::External(_)) && before != ServiceState::Stopping => {
+                log::info!("{name}: stopped")
+            }
             ServiceState::Backoff => {
                 let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
-                log::warn!("{name}: {exit}; backing off for {}s", s.m.backoff().delay().as_secs_f64())
+                let delay = s.m.daemon().map_or(0.0, |m| m.backoff().delay().as_secs_f64());
+                log::warn!("{name}: {exit}; backing off for {delay}s")
             }
             ServiceState::Fatal => match s.m.error() {
                 Some(e) => log::error!("{name}: fatal: {e}"),
-                None => log::error!("{name}: fatal after {} quick failures", s.m.backoff().failures()),
+                None => {
+                    let failures = s.m.daemon().map_or(0, |m| m.backoff().failures());
+                    log::error!("{name}: fatal after {failures} quick failures")
+                }
             },
+            ServiceState::Dirty if before != ServiceState::Dirty => {
+                log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"))
+            }
             ServiceState::Exited => {
                 log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default())
             }
@@ -718,9 +851,31 @@ impl Engine {
                 }
                 self.signal_slot(idx, sig)
             }
-            Action::Spawn => {
+            Action::Run(argv) => self.run_command(idx, argv),
+            Action::FindPattern => self.find_pattern(idx, None),
+            Action::KillPattern(sig) => self.find_pattern(idx, Some(sig)),
+            Action::Spawn => self.spawn_slot(idx, None),
+        }
+    }
+
+    /// Forks and execs the service's program, or `command` in its place
+    /// (an external service's command, which has no pidfile), and tells
+    /// its machine how that went.
+    fn spawn_slot(&mut self, idx: usize, command: Option<&Service>) {
+        {
                 if self.slots[idx].finishing.is_some() {
                     self.slots[idx].spawn_held = true;
+                    return;
+                }
+                // An external service's commands get the directories; the
+                // pidfile is what its start command writes.
+                let prepared = match command {
+                    None => crate::runtime_dir::before_spawn(&self.slots[idx].svc),
+                    Some(_) => crate::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
+                };
+                if let Err(error) = prepared {
+                    log::error!("{}: cannot start: {error}", self.slots[idx].svc.name);
+                    self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
                     return;
                 }
                 let slot = &mut self.slots[idx];
@@ -738,14 +893,19 @@ impl Engine {
                 pipes.stdout = pipes.stdout.or(named.stdout);
                 pipes.stderr = pipes.stderr.or(named.stderr);
                 pipes.stdin = named.stdin;
-                let spawned = spawn::spawn(&slot.svc, pipes);
+                let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
                 // The child has its copies; ours would keep the pipe open.
                 drop(writers);
                 match spawned {
                     Ok(sp) => {
-                        log::info!("{}: started pid {}", slot.svc.name, sp.pid);
+                        match command {
+                            Some(c) => log::debug!("{}: running {} (pid {})", slot.svc.name, c.command, sp.pid),
+                            None => log::info!("{}: started pid {}", slot.svc.name, sp.pid),
+                        }
                         slot.changed_at = SystemTime::now();
-                        Self::write_pidfile(slot, sp.pid);
+                        if command.is_none() {
+                            Self::write_pidfile(slot, sp.pid);
+                        }
                         slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
                         self.state_dirty = true;
                         slot.leader = Some(sp.pid);
@@ -763,7 +923,6 @@ impl Engine {
                         self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
                     }
                 }
-            }
         }
     }
 
@@ -789,26 +948,14 @@ impl Engine {
     }
 
     fn write_pidfile(slot: &mut Slot, pid: i32) {
-        let Some(path) = &slot.svc.pidfile else { return };
+        let Some(path) = crate::runtime_dir::pidfile(&slot.svc) else { return };
         let result = match slot.pidfile.as_mut() {
             Some(pf) => pf.write_pid(pid),
-            None => PidFile::acquire_with(path, pid).map(|pf| slot.pidfile = Some(pf)),
+            None => PidFile::acquire_with(&path, pid).map(|pf| slot.pidfile = Some(pf)),
         };
         if let Err(e) = result {
             log::error!("{}: {e}", slot.svc.name);
         }
-    }
-
-    /// Accepts `reload` requests on the control socket; the host learns of
-    /// them from [`take_reload_request`](Engine::take_reload_request) after
-    /// each turn. Without this, `reload` is answered as not supported.
-    pub fn accept_reload(&mut self) {
-        self.reload.get_or_insert(false);
-    }
-
-    /// Whether a `reload` request arrived since the last call.
-    pub fn take_reload_request(&mut self) -> bool {
-        self.reload.as_mut().is_some_and(std::mem::take)
     }
 
     /// Runs `hook` whenever a `reopen` request arrives, so that the host
@@ -840,11 +987,8 @@ impl Engine {
         if !self.shutting_down || self.finished {
             return;
         }
-        let all_down = self.slots.iter().all(|s| {
-            s.leader.is_none()
-                && s.members.is_empty()
-                && matches!(s.m.state(), ServiceState::Stopped | ServiceState::Exited | ServiceState::Fatal)
-        });
+        let all_down =
+            self.slots.iter().all(|s| s.leader.is_none() && s.members.is_empty() && !s.held_stop && s.m.is_at_rest());
         if all_down {
             log::info!("all services stopped");
             self.finished = true;

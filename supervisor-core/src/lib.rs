@@ -87,8 +87,11 @@
 #![warn(missing_docs)]
 
 pub mod control;
+pub mod behaviour;
 pub mod daemon;
 pub mod engine;
+pub mod external;
+pub mod group;
 pub mod limits;
 pub mod lsb;
 pub mod output;
@@ -99,6 +102,7 @@ pub mod procfs;
 pub mod protocol;
 pub mod reap;
 pub mod restart;
+pub mod runtime_dir;
 pub mod service;
 pub mod servicedir;
 pub mod spawn;
@@ -106,19 +110,24 @@ pub mod state;
 pub mod status;
 pub mod supervise;
 pub mod sys;
+pub mod task;
 pub mod transcript;
 
 pub use control::{AccessPolicy, ControlClient, ControlServer};
 pub use daemon::{Daemonized, Daemonizer};
 pub use engine::{Clock, Engine, EngineError, MonotonicClock};
+pub use external::{ExternalMachine, ExternalSpec, Health, PassReport, RestartCommand};
+pub use group::{Group, Strategy};
 pub use limits::Limits;
 pub use lsb::LsbStatus;
 pub use nix::sys::signal::Signal;
 pub use pidfile::{PidFile, PidState};
 pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
+pub use runtime_dir::PlaceholderError;
 pub use service::{
-    parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Output, Service, SplitError,
+    parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Kind, Output, Service, SplitError,
 };
 pub use state::{Action, Event, Machine};
-pub use status::{ExitStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+pub use status::{ExitStatus, KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+pub use task::{LastRun, TaskMachine, TaskSpec};
 pub use transcript::{Timestamps, Transcript, TranscriptConfig};

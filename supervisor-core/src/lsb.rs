@@ -34,11 +34,15 @@ impl LsbStatus {
     /// The status of one service.
     pub fn of(s: &ServiceStatus) -> LsbStatus {
         match s.state {
-            ServiceState::Running | ServiceState::Starting | ServiceState::Paused => LsbStatus::Running,
+            // A loop task between runs is up.
+            ServiceState::Running | ServiceState::Starting | ServiceState::Paused | ServiceState::Idle => {
+                LsbStatus::Running
+            }
             // On its way back up (a restart): still counts as running.
             ServiceState::Stopping if s.wanted == Expected::Running => LsbStatus::Running,
             ServiceState::Stopping | ServiceState::Stopped | ServiceState::Exited => LsbStatus::Stopped,
-            ServiceState::Backoff | ServiceState::Fatal => LsbStatus::Dead,
+            ServiceState::Backoff | ServiceState::Fatal | ServiceState::Dirty => LsbStatus::Dead,
+            ServiceState::Checking => LsbStatus::Unknown,
         }
     }
 

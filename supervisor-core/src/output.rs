@@ -83,6 +83,43 @@ pub struct ServiceOutput {
     out: Option<Pipe>,
     err: Option<Pipe>,
     transcript: Transcript,
+    /// External services: each line is logged at debug level too.
+    log_lines: Option<LineLog>,
+}
+
+/// Logs whole lines at debug level (an external service's command output,
+/// as simplevisor logs it).
+#[derive(Debug)]
+struct LineLog {
+    name: String,
+    partial: [Vec<u8>; 2],
+}
+
+impl LineLog {
+    fn feed(&mut self, stream: Stream, data: &[u8]) {
+        if !log::log_enabled!(log::Level::Debug) {
+            return;
+        }
+        let (i, tag) = match stream {
+            Stream::Out => (0, "out"),
+            Stream::Err => (1, "err"),
+        };
+        let buf = &mut self.partial[i];
+        buf.extend_from_slice(data);
+        while let Some(nl) = memchr::memchr(b'\n', buf) {
+            log::debug!("{} {tag}: {}", self.name, String::from_utf8_lossy(&buf[..nl]));
+            buf.drain(..=nl);
+        }
+    }
+
+    fn flush(&mut self) {
+        for (i, tag) in [(0, "out"), (1, "err")] {
+            if !self.partial[i].is_empty() {
+                log::debug!("{} {tag}: {}", self.name, String::from_utf8_lossy(&self.partial[i]));
+                self.partial[i].clear();
+            }
+        }
+    }
 }
 
 impl ServiceOutput {
@@ -104,7 +141,9 @@ impl ServiceOutput {
         let out = if out { Some(Pipe::new()?) } else { None };
         let err = if err { Some(Pipe::new()?) } else { None };
         let transcript = Transcript::open(&svc.name, cfg.clone());
-        Ok(Some(ServiceOutput { out, err, transcript }))
+        let external = matches!(svc.kind, crate::service::Kind::External(_));
+        let log_lines = external.then(|| LineLog { name: svc.name.clone(), partial: [Vec::new(), Vec::new()] });
+        Ok(Some(ServiceOutput { out, err, transcript, log_lines }))
     }
 
     /// Write ends for a new process; the pipes are polled from now on.
@@ -159,6 +198,9 @@ impl ServiceOutput {
                 Ok(n) => {
                     total += n;
                     self.transcript.write(stream, &buf[..n]);
+                    if let Some(l) = self.log_lines.as_mut() {
+                        l.feed(stream, &buf[..n]);
+                    }
                     if n < buf.len() {
                         break;
                     }
@@ -177,6 +219,9 @@ impl ServiceOutput {
             while self.read_ready(stream, buf) >= READ_PER_TURN {}
         }
         self.transcript.finish_lines();
+        if let Some(l) = self.log_lines.as_mut() {
+            l.flush();
+        }
     }
 
     /// Reopens the transcript file (after an outside rotation).

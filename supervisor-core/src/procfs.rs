@@ -70,6 +70,31 @@ pub fn children(pid: i32) -> Option<Vec<i32>> {
     any.then_some(out)
 }
 
+/// The command line of `pid`, its arguments joined by spaces (`None` for
+/// a kernel thread, a zombie or a process that is gone).
+pub fn cmdline(pid: i32) -> Option<String> {
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    if raw.is_empty() {
+        return None;
+    }
+    let trimmed = raw.strip_suffix(b"\0").unwrap_or(&raw);
+    let text: Vec<u8> = trimmed.iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+    Some(String::from_utf8_lossy(&text).into_owned())
+}
+
+/// The processes whose command line matches `pattern`, except this
+/// process and the ones in `except`.
+pub fn matching(pattern: &regex::Regex, except: &[i32]) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|&pid| pid != me && !except.contains(&pid))
+        .filter(|&pid| cmdline(pid).is_some_and(|c| pattern.is_match(&c)))
+        .filter(|&pid| read_stat(pid).is_some_and(|i| !i.zombie))
+        .collect()
+}
+
 /// A snapshot of the whole process table.
 #[derive(Debug, Default)]
 pub struct ProcTable {

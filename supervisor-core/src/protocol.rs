@@ -103,8 +103,13 @@ pub enum Command {
     },
     /// Read the service definitions again and apply the difference (for a
     /// `scan`: look for new and removed service directories now). The
-    /// host decides what that means; the answer says whether it will.
-    Reload,
+    /// host decides what that means; the answer carries a
+    /// [`ReloadReport`] when the host makes one.
+    Reload {
+        /// Only compute the plan; change nothing.
+        #[serde(default, skip_serializing_if = "is_false")]
+        dry_run: bool,
+    },
     /// Stop every service, then the supervisor. Answered once all are
     /// stopped, just before the supervisor exits.
     Shutdown,
@@ -137,6 +142,9 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Too many clients or requests in flight.
     Busy,
+    /// The configuration file is invalid (`reload`); the errors are in the
+    /// response's [`ReloadReport`].
+    BadConfig,
 }
 
 /// Why a request failed.
@@ -179,6 +187,69 @@ pub struct Response {
     /// For commands on services.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceResult>>,
+    /// For `reload`: the plan, or the errors of the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload: Option<ReloadReport>,
+}
+
+/// What a reload does to one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadAction {
+    /// New in the file: added (and started if expected running).
+    Add,
+    /// Gone from the file: stopped and removed.
+    Remove,
+    /// Its definition changed: stopped and started again with the new one.
+    Restart,
+    /// Not touched.
+    Unchanged,
+}
+
+impl ReloadAction {
+    /// The word used in plans: `add`, `remove`, `restart`, `unchanged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadAction::Add => "add",
+            ReloadAction::Remove => "remove",
+            ReloadAction::Restart => "restart",
+            ReloadAction::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// One service in a [`ReloadReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadChange {
+    /// The service.
+    pub name: String,
+    /// What happens to it.
+    pub action: ReloadAction,
+    /// For [`ReloadAction::Restart`]: the settings that differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+}
+
+/// The answer to `reload`: the plan (applied, or not for a dry run), or
+/// the errors that made the file unusable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The configuration file that was read.
+    pub path: String,
+    /// Whether the plan was applied (false for a dry run and a bad file).
+    pub applied: bool,
+    /// Every service of the old and the new file, in the new file's order,
+    /// removed ones last.
+    #[serde(default)]
+    pub services: Vec<ReloadChange>,
+    /// Supervisor-level remarks (settings that need a restart of the
+    /// supervisor, settings applied at once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The problems of an invalid file, one per line as `check-config`
+    /// prints them; nothing was changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 impl Response {
@@ -190,18 +261,35 @@ impl Response {
             error: Some(ErrorBody { code, message: message.into() }),
             status: None,
             services: None,
+            reload: None,
         }
     }
 
     /// A success with a status snapshot.
     pub fn with_status(id: Value, status: StatusSnapshot) -> Response {
-        Response { id, ok: true, error: None, status: Some(status), services: None }
+        Response { id, ok: true, error: None, status: Some(status), services: None, reload: None }
     }
 
     /// An answer about services: ok when every one is.
     pub fn with_services(id: Value, services: Vec<ServiceResult>) -> Response {
         let ok = services.iter().all(|s| s.ok);
-        Response { id, ok, error: None, status: None, services: Some(services) }
+        Response { id, ok, error: None, status: None, services: Some(services), reload: None }
+    }
+
+    /// The answer to `reload`: ok unless the file had errors.
+    pub fn with_reload(id: Value, report: ReloadReport) -> Response {
+        if report.errors.is_empty() {
+            return Response { id, ok: true, error: None, status: None, services: None, reload: Some(report) };
+        }
+        let n = report.errors.len();
+        let message = format!(
+            "{}: {n} error{}; the running configuration is unchanged",
+            report.path,
+            if n == 1 { "" } else { "s" }
+        );
+        let mut r = Response::error(id, ErrorCode::BadConfig, message);
+        r.reload = Some(report);
+        r
     }
 
     /// The line to send, newline included.
@@ -237,6 +325,21 @@ mod tests {
         assert!(matches!(r.command, Command::Signal { ref signal, .. } if signal == "HUP"));
         let line = serde_json::to_vec(&r).unwrap();
         assert_eq!(parse_request(&line).unwrap(), r);
+    }
+
+    #[test]
+    fn reload_requests_of_older_clients_still_parse() {
+        let r = parse_request(br#"{"id":1,"cmd":"reload"}"#).unwrap();
+        assert_eq!(r.command, Command::Reload { dry_run: false });
+        assert_eq!(serde_json::to_string(&r.command).unwrap(), r#"{"cmd":"reload"}"#);
+        let r = parse_request(br#"{"cmd":"reload","dry_run":true}"#).unwrap();
+        assert_eq!(r.command, Command::Reload { dry_run: true });
+        let report = ReloadReport { path: "x.toml".into(), errors: vec!["x.toml:1: bad".into()], ..Default::default() };
+        let resp = Response::with_reload(Value::Null, report);
+        assert!(!resp.ok);
+        assert_eq!(resp.error.as_ref().map(|e| e.code), Some(ErrorCode::BadConfig));
+        let back: Response = serde_json::from_slice(&resp.to_line()).unwrap();
+        assert_eq!(back, resp);
     }
 
     #[test]

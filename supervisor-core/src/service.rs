@@ -8,8 +8,10 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
+use crate::external::ExternalSpec;
 use crate::limits::Limits;
 use crate::restart::RestartPolicy;
+use crate::task::TaskSpec;
 use crate::transcript::TranscriptConfig;
 
 /// How a service's program is given.
@@ -261,6 +263,46 @@ pub struct Service {
     /// [`SpawnError::Locked`](crate::spawn::SpawnError::Locked)) and is
     /// retried after the backoff delay.
     pub lock: Option<PathBuf>,
+    /// A per-service runtime directory, as copkg's convention has it: the
+    /// engine makes it, with `log/ etc/ console/ data/ run/`, before each
+    /// start, and (unless [`pidfile`](Service::pidfile) is set) keeps the
+    /// main process's pid in `run/start.pid`. Its path is what
+    /// `{runtime_dir}` stands for in commands (see
+    /// [`runtime_dir`](crate::runtime_dir)).
+    pub runtime_dir: Option<PathBuf>,
+    /// The copkg service coordinate (such as `1.idee.prod.trd`): what
+    /// `{coordinate}` stands for in commands.
+    pub coordinate: Option<String>,
+    /// What kind of service it is: a program kept running (the default),
+    /// a loop task, or a service controlled by commands.
+    pub kind: Kind,
+}
+
+/// What kind of service a [`Service`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A program kept running: started, watched, restarted by
+    /// [`Service::restart`] (the default).
+    #[default]
+    Daemon,
+    /// [`Service::command`] run every interval, never two runs at once
+    /// (atomservice); see [`task`](crate::task).
+    Task(TaskSpec),
+    /// A service controlled by commands with LSB return codes
+    /// (simplevisor); see [`external`](crate::external).
+    /// [`Service::command`] is not run.
+    External(ExternalSpec),
+}
+
+impl Kind {
+    /// `"daemon"`, `"task"` or `"external"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Kind::Daemon => "daemon",
+            Kind::Task(_) => "task",
+            Kind::External(_) => "external",
+        }
+    }
 }
 
 impl Service {
@@ -289,6 +331,9 @@ impl Service {
             follow: false,
             limits: Limits::default(),
             lock: None,
+            runtime_dir: None,
+            coordinate: None,
+            kind: Kind::Daemon,
         }
     }
 }

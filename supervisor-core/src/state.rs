@@ -60,6 +60,15 @@ pub enum Event {
     AllGone,
     /// The deadline from the last [`Action::ArmTimer`] passed.
     Timer,
+    /// Command: find out the state now and repair it (external services;
+    /// ignored by the others).
+    Check,
+    /// The answer to [`Action::FindPattern`] or [`Action::KillPattern`]:
+    /// how many processes match the service's pattern.
+    Found {
+        /// Matching processes (before the signal, for `KillPattern`).
+        count: usize,
+    },
 }
 
 /// Something the engine must do for a service.
@@ -76,6 +85,16 @@ pub enum Action {
     ArmTimer(Instant),
     /// Forget the armed timer.
     CancelTimer,
+    /// Fork and exec this command of the service (external services),
+    /// with the service's environment, user and directory, its output
+    /// logged; answer as for [`Action::Spawn`].
+    Run(Vec<String>),
+    /// Count the processes whose command line matches the service's
+    /// pattern; answer with [`Event::Found`].
+    FindPattern,
+    /// Send this signal to the processes that match the service's pattern;
+    /// answer with [`Event::Found`].
+    KillPattern(Signal),
 }
 
 /// What follows once a stop (or the clean-up after a death) is complete.
@@ -190,7 +209,8 @@ impl Machine {
                 self.once = true;
                 actions
             }
-            (Event::Start, S::Stopped | S::Exited | S::Fatal | S::Backoff) => {
+            // (Idle, Checking and Dirty belong to other kinds of services.)
+            (Event::Start, S::Stopped | S::Exited | S::Fatal | S::Backoff | S::Idle | S::Checking | S::Dirty) => {
                 self.want_up = true;
                 self.backoff.reset();
                 self.error = None;
@@ -227,7 +247,7 @@ impl Machine {
                 self.enter(S::Stopped, now);
                 vec![Action::CancelTimer]
             }
-            (Event::Stop, S::Stopped | S::Exited | S::Fatal) => {
+            (Event::Stop, S::Stopped | S::Exited | S::Fatal | S::Idle | S::Checking | S::Dirty) => {
                 self.want_up = false;
                 self.enter(S::Stopped, now);
                 Vec::new()
@@ -347,6 +367,7 @@ impl Machine {
                 vec![Action::Signal(Signal::SIGKILL)]
             }
             (Event::Timer, _) => Vec::new(),
+            (Event::Check | Event::Found { .. }, _) => Vec::new(),
         }
     }
 

@@ -31,11 +31,18 @@ pub enum ServiceState {
     Fatal,
     /// Stopped with `SIGSTOP`; continue with resume.
     Paused,
+    /// A loop task between two runs.
+    Idle,
+    /// An external service whose state is not known yet.
+    Checking,
+    /// An external service whose `status` answered neither running (0) nor
+    /// stopped (3); the next pass stops and starts it.
+    Dirty,
 }
 
 impl ServiceState {
     /// Every state, in a fixed order.
-    pub const ALL: [ServiceState; 8] = [
+    pub const ALL: [ServiceState; 11] = [
         ServiceState::Stopped,
         ServiceState::Starting,
         ServiceState::Running,
@@ -44,6 +51,9 @@ impl ServiceState {
         ServiceState::Exited,
         ServiceState::Fatal,
         ServiceState::Paused,
+        ServiceState::Idle,
+        ServiceState::Checking,
+        ServiceState::Dirty,
     ];
 
     /// The lowercase name used in JSON and tables.
@@ -57,6 +67,9 @@ impl ServiceState {
             ServiceState::Exited => "exited",
             ServiceState::Fatal => "fatal",
             ServiceState::Paused => "paused",
+            ServiceState::Idle => "idle",
+            ServiceState::Checking => "checking",
+            ServiceState::Dirty => "dirty",
         }
     }
 }
@@ -162,6 +175,37 @@ pub struct ServiceStatus {
     /// Why the transcript cannot be written now, if it cannot.
     #[serde(default)]
     pub transcript_error: Option<String>,
+    /// What only loop tasks and external services have.
+    #[serde(flatten)]
+    pub extra: KindStatus,
+}
+
+/// The part of a [`ServiceStatus`] that only loop tasks and external
+/// services have (absent from the JSON for daemons).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindStatus {
+    /// `"task"` or `"external"`; absent for daemons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// A task's last finished run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<crate::task::LastRun>,
+    /// A task's finished runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<u64>,
+    /// A task's failed runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<u64>,
+    /// Seconds until a task's next run or an external service's next
+    /// check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_in_s: Option<f64>,
+    /// What an external service's last check found and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check: Option<crate::external::PassReport>,
+    /// An external service's complete checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<u64>,
 }
 
 /// The supervisor's own part of a status snapshot.

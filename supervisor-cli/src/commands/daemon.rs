@@ -73,6 +73,7 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     }
     let log_path = config.log_dir().join("supervisor.log");
     try_!(logger::to_file(&log_path).map_err(|e| format!("{}: {e}", log_path.display())));
+    try_!(logger::add_targets(&config.event_log));
     let pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
     let mut engine = try_!(Engine::new(config.name.clone()));
     try_!(engine.own_process());
@@ -88,7 +89,8 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     if leftovers > 0 {
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
-    try_!(engine.serve_control(&config.socket_path(), config.access.clone()));
+    try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
+    let socket_link = try_!(super::zdaemon::SocketLink::create(config));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
         config.name,
@@ -96,24 +98,32 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
         config.services.len(),
         config.socket_path().display()
     );
+    // Groups first, so that their members start in order.
+    engine.set_groups(config.groups.clone());
     for svc in &config.services {
         try_!(engine.add_service(svc.clone()));
     }
     if let Some(n) = notifier {
         n.ready();
     }
+    let mut reloader = super::reload::Reloader::new(config.clone());
+    engine.accept_reload();
     while !engine.is_finished() {
-        engine.turn(None).map_err(|e| (failed(e), None))?;
+        engine.turn(reloader.max_wait()).map_err(|e| (failed(e), None))?;
         for sig in engine.take_signals() {
             if sig == Signal::SIGUSR2 {
                 logger::reopen();
                 let _ = engine.reopen(None);
+            } else if sig == Signal::SIGHUP {
+                reloader.on_hangup(&mut engine);
             } else {
                 log::warn!("SIG{} has no meaning for the supervisor; ignored", supervisor_core::signal_name(sig));
             }
         }
+        reloader.after_turn(&mut engine);
     }
     engine.run().map_err(|e| (failed(e), None))?;
+    drop(socket_link);
     drop(pidfile);
     log::info!("supervisor {} exits", config.name);
     Ok(exit::OK)
@@ -137,7 +147,11 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
         println!("supervisor {} is already running (pid {pid})", config.name);
         return Ok(exit::OK);
     }
-    let cfg = std::fs::canonicalize(&config.path).map_err(|e| failed(format!("{}: {e}", config.path.display())))?;
+    if !config.daemon {
+        // `[supervisor] daemon = false` (zdaemon's `daemon off`).
+        return run_foreground(config);
+    }
+    let mut command = super::zdaemon::daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);
     match daemonizer.daemonize().map_err(failed)? {
         Daemonized::Parent(readiness) => match readiness.wait(timeout) {
@@ -168,13 +182,7 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
                     supervisor_core::sys::exit_now(1)
                 }
             };
-            let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-            let err = std::process::Command::new(exe)
-                .arg0(format!("supervisor: {}", config.name))
-                .arg("run")
-                .env("SUPERVISOR_CONFIG", &cfg)
-                .env(var, value)
-                .exec();
+            let err = command.arg("run").env(var, value).exec();
             // Only reached when exec failed.
             notifier.fail(&format!("exec: {err}"));
             supervisor_core::sys::exit_now(1)

@@ -59,21 +59,38 @@ fn last_lines(file: &mut File, n: usize) -> std::io::Result<Vec<u8>> {
     Ok(tail[from..].to_vec())
 }
 
-/// `logtail NAME [-n N] [-f]`.
+/// The service `logtail` shows without a name: the program of a zdaemon
+/// configuration, or the only service.
+fn default_service(config: &Config) -> Result<&str, CliError> {
+    if config.is_zdaemon() {
+        return Ok(crate::config::zdaemon::PROGRAM);
+    }
+    match config.services.as_slice() {
+        [only] => Ok(&only.name),
+        all => Err(CliError::Usage(format!("{} has {} services: name one", config.path.display(), all.len()))),
+    }
+}
+
+/// `logtail [NAME] [-n N] [-f]`: the service's `logfile` when it has one,
+/// else its transcript.
 ///
 /// # Errors
 ///
 /// Unknown service or one without a transcript (2), an unreadable file (1).
-pub fn logtail(config: &Config, name: &str, lines: usize, follow: bool) -> Result<u8, CliError> {
+pub fn logtail(config: &Config, name: Option<&str>, lines: usize, follow: bool) -> Result<u8, CliError> {
+    let name = match name {
+        Some(n) => n,
+        None => default_service(config)?,
+    };
     let svc = config
         .services
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| CliError::Usage(format!("no service named {name:?} in {}", config.path.display())))?;
-    let path =
-        svc.transcript.as_ref().map(|t| t.path.clone()).ok_or_else(|| {
-            CliError::Usage(format!("service {name:?} has no transcript (its output is not captured)"))
-        })?;
+    let logfile = config.extras.get(name).and_then(|e| e.logfile.clone());
+    let path = logfile.or_else(|| svc.transcript.as_ref().map(|t| t.path.clone())).ok_or_else(|| {
+        CliError::Usage(format!("service {name:?} has no transcript (its output is not captured) and no logfile"))
+    })?;
     // The transcript is made when the service first writes: until then
     // there is nothing to print, or (with -f) to wait for.
     let open = |p: &Path| File::open(p).map_err(|e| CliError::Failed(format!("{}: {e}", p.display())));

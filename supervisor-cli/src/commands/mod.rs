@@ -7,16 +7,23 @@ use supervisor_core::protocol::{Command, ErrorCode, Response};
 
 use crate::config::Config;
 use crate::exit::{self, CliError};
-use crate::{config_path, Cli, Cmd};
+use crate::{Cli, Cmd};
 
+pub mod check;
+pub mod cleanup;
+pub mod convert;
 pub mod daemon;
+pub mod daemonize;
 pub mod exec;
 pub mod front;
 pub mod logs;
+pub mod reload;
 pub mod servicedir;
 pub mod services;
+pub mod shell;
 pub mod status;
 pub mod svc;
+pub mod zdaemon;
 
 /// Runs the parsed command line; returns the exit code.
 ///
@@ -35,11 +42,18 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Svcreset(args) => return front::front(front::Front::Reset, &args),
         Cmd::Svcrestart(args) => return front::front(front::Front::Restart, &args),
         Cmd::Exec(args) => return exec::exec(&args),
-        Cmd::Reload { scan: Some(dir) } => return servicedir::reload(&dir),
+        Cmd::Daemonize(args) => return daemonize::daemonize(&args),
+        Cmd::Reload { scan: Some(dir), .. } => return servicedir::reload(&dir),
+        Cmd::Convert { file } => return convert::convert(&file),
+        Cmd::Shell => return shell::shell(cli.config.as_deref(), &cli.zdaemon),
         command => Cli { command, ..cli },
     };
-    let path = config_path(&cli)?;
-    let config = Config::load(&path).map_err(CliError::Config)?;
+    // The file (or zdaemon's -p), with zdaemon's command-line options.
+    let config = zdaemon::load(&cli)?;
+    let path = config.path.clone();
+    if let Some(code) = zdaemon::dispatch(&config, &cli.command)? {
+        return Ok(code);
+    }
     match cli.command {
         Cmd::CheckConfig => {
             println!("{}: ok ({} services)", path.display(), config.services.len());
@@ -56,11 +70,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Signal { signal, targets } => services::signal(&config, &signal, &targets),
         Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
         Cmd::Reopen { names } => logs::reopen(&config, &names),
-        Cmd::Logtail { name, lines, follow } => logs::logtail(&config, &name, lines, follow),
-        Cmd::Reload { scan: None } => {
-            call(&config, Command::Reload, Duration::from_secs(30), exit::NOT_RUNNING, exit::USAGE)?;
-            Ok(exit::OK)
-        }
+        Cmd::Logtail { name, lines, follow } => logs::logtail(&config, name.as_deref(), lines, follow),
+        Cmd::Cleanup { names } => cleanup::cleanup(&config, &names),
+        Cmd::Check(args) => check::check(&config, &args),
+        Cmd::Reload { scan: None, dry_run } => reload::reload(&config, dry_run),
         Cmd::Scan(_)
         | Cmd::Supervise(_)
         | Cmd::Svc(_)
@@ -70,7 +83,11 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Svcreset(_)
         | Cmd::Svcrestart(_)
         | Cmd::Exec(_)
-        | Cmd::Reload { scan: Some(_) } => unreachable!("handled before the configuration is loaded"),
+        | Cmd::Daemonize(_)
+        | Cmd::Reload { scan: Some(_), .. }
+        | Cmd::Convert { .. }
+        | Cmd::Shell => unreachable!("handled before the configuration is loaded"),
+        Cmd::Fg { .. } | Cmd::Kill { .. } => unreachable!("handled by zdaemon::dispatch"),
     }
 }
 

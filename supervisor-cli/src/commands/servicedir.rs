@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use serde_json::Value;
 use supervisor_core::daemon::{Daemonized, Daemonizer};
+use supervisor_core::protocol::{ErrorCode, Response};
 use supervisor_core::servicedir::ServiceDir;
 use supervisor_core::supervise::{SuperviseDir, SuperviseError};
 use supervisor_core::{Engine, Signal};
@@ -177,7 +179,8 @@ pub fn reload(dir: &Path) -> Result<u8, CliError> {
         socket: socket.display().to_string(),
         code: exit::NOT_RUNNING,
     })?;
-    let resp = client.call(supervisor_core::protocol::Command::Reload, Duration::from_secs(10)).map_err(failed)?;
+    let command = supervisor_core::protocol::Command::Reload { dry_run: false };
+    let resp = client.call(command, Duration::from_secs(10)).map_err(failed)?;
     match resp.error {
         None => Ok(exit::OK),
         Some(e) => Err(failed(e.message)),
@@ -216,7 +219,17 @@ pub fn scan(args: &ScanArgs) -> Result<u8, CliError> {
     let mut next = Instant::now() + args.rescan;
     while !engine.is_finished() {
         engine.turn(Some(next.saturating_duration_since(Instant::now()))).map_err(failed)?;
-        let hup = engine.take_signals().contains(&Signal::SIGHUP) | engine.take_reload_request();
+        let mut hup = engine.take_signals().contains(&Signal::SIGHUP);
+        while let Some(req) = engine.take_reload_request() {
+            let answer = if req.dry_run {
+                let msg = "a scan has no plan to show: reload --scan rescans";
+                Response::error(Value::Null, ErrorCode::BadRequest, msg)
+            } else {
+                hup = true;
+                Response::with_services(Value::Null, Vec::new())
+            };
+            engine.answer_reload(req, answer);
+        }
         for name in engine.exit_requested() {
             let _ = engine.retire_service(&name);
         }

@@ -28,7 +28,16 @@ fn selection(targets: &Targets) -> Result<Selection, CliError> {
 
 /// The default wait: the slowest stop plus start in the configuration.
 fn default_timeout(config: &Config) -> Duration {
-    let slowest = config.services.iter().map(|s| s.stop_timeout + s.restart.min_uptime).max().unwrap_or_default();
+    let slowest = config
+        .services
+        .iter()
+        .map(|s| match &s.kind {
+            // A pass: status, stop, start, status.
+            supervisor_core::Kind::External(e) => e.timeout * 4,
+            _ => s.stop_timeout + s.restart.min_uptime,
+        })
+        .max()
+        .unwrap_or_default();
     slowest + Duration::from_secs(10)
 }
 
@@ -50,6 +59,7 @@ fn outcome(resp: &Response, verb: &str) -> u8 {
 ///
 /// Usage (no names), not running (7), unknown service (2).
 pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Waiting) -> Result<u8, CliError> {
+    let began = std::time::Instant::now();
     let sel = selection(targets)?;
     let wait = !waiting.no_wait;
     let command = match change {
@@ -64,7 +74,17 @@ pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Wait
         Change::Stop => "stop",
         Change::Restart => "restart",
     };
-    Ok(outcome(&resp, verb))
+    let code = outcome(&resp, verb);
+    if code == exit::OK && wait && change != Change::Stop {
+        // Then each service's `start_test`, until it passes.
+        let names: Vec<String> = if targets.all {
+            config.services.iter().map(|s| s.name.clone()).collect()
+        } else {
+            targets.names.clone()
+        };
+        return super::zdaemon::run_start_tests(config, &names, began);
+    }
+    Ok(code)
 }
 
 /// `pause` and `resume`.

@@ -111,6 +111,7 @@ mod tests {
             transcript: None,
             dropped_bytes: 0,
             transcript_error: None,
+            extra: Default::default(),
         }
     }
 

@@ -1,11 +1,13 @@
 //! Validation of one `[service.NAME]` table into a [`Service`].
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::unistd::{Group, Uid, User};
 use supervisor_core::limits::UNLIMITED;
+use supervisor_core::runtime_dir::{self, PlaceholderError};
 use supervisor_core::{
     parse_signal, Command, Expected, Limits, Output, RestartMode, Service, Signal, Timestamps, TranscriptConfig,
 };
@@ -40,6 +42,23 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "finish",
     "finish_timeout",
     "follow",
+    "runtime_dir",
+    "coordinate",
+    "logfile",
+    "start_test",
+    "start_timeout",
+    "kind",
+    "interval",
+    "timeout",
+    "jitter",
+    "control",
+    "start",
+    "stop",
+    "status",
+    "pattern",
+    "daemon",
+    "path",
+    "check_interval",
 ];
 
 /// The keys of a service's `limits` table.
@@ -68,6 +87,10 @@ pub(super) struct ServiceRead {
     pub(super) stdout: Option<Range<usize>>,
     /// The value of `stderr`, when given.
     pub(super) stderr: Option<Range<usize>>,
+    /// The value of `runtime_dir`, when given.
+    pub(super) runtime_dir: Option<Range<usize>>,
+    /// `logfile`, `start_test` and `start_timeout`.
+    pub(super) extras: super::ServiceExtras,
 }
 
 /// Reads the table of service `name` (whose key is at `name_span`).
@@ -81,9 +104,13 @@ pub(super) fn read_service(
     table: &DeTable<'_>,
 ) -> Option<ServiceRead> {
     let f = s.fields(table, SERVICE_KEYS);
+    let kind = super::kinds::kind_of(s, &f);
+    let external = kind == super::kinds::KindName::External;
     let shell = f.get("shell").and_then(|v| s.boolean("shell", v)).unwrap_or(false);
     let command = match f.get("command") {
         Some(v) => command(s, "command", v, shell),
+        // An external service runs its start, stop and status commands.
+        None if external => Some(Command::Argv(Vec::new())),
         None => {
             let message = "missing required key (a command line or an array of arguments)";
             s.error(name_span.clone(), Some("command"), message);
@@ -117,7 +144,7 @@ pub(super) fn read_service(
         let options = [("running", Expected::Running), ("stopped", Expected::Stopped)];
         svc.expected = s.choice("expected", v, &options).unwrap_or_default();
     }
-    if let Some(v) = f.get("restart") {
+    if let Some(v) = f.get("restart").filter(|_| !external) {
         let options =
             [("always", RestartMode::Always), ("on-failure", RestartMode::OnFailure), ("never", RestartMode::Never)];
         svc.restart.mode = s.choice("restart", v, &options).unwrap_or_default();
@@ -182,6 +209,9 @@ pub(super) fn read_service(
     if let Some(v) = f.get("follow") {
         svc.follow = s.boolean("follow", v).unwrap_or(false);
     }
+    runtime_dir_keys(s, &f, &mut svc);
+    super::kinds::read_kind(s, &f, kind, name_span.clone(), &mut svc);
+    let extras = super::zdaemon::read_extras(s, &f);
     has_command.then(|| ServiceRead {
         service: svc,
         name: name_span,
@@ -189,6 +219,8 @@ pub(super) fn read_service(
         pidfile: f.get("pidfile").map(|v| v.span()),
         stdout: f.get("stdout").map(|v| v.span()),
         stderr: f.get("stderr").map(|v| v.span()),
+        runtime_dir: f.get("runtime_dir").map(|v| v.span()),
+        extras,
     })
 }
 
@@ -446,6 +478,42 @@ fn output(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Output {
         _ => {
             s.mismatch(key, v, "\"transcript\", \"inherit\", \"null\" or a file path");
             Output::Transcript
+        }
+    }
+}
+
+/// `runtime_dir` and `coordinate` (copkg), then the placeholders of the
+/// service's commands (`command`, `finish`), which only services with one
+/// of those keys have expanded (see [`runtime_dir::uses_placeholders`]).
+fn runtime_dir_keys(s: &mut Scope<'_, '_>, f: &BTreeMap<&'static str, &Raw<'_>>, svc: &mut Service) {
+    if let Some(v) = f.get("runtime_dir") {
+        svc.runtime_dir = s.path("runtime_dir", v);
+    }
+    if let Some(v) = f.get("coordinate") {
+        svc.coordinate = match v.get_ref() {
+            DeValue::String(t) if !t.trim().is_empty() && !t.contains(['\0', '\n']) => Some(t.to_string()),
+            _ => {
+                s.mismatch("coordinate", v, "a service coordinate such as \"1.idee.prod.trd\" (a non-empty string)");
+                None
+            }
+        };
+    }
+    if !runtime_dir::uses_placeholders(svc) {
+        return;
+    }
+    let failed = |s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, e: PlaceholderError| {
+        s.error(v.span(), Some(key), format!("cannot expand the placeholders: {e}"));
+    };
+    if let Some(v) = f.get("command") {
+        match runtime_dir::expand_command(&svc.command, svc) {
+            Ok(c) => svc.command = c,
+            Err(e) => failed(s, "command", v, e),
+        }
+    }
+    if let (Some(v), Some(finish)) = (f.get("finish"), &svc.finish) {
+        match runtime_dir::expand_argv(finish, svc) {
+            Ok(argv) => svc.finish = Some(argv),
+            Err(e) => failed(s, "finish", v, e),
         }
     }
 }

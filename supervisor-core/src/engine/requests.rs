@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::Engine;
+use crate::behaviour::Behaviour;
 use crate::control::ClientId;
 use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
 use crate::service::parse_signal;
@@ -27,14 +28,16 @@ pub(super) struct Wait {
 
 impl Engine {
     pub(super) fn resolve(&self, sel: &Selection) -> Result<Vec<usize>, Box<Response>> {
+        // A removed service (retired, and down) is gone for commands.
+        let live = |i: usize| !(self.slots[i].retired && self.slots[i].is_down());
         if sel.all {
-            return Ok((0..self.slots.len()).collect());
+            return Ok((0..self.slots.len()).filter(|&i| live(i)).collect());
         }
         if sel.names.is_empty() {
             return Err(Box::new(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all")));
         }
         let unknown: Vec<&str> =
-            sel.names.iter().filter(|n| !self.by_name.contains_key(*n)).map(String::as_str).collect();
+            sel.names.iter().filter(|n| !self.by_name.get(*n).is_some_and(|&i| live(i))).map(String::as_str).collect();
         if !unknown.is_empty() {
             let msg = format!("unknown service(s): {}", unknown.join(", "));
             return Err(Box::new(Response::error(Value::Null, ErrorCode::UnknownService, msg)));
@@ -91,17 +94,11 @@ impl Engine {
                     Err(e) => return reply(self, *e),
                 }
             }
-            Command::Reload => {
-                return match self.reload.as_mut() {
-                    Some(pending) => {
-                        *pending = true;
-                        reply(self, Response::with_services(Value::Null, Vec::new()))
-                    }
-                    None => reply(
-                        self,
-                        Response::error(Value::Null, ErrorCode::BadRequest, "this supervisor cannot reload yet"),
-                    ),
-                };
+            Command::Reload { dry_run } => {
+                if let Some(refused) = self.queue_reload(client, id.clone(), dry_run) {
+                    reply(self, refused);
+                }
+                return;
             }
             Command::Shutdown => {
                 self.shutdown_waiters.push((client, id.clone()));
@@ -149,6 +146,7 @@ impl Engine {
             Err(e) => return reply(self, *e),
         };
         for &idx in &idxs {
+            self.release_holds(idx);
             self.queue.push_back((idx, event.clone()));
         }
         self.drain_queue();
@@ -191,10 +189,15 @@ impl Engine {
         let s = &self.slots[idx];
         let state = s.m.state();
         use ServiceState as S;
-        let ok = match (kind, state) {
-            (WaitKind::Up, S::Running | S::Paused) => true,
-            (WaitKind::Up, S::Backoff | S::Fatal | S::Exited | S::Stopped) => false,
-            (WaitKind::Down, S::Stopped | S::Exited | S::Fatal) if s.leader.is_none() => true,
+        let ok = match (kind, state, &s.m) {
+            // An external service: once its pass is over, as it ended.
+            (_, _, Behaviour::External(m)) if m.busy() || s.leader.is_some() => return None,
+            (WaitKind::Up, S::Running, Behaviour::External(_)) => true,
+            (WaitKind::Down, S::Stopped, Behaviour::External(_)) => true,
+            (_, _, Behaviour::External(_)) => false,
+            (WaitKind::Up, S::Running | S::Paused | S::Idle, _) => true,
+            (WaitKind::Up, S::Backoff | S::Fatal | S::Exited | S::Stopped, _) => false,
+            (WaitKind::Down, S::Stopped | S::Exited | S::Fatal, _) if s.leader.is_none() => true,
             _ => return None,
         };
         let message = (!ok).then(|| match (s.m.error(), s.m.last_exit()) {

@@ -39,9 +39,20 @@ impl Engine {
                 if let Some(o) = slot.output.as_mut() {
                     o.drain(&mut self.read_buf);
                 }
-                log::info!("{}: pid {pid} {status}", slot.svc.name);
+                if matches!(slot.svc.kind, crate::service::Kind::External(_)) {
+                    log::debug!("{}: command pid {pid} {status}", slot.svc.name);
+                } else {
+                    log::info!("{}: pid {pid} {status}", slot.svc.name);
+                }
                 self.table = None;
-                let leftovers = self.find_leftovers(idx);
+                // An external service's command may leave the service it
+                // started running: that is not ours to track or stop.
+                let leftovers = if matches!(self.slots[idx].svc.kind, crate::service::Kind::External(_)) {
+                    self.slots[idx].members.clear();
+                    false
+                } else {
+                    self.find_leftovers(idx)
+                };
                 if leftovers && status.success() && self.adopt(idx) {
                     continue;
                 }

@@ -1,0 +1,857 @@
+//! Services controlled by commands, as CERN's simplevisor controls them:
+//! a `start`, `stop`, `status` and `restart` command (or a `control`
+//! prefix such as `/sbin/service httpd`), with the state read from the
+//! LSB return code of `status`: 0 running, 3 stopped, anything else dirty.
+//!
+//! [`ExternalSpec`] holds the commands and resolves them with simplevisor's
+//! precedence rules ([`ExternalSpec::step`]). [`ExternalMachine`] is pure,
+//! like [`Machine`](crate::state::Machine): a *pass* runs `status`, then
+//! whatever brings the service to its wanted state (`start`; `stop`; or
+//! `stop` then `start` for a dirty one), then `status` again to see what
+//! it achieved. Passes run every `check_interval` and for every command;
+//! never two commands of one service at once. Each command gets `timeout`;
+//! a hung one is killed with its process group.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::service::{Expected, Service};
+use crate::state::{Action, Event};
+use crate::status::{ExitStatus, ServiceState};
+
+/// What `restart` does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartCommand {
+    /// `stop` then `start` (simplevisor's `restart = stop+start`).
+    StopStart,
+    /// This command.
+    Run(Vec<String>),
+}
+
+/// The commands of an externally controlled service, as simplevisor's
+/// `<entry> type = service` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalSpec {
+    /// Prefix of the `start`, `stop`, `status` and `restart` commands
+    /// (`/sbin/service httpd` runs `/sbin/service httpd start`).
+    pub control: Option<Vec<String>>,
+    /// The start command (with `control`: instead of `CONTROL start`).
+    pub start: Option<Vec<String>>,
+    /// The stop command (ignored with `control`).
+    pub stop: Option<Vec<String>>,
+    /// The status command (ignored with `control`).
+    pub status: Option<Vec<String>>,
+    /// The restart command (see [`ExternalSpec::step`]).
+    pub restart: Option<RestartCommand>,
+    /// A regular expression looked for in the command lines of the process
+    /// table, for `status` and `stop` when neither they nor `control` are
+    /// given; by default the start command line, literally.
+    pub pattern: Option<String>,
+    /// `PATH` for the commands (colon separated).
+    pub path: Option<String>,
+    /// The longest any command may run before it is killed with its group.
+    pub timeout: Duration,
+    /// How often the state is checked and repaired.
+    pub check_interval: Duration,
+}
+
+impl ExternalSpec {
+    /// A service controlled through `control` (such as an init script).
+    pub fn control(prefix: Vec<String>) -> ExternalSpec {
+        ExternalSpec { control: Some(prefix), ..ExternalSpec::start(Vec::new()) }
+    }
+
+    /// A service started by `start` and found in the process table.
+    pub fn start(start: Vec<String>) -> ExternalSpec {
+        ExternalSpec {
+            control: None,
+            start: (!start.is_empty()).then_some(start),
+            stop: None,
+            status: None,
+            restart: None,
+            pattern: None,
+            path: None,
+            timeout: Duration::from_secs(60),
+            check_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// Checks the rules: one of `start` or `control`, non-empty commands,
+    /// a valid `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, as a sentence.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.control.is_none() && self.start.is_none() {
+            return Err("an external service needs `start` or `control`".into());
+        }
+        let cmds = [&self.control, &self.start, &self.stop, &self.status];
+        if cmds.iter().any(|c| c.as_ref().is_some_and(Vec::is_empty)) {
+            return Err("empty command".into());
+        }
+        if let Some(RestartCommand::Run(v)) = &self.restart {
+            if v.is_empty() {
+                return Err("empty restart command".into());
+            }
+        }
+        self.pattern_regex().map(|_| ())
+    }
+
+    /// The regular expression for the process table: `pattern`, or the
+    /// start command line matched literally.
+    ///
+    /// # Errors
+    ///
+    /// When `pattern` is not a valid regular expression.
+    pub fn pattern_regex(&self) -> Result<regex::Regex, String> {
+        let text = match (&self.pattern, &self.start) {
+            (Some(p), _) => p.clone(),
+            (None, Some(s)) => regex::escape(&s.join(" ")),
+            (None, None) => String::from("$^"),
+        };
+        regex::Regex::new(&text).map_err(|e| {
+            // The parser's message draws the pattern over several lines;
+            // its last line says what is wrong.
+            let msg = e.to_string();
+            let why = msg.lines().map(str::trim).filter(|l| !l.is_empty()).next_back().unwrap_or("").to_string();
+            format!("invalid pattern {text:?}: {}", why.strip_prefix("error: ").unwrap_or(&why))
+        })
+    }
+
+    /// What an operation runs, by simplevisor's precedence rules:
+    ///
+    /// - with `control`: `start` if given, else `CONTROL start`;
+    ///   `CONTROL stop`; `CONTROL status`; `restart` if given (`stop+start`
+    ///   runs `CONTROL stop` then `CONTROL start`), else `CONTROL restart`.
+    /// - without: `start`; `stop` if given, else the processes matching
+    ///   the pattern are stopped; `status` if given, else the process table
+    ///   is searched for the pattern; `restart` if given, else `stop` then
+    ///   `start`.
+    pub fn step(&self, op: Operation) -> Step {
+        let with = |prefix: &Vec<String>, word: &str| {
+            let mut v = prefix.clone();
+            v.push(word.to_string());
+            Step::Run(v)
+        };
+        match (&self.control, op) {
+            (Some(c), Operation::Start) => self.start.clone().map_or_else(|| with(c, "start"), Step::Run),
+            (Some(c), Operation::Stop) => with(c, "stop"),
+            (Some(c), Operation::Status) => with(c, "status"),
+            (Some(c), Operation::Restart) => match &self.restart {
+                None => with(c, "restart"),
+                Some(RestartCommand::StopStart) => Step::StopThenStart,
+                Some(RestartCommand::Run(v)) => Step::Run(v.clone()),
+            },
+            (None, Operation::Start) => Step::Run(self.start.clone().unwrap_or_default()),
+            (None, Operation::Stop) => self.stop.clone().map_or(Step::KillPattern, Step::Run),
+            (None, Operation::Status) => self.status.clone().map_or(Step::FindPattern, Step::Run),
+            (None, Operation::Restart) => match &self.restart {
+                None | Some(RestartCommand::StopStart) => Step::StopThenStart,
+                Some(RestartCommand::Run(v)) => Step::Run(v.clone()),
+            },
+        }
+    }
+}
+
+/// Undoes URL-style quoting in a command word, as simplevisor's
+/// `urllib.unquote`: `%XX` becomes the byte `XX`; a `%` not followed by
+/// two hex digits stays as it is. Invalid UTF-8 is replaced.
+pub fn unquote(word: &str) -> String {
+    let b = word.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An operation on an external service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Find out the state.
+    Status,
+    /// Start it.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Restart it.
+    Restart,
+}
+
+impl Operation {
+    fn as_str(self) -> &'static str {
+        match self {
+            Operation::Status => "status",
+            Operation::Start => "start",
+            Operation::Stop => "stop",
+            Operation::Restart => "restart",
+        }
+    }
+}
+
+/// How an operation is carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Run this command.
+    Run(Vec<String>),
+    /// Look for the pattern in the process table.
+    FindPattern,
+    /// Signal the processes that match the pattern and wait until none is
+    /// left.
+    KillPattern,
+    /// Stop, then start.
+    StopThenStart,
+}
+
+/// The state a `status` reports, from its LSB return code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "code")]
+pub enum Health {
+    /// Return code 0.
+    Running,
+    /// Return code 3.
+    Stopped,
+    /// Any other return code (a hung command counts as 124): dead with a
+    /// pidfile or lock left, unknown, or anything else.
+    Dirty(i32),
+}
+
+impl Health {
+    /// The state for LSB return code `code`.
+    pub fn from_code(code: i32) -> Health {
+        match code {
+            0 => Health::Running,
+            3 => Health::Stopped,
+            c => Health::Dirty(c),
+        }
+    }
+
+    fn state(self) -> ServiceState {
+        match self {
+            Health::Running => ServiceState::Running,
+            Health::Stopped => ServiceState::Stopped,
+            Health::Dirty(_) => ServiceState::Dirty,
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Health::Running => f.write_str("running"),
+            Health::Stopped => f.write_str("stopped"),
+            Health::Dirty(c) => write!(f, "dirty (status exit {c})"),
+        }
+    }
+}
+
+/// What one pass found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PassReport {
+    /// What the first `status` said (`None` for a restart, which does not
+    /// ask first).
+    pub found: Option<Health>,
+    /// What was run to repair it, with the outcome: `"start: exit 0"`.
+    pub actions: Vec<String>,
+    /// What the last `status` said.
+    pub result: Option<Health>,
+    /// The wanted state during the pass.
+    pub wanted: Option<Expected>,
+    /// Whether the service ended as wanted.
+    pub ok: bool,
+}
+
+/// Passes that the engine may ask for besides the periodic ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Check,
+    Restart,
+}
+
+#[derive(Debug, Clone)]
+struct Job {
+    op: Operation,
+    deadline: Instant,
+    timed_out: bool,
+    /// A pattern stop: `KILL` has been sent.
+    killed: bool,
+    /// A pattern stop: polling for the processes to go.
+    polling: bool,
+    pid: Option<i32>,
+    error: Option<String>,
+}
+
+/// How often a pattern stop looks whether the processes are gone.
+const PATTERN_POLL: Duration = Duration::from_millis(100);
+/// How long a pattern stop waits after `KILL`.
+const PATTERN_KILL_WAIT: Duration = Duration::from_secs(5);
+/// The code that stands for a command killed for running too long.
+pub const TIMED_OUT: i32 = 124;
+
+/// One external service's state and history.
+#[derive(Debug, Clone)]
+pub struct ExternalMachine {
+    want_up: bool,
+    state: ServiceState,
+    since: Instant,
+    job: Option<Job>,
+    todo: VecDeque<Operation>,
+    verifying: bool,
+    pass: Option<PassReport>,
+    last_pass: Option<PassReport>,
+    pending: Option<Request>,
+    periodic: bool,
+    dry_run: bool,
+    passes: u64,
+    repairs: u64,
+    last_exit: Option<ExitStatus>,
+    error: Option<String>,
+}
+
+impl ExternalMachine {
+    /// A machine that knows nothing yet (`checking`); feed it
+    /// [`Event::Check`] (or a command) to begin.
+    pub fn new(expected: Expected, now: Instant) -> ExternalMachine {
+        ExternalMachine {
+            want_up: expected == Expected::Running,
+            state: ServiceState::Checking,
+            since: now,
+            job: None,
+            todo: VecDeque::new(),
+            verifying: false,
+            pass: None,
+            last_pass: None,
+            pending: None,
+            periodic: true,
+            dry_run: false,
+            passes: 0,
+            repairs: 0,
+            last_exit: None,
+            error: None,
+        }
+    }
+
+    /// Without periodic checks: one pass per request (`supervisor check`).
+    pub fn without_periodic_checks(mut self) -> ExternalMachine {
+        self.periodic = false;
+        self
+    }
+
+    /// Passes only report: nothing is started or stopped.
+    pub fn dry_run(mut self) -> ExternalMachine {
+        self.dry_run = true;
+        self
+    }
+
+    /// The state: the last one `status` reported, or `starting`/`stopping`
+    /// while a command changes it (or is about to), `checking` before the
+    /// first answer.
+    pub fn state(&self) -> ServiceState {
+        let op = self.job.as_ref().map(|j| j.op).or_else(|| self.todo.front().copied());
+        // While the status after a repair runs, the repair is still on.
+        let repairing = self.verifying && self.pass.as_ref().is_some_and(|p| !p.actions.is_empty());
+        match op {
+            Some(Operation::Start | Operation::Restart) => ServiceState::Starting,
+            Some(Operation::Stop) => ServiceState::Stopping,
+            Some(Operation::Status) if repairing && self.want_up => ServiceState::Starting,
+            Some(Operation::Status) if repairing => ServiceState::Stopping,
+            _ if self.pending.is_some() && self.pass.is_none() => ServiceState::Checking,
+            _ => self.state,
+        }
+    }
+    /// Whether it is wanted running.
+    pub fn want_up(&self) -> bool {
+        self.want_up
+    }
+    /// The command running now.
+    pub fn pid(&self) -> Option<i32> {
+        self.job.as_ref().and_then(|j| j.pid)
+    }
+    /// When the current state began.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+    /// Whether a pass is going on or asked for.
+    pub fn busy(&self) -> bool {
+        self.pass.is_some() || self.pending.is_some()
+    }
+    /// The last complete pass.
+    pub fn last_pass(&self) -> Option<&PassReport> {
+        self.last_pass.as_ref()
+    }
+    /// Complete passes so far.
+    pub fn passes(&self) -> u64 {
+        self.passes
+    }
+    /// Passes that had to start or stop something.
+    pub fn repairs(&self) -> u64 {
+        self.repairs
+    }
+    /// How the last command ended.
+    pub fn last_exit(&self) -> Option<ExitStatus> {
+        self.last_exit
+    }
+    /// The last command that could not be run, or timed out.
+    pub fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+    /// Whether nothing runs and the service is not wanted (a shutdown may
+    /// end).
+    pub fn is_down(&self) -> bool {
+        !self.want_up && self.job.is_none() && self.pass.is_none() && self.pending.is_none()
+    }
+
+    fn set_state(&mut self, state: ServiceState, now: Instant) {
+        if self.state != state {
+            self.state = state;
+            self.since = now;
+        }
+    }
+
+    fn spec(svc: &Service) -> Option<&ExternalSpec> {
+        match &svc.kind {
+            crate::service::Kind::External(spec) => Some(spec),
+            _ => None,
+        }
+    }
+
+    /// Applies one event and returns what the engine must do.
+    pub fn handle(&mut self, svc: &Service, event: Event, now: Instant) -> Vec<Action> {
+        let Some(spec) = Self::spec(svc) else { return Vec::new() };
+        match event {
+            Event::Start | Event::Once => {
+                self.want_up = true;
+                self.request(spec, Request::Check, now)
+            }
+            Event::Stop => {
+                self.want_up = false;
+                self.request(spec, Request::Check, now)
+            }
+            Event::Restart => {
+                self.want_up = true;
+                self.request(spec, Request::Restart, now)
+            }
+            Event::Check => self.request(spec, Request::Check, now),
+            Event::Pause | Event::Resume | Event::Adopted { .. } | Event::AllGone => Vec::new(),
+            Event::Spawned { pid } => {
+                if let Some(j) = self.job.as_mut() {
+                    j.pid = Some(pid);
+                }
+                Vec::new()
+            }
+            Event::SpawnFailed { error, .. } => {
+                let Some(j) = self.job.as_mut() else { return Vec::new() };
+                j.error = Some(error);
+                if j.pid.is_some() {
+                    // The child exists and exits 127: finish then.
+                    return Vec::new();
+                }
+                self.op_done(spec, 127, now)
+            }
+            Event::Exited { status, .. } => {
+                let Some(j) = self.job.as_ref() else { return Vec::new() };
+                self.last_exit = Some(status);
+                let code = match status {
+                    _ if j.timed_out => TIMED_OUT,
+                    ExitStatus::Code(c) => c,
+                    ExitStatus::Signal(s) => 128 + s as i32,
+                };
+                self.op_done(spec, code, now)
+            }
+            Event::Found { count } => {
+                let Some(j) = self.job.as_mut() else { return Vec::new() };
+                match j.op {
+                    Operation::Status => self.op_done(spec, if count > 0 { 0 } else { 3 }, now),
+                    _ if count == 0 => self.op_done(spec, 0, now),
+                    _ if now >= j.deadline && !j.killed => {
+                        j.killed = true;
+                        j.polling = true;
+                        j.deadline = now + PATTERN_KILL_WAIT;
+                        vec![Action::KillPattern(Signal::SIGKILL), Action::ArmTimer(now + PATTERN_POLL)]
+                    }
+                    _ if now >= j.deadline => {
+                        j.timed_out = true;
+                        self.op_done(spec, 1, now)
+                    }
+                    _ => {
+                        j.polling = true;
+                        vec![Action::ArmTimer((now + PATTERN_POLL).min(j.deadline))]
+                    }
+                }
+            }
+            Event::Timer => match self.job.as_mut() {
+                Some(j) if j.polling => {
+                    j.polling = false;
+                    vec![Action::FindPattern]
+                }
+                Some(j) if now >= j.deadline && !j.timed_out && j.pid.is_some() => {
+                    j.timed_out = true;
+                    log::warn!("{}: {} timed out after {:?}; killing it", svc.name, j.op.as_str(), spec.timeout);
+                    vec![Action::Signal(Signal::SIGKILL)]
+                }
+                Some(_) => Vec::new(),
+                None if self.pass.is_none() => self.request(spec, Request::Check, now),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// Queues a pass; begins it unless one runs.
+    fn request(&mut self, spec: &ExternalSpec, req: Request, now: Instant) -> Vec<Action> {
+        // A restart asked for wins over a check asked for.
+        if self.pending != Some(Request::Restart) {
+            self.pending = Some(req);
+        }
+        if self.pass.is_some() {
+            return Vec::new();
+        }
+        self.begin_pass(spec, now)
+    }
+
+    fn begin_pass(&mut self, spec: &ExternalSpec, now: Instant) -> Vec<Action> {
+        let Some(req) = self.pending.take() else { return Vec::new() };
+        let wanted = if self.want_up { Expected::Running } else { Expected::Stopped };
+        self.pass = Some(PassReport { wanted: Some(wanted), ..PassReport::default() });
+        self.todo.clear();
+        match req {
+            Request::Check => {
+                self.verifying = false;
+                self.todo.push_back(Operation::Status);
+            }
+            Request::Restart if self.dry_run => {
+                self.verifying = true;
+                self.todo.push_back(Operation::Status);
+            }
+            Request::Restart => {
+                self.verifying = true;
+                self.todo.extend([Operation::Restart, Operation::Status]);
+            }
+        }
+        let mut actions = vec![Action::CancelTimer];
+        actions.extend(self.next_op(spec, now));
+        actions
+    }
+
+    fn next_op(&mut self, spec: &ExternalSpec, now: Instant) -> Vec<Action> {
+        let Some(op) = self.todo.pop_front() else { return self.end_pass(spec, now) };
+        let deadline = now + spec.timeout;
+        let job = Job { op, deadline, timed_out: false, killed: false, polling: false, pid: None, error: None };
+        match spec.step(op) {
+            Step::StopThenStart => {
+                self.todo.push_front(Operation::Start);
+                self.todo.push_front(Operation::Stop);
+                self.next_op(spec, now)
+            }
+            Step::Run(argv) => {
+                self.job = Some(job);
+                vec![Action::Run(argv), Action::ArmTimer(deadline)]
+            }
+            Step::FindPattern => {
+                self.job = Some(job);
+                vec![Action::FindPattern]
+            }
+            Step::KillPattern => {
+                self.job = Some(job);
+                vec![Action::KillPattern(Signal::SIGTERM)]
+            }
+        }
+    }
+
+    fn op_done(&mut self, spec: &ExternalSpec, code: i32, now: Instant) -> Vec<Action> {
+        let Some(job) = self.job.take() else { return Vec::new() };
+        let pass = self.pass.get_or_insert_with(PassReport::default);
+        if job.timed_out {
+            self.error = Some(format!("{} timed out", job.op.as_str()));
+        } else if let Some(e) = job.error {
+            self.error = Some(format!("{}: {e}", job.op.as_str()));
+        } else if code == 0 || job.op == Operation::Status {
+            self.error = None;
+        }
+        if job.op != Operation::Status {
+            let outcome = if job.timed_out { "timed out".to_string() } else { format!("exit {code}") };
+            pass.actions.push(format!("{}: {outcome}", job.op.as_str()));
+            return self.next_op(spec, now);
+        }
+        let health = Health::from_code(code);
+        self.set_state(health.state(), now);
+        let pass = self.pass.get_or_insert_with(PassReport::default);
+        if self.verifying || self.dry_run {
+            pass.result = Some(health);
+            if pass.found.is_none() && !self.verifying {
+                pass.found = Some(health);
+            }
+            return self.next_op(spec, now);
+        }
+        pass.found = Some(health);
+        self.verifying = true;
+        let repair: &[Operation] = match (self.want_up, health) {
+            (true, Health::Running) | (false, Health::Stopped) => &[],
+            (true, Health::Stopped) => &[Operation::Start, Operation::Status],
+            (true, Health::Dirty(_)) => &[Operation::Stop, Operation::Start, Operation::Status],
+            (false, _) => &[Operation::Stop, Operation::Status],
+        };
+        if repair.is_empty() {
+            pass.result = Some(health);
+        }
+        self.todo.extend(repair.iter().copied());
+        self.next_op(spec, now)
+    }
+
+    fn end_pass(&mut self, spec: &ExternalSpec, now: Instant) -> Vec<Action> {
+        let mut pass = self.pass.take().unwrap_or_default();
+        let wanted = if self.want_up { Health::Running } else { Health::Stopped };
+        pass.ok = pass.result == Some(wanted);
+        if !pass.actions.is_empty() {
+            self.repairs += 1;
+        }
+        self.passes += 1;
+        self.verifying = false;
+        self.last_pass = Some(pass);
+        if self.pending.is_some() {
+            return self.begin_pass(spec, now);
+        }
+        if self.periodic {
+            vec![Action::ArmTimer(now + spec.check_interval)]
+        } else {
+            vec![Action::CancelTimer]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::{Command, Kind};
+
+    fn words(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn control_svc() -> Service {
+        let mut s = Service::new("httpd", Command::Argv(vec!["true".into()]));
+        s.kind = Kind::External(ExternalSpec::control(words("/sbin/service httpd")));
+        s
+    }
+
+    fn spec(s: &Service) -> &ExternalSpec {
+        ExternalMachine::spec(s).unwrap()
+    }
+
+    #[test]
+    fn precedence_with_control() {
+        let mut s = control_svc();
+        let run = |w: &str| Step::Run(words(w));
+        assert_eq!(spec(&s).step(Operation::Start), run("/sbin/service httpd start"));
+        assert_eq!(spec(&s).step(Operation::Stop), run("/sbin/service httpd stop"));
+        assert_eq!(spec(&s).step(Operation::Status), run("/sbin/service httpd status"));
+        assert_eq!(spec(&s).step(Operation::Restart), run("/sbin/service httpd restart"));
+        if let Kind::External(e) = &mut s.kind {
+            e.start = Some(words("/usr/bin/custom-start"));
+            e.stop = Some(words("/ignored/stop"));
+            e.status = Some(words("/ignored/status"));
+            e.restart = Some(RestartCommand::StopStart);
+        }
+        assert_eq!(spec(&s).step(Operation::Start), run("/usr/bin/custom-start"));
+        assert_eq!(spec(&s).step(Operation::Stop), run("/sbin/service httpd stop"));
+        assert_eq!(spec(&s).step(Operation::Status), run("/sbin/service httpd status"));
+        assert_eq!(spec(&s).step(Operation::Restart), Step::StopThenStart);
+        if let Kind::External(e) = &mut s.kind {
+            e.restart = Some(RestartCommand::Run(words("/usr/bin/reload-it")));
+        }
+        assert_eq!(spec(&s).step(Operation::Restart), run("/usr/bin/reload-it"));
+    }
+
+    #[test]
+    fn precedence_without_control() {
+        let mut e = ExternalSpec::start(words("/path/to/script --conf /path/to/conf --daemon"));
+        assert_eq!(e.step(Operation::Start), Step::Run(words("/path/to/script --conf /path/to/conf --daemon")));
+        assert_eq!(e.step(Operation::Stop), Step::KillPattern);
+        assert_eq!(e.step(Operation::Status), Step::FindPattern);
+        assert_eq!(e.step(Operation::Restart), Step::StopThenStart);
+        let re = e.pattern_regex().unwrap();
+        assert!(re.is_match("/path/to/script --conf /path/to/conf --daemon"));
+        assert!(!re.is_match("/path/to/script --conf /path/to/other --daemon"));
+        e.stop = Some(words("/bin/stop-it"));
+        e.status = Some(words("/bin/status-of-it"));
+        e.restart = Some(RestartCommand::Run(words("/bin/restart-it")));
+        e.pattern = Some("script.*conf".into());
+        assert_eq!(e.step(Operation::Stop), Step::Run(words("/bin/stop-it")));
+        assert_eq!(e.step(Operation::Status), Step::Run(words("/bin/status-of-it")));
+        assert_eq!(e.step(Operation::Restart), Step::Run(words("/bin/restart-it")));
+        assert!(e.pattern_regex().unwrap().is_match("x /path/to/script --conf y"));
+        e.pattern = Some("(".into());
+        assert!(e.validate().unwrap_err().contains("invalid pattern"));
+        assert!(ExternalSpec::start(Vec::new()).validate().is_err());
+    }
+
+    #[test]
+    fn unquotes_like_urllib() {
+        assert_eq!(unquote("hello%20world"), "hello world");
+        assert_eq!(unquote("100%"), "100%");
+        assert_eq!(unquote("%zz%41"), "%zzA");
+        assert_eq!(unquote("a%2"), "a%2");
+        assert_eq!(unquote("%C3%A9"), "é");
+    }
+
+    fn exited(code: i32) -> Event {
+        Event::Exited { status: ExitStatus::Code(code), leftovers: false }
+    }
+
+    /// Runs the command asked for and answers with `code`.
+    fn answer(m: &mut ExternalMachine, s: &Service, actions: &[Action], code: i32, now: Instant) -> Vec<Action> {
+        let argv = actions.iter().find_map(|a| match a {
+            Action::Run(v) => Some(v.clone()),
+            _ => None,
+        });
+        assert!(argv.is_some(), "expected a command in {actions:?}");
+        m.handle(s, Event::Spawned { pid: 100 }, now);
+        m.handle(s, exited(code), now)
+    }
+
+    fn ran(actions: &[Action]) -> Option<String> {
+        actions.iter().find_map(|a| match a {
+            Action::Run(v) => Some(v.join(" ")),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_stopped_service_expected_running_is_started_and_checked() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Running, t);
+        let a = m.handle(&s, Event::Check, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        assert_eq!(m.state(), ServiceState::Checking);
+        let a = answer(&mut m, &s, &a, 3, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd start");
+        assert_eq!(m.state(), ServiceState::Starting);
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(a, vec![Action::ArmTimer(t + Duration::from_secs(30))]);
+        assert_eq!(m.state(), ServiceState::Running);
+        let p = m.last_pass().unwrap();
+        assert_eq!((p.found, p.result, p.ok), (Some(Health::Stopped), Some(Health::Running), true));
+        assert_eq!(p.actions, ["start: exit 0"]);
+        assert_eq!((m.passes(), m.repairs()), (1, 1));
+    }
+
+    #[test]
+    fn a_dirty_service_is_stopped_then_started() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Running, t);
+        let a = m.handle(&s, Event::Check, t);
+        let a = answer(&mut m, &s, &a, 1, t);
+        assert_eq!(m.state(), ServiceState::Stopping);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd stop");
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd start");
+        let a = answer(&mut m, &s, &a, 0, t);
+        let _ = answer(&mut m, &s, &a, 0, t);
+        let p = m.last_pass().unwrap();
+        assert_eq!(p.found, Some(Health::Dirty(1)));
+        assert_eq!(p.actions, ["stop: exit 0", "start: exit 0"]);
+        assert!(p.ok);
+    }
+
+    #[test]
+    fn expected_stopped_is_stopped_and_a_failed_repair_is_reported() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Stopped, t);
+        let a = m.handle(&s, Event::Check, t);
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd stop");
+        let a = answer(&mut m, &s, &a, 1, t);
+        let _ = answer(&mut m, &s, &a, 0, t);
+        let p = m.last_pass().unwrap();
+        assert_eq!((p.found, p.result, p.ok), (Some(Health::Running), Some(Health::Running), false));
+        assert_eq!(p.actions, ["stop: exit 1"]);
+        assert!(!m.is_down() || m.want_up() == false);
+    }
+
+    #[test]
+    fn commands_during_a_pass_wait_for_it_and_dry_run_only_reports() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Running, t);
+        let a = m.handle(&s, Event::Check, t);
+        // A stop while the status runs: no second command at once.
+        assert!(m.handle(&s, Event::Stop, t).is_empty());
+        // The pass goes on towards what is wanted now: stopped.
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd stop");
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        // Then the pass the stop asked for: a status, nothing to do.
+        let a = answer(&mut m, &s, &a, 3, t);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        let a = answer(&mut m, &s, &a, 3, t);
+        assert_eq!(a, vec![Action::ArmTimer(t + Duration::from_secs(30))]);
+        assert!(m.is_down());
+        assert_eq!(m.passes(), 2);
+
+        let mut d = ExternalMachine::new(Expected::Running, t).dry_run().without_periodic_checks();
+        let a = d.handle(&s, Event::Check, t);
+        let a = answer(&mut d, &s, &a, 3, t);
+        assert_eq!(a, vec![Action::CancelTimer]);
+        let p = d.last_pass().unwrap();
+        assert_eq!((p.found, p.ok, p.actions.len()), (Some(Health::Stopped), false, 0));
+    }
+
+    #[test]
+    fn hung_commands_are_killed() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Running, t);
+        let a = m.handle(&s, Event::Check, t);
+        assert!(a.contains(&Action::ArmTimer(t + Duration::from_secs(60))));
+        m.handle(&s, Event::Spawned { pid: 7 }, t);
+        let t60 = t + Duration::from_secs(60);
+        assert_eq!(m.handle(&s, Event::Timer, t60), vec![Action::Signal(Signal::SIGKILL)]);
+        let a = m.handle(&s, Event::Exited { status: ExitStatus::Signal(Signal::SIGKILL), leftovers: false }, t60);
+        // Dirty (124): stop, start, status.
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd stop");
+        assert_eq!(m.last_pass(), None);
+        assert_eq!(m.error(), Some("status timed out"));
+    }
+
+    #[test]
+    fn pattern_status_and_stop() {
+        let t = Instant::now();
+        let mut s = Service::new("custom1", Command::Argv(vec!["true".into()]));
+        s.kind = Kind::External(ExternalSpec::start(words("/path/to/script --daemon")));
+        let mut m = ExternalMachine::new(Expected::Stopped, t);
+        assert_eq!(m.handle(&s, Event::Check, t), vec![Action::CancelTimer, Action::FindPattern]);
+        assert_eq!(m.handle(&s, Event::Found { count: 2 }, t), vec![Action::KillPattern(Signal::SIGTERM)]);
+        assert_eq!(m.handle(&s, Event::Found { count: 2 }, t), vec![Action::ArmTimer(t + PATTERN_POLL)]);
+        assert_eq!(m.handle(&s, Event::Timer, t), vec![Action::FindPattern]);
+        let t60 = t + Duration::from_secs(60);
+        let a = m.handle(&s, Event::Found { count: 1 }, t60);
+        assert_eq!(a, vec![Action::KillPattern(Signal::SIGKILL), Action::ArmTimer(t60 + PATTERN_POLL)]);
+        assert_eq!(m.handle(&s, Event::Timer, t60), vec![Action::FindPattern]);
+        assert_eq!(m.handle(&s, Event::Found { count: 0 }, t60), vec![Action::FindPattern]);
+        let a = m.handle(&s, Event::Found { count: 0 }, t60);
+        assert_eq!(a, vec![Action::ArmTimer(t60 + Duration::from_secs(30))]);
+        let p = m.last_pass().unwrap();
+        assert_eq!((p.found, p.result, p.ok), (Some(Health::Running), Some(Health::Stopped), true));
+        assert!(m.is_down());
+    }
+}
