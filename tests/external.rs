@@ -191,7 +191,10 @@ expected = "stopped"
 "#,
     );
     // The status command starts a child and hangs.
-    write_script(&f.path("status.sh"), &format!("{} sleep {}/child.pid &\nwait", crate::util::helper(), f.dir.path().display()));
+    write_script(
+        &f.path("status.sh"),
+        &format!("{} sleep {}/child.pid &\nwait", crate::util::helper(), f.dir.path().display()),
+    );
     write_script(&f.path("stop.sh"), "exit 0");
     write_script(&f.path("start.sh"), "exit 0");
     let (code, out, _) = f.cli_code(&["check"]);
@@ -235,7 +238,9 @@ daemon = "DIR/fg-daemon.pid"
     assert!(out.contains("fg: expected running, found running (ok)"), "{out}");
 
     // Expected stopped now: both are stopped, by pattern and by pidfile.
-    let text = fs::read_to_string(&f.config).unwrap().replace("kind = \"external\"", "kind = \"external\"\nexpected = \"stopped\"");
+    let text = fs::read_to_string(&f.config)
+        .unwrap()
+        .replace("kind = \"external\"", "kind = \"external\"\nexpected = \"stopped\"");
     fs::write(&f.config, text).unwrap();
     let (code, out, err) = f.cli_code(&["check"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -53,9 +53,25 @@ fn names(f: &Fixture) -> Vec<String> {
     st["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
 }
 
+/// As [`wait_for`], with the supervisor's log in the panic message.
+fn wait_logged<T>(f: &Fixture, what: &str, limit: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}; log:\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Waits until service `name` is listed and running.
 fn wait_running(f: &Fixture, name: &str, limit: Duration) -> Value {
-    wait_for(&format!("{name} to be listed"), limit, || names(f).iter().any(|n| n == name).then_some(()));
+    wait_logged(f, &format!("{name} to be listed"), limit, || names(f).iter().any(|n| n == name).then_some(()));
     f.wait_state(name, "running", limit)
 }
 
@@ -275,7 +291,7 @@ fn auto_reload_picks_up_an_edited_file() {
     let text = fs::read_to_string(&f.config).unwrap().replace("frobnicate = 1\n", "");
     let text = format!("{text}[service.c]\ncommand = [\"{}\", \"sleep\", \"{d}/c.pid\"]\n", helper());
     fs::write(&f.config, text).unwrap();
-    wait_for("c to run", Duration::from_secs(10), || read_pid(&f.path("c.pid")));
+    wait_logged(&f, "c to run", Duration::from_secs(10), || read_pid(&f.path("c.pid")));
     wait_for("b to go", T, || (!names(&f).contains(&"b".to_string())).then_some(()));
     assert_eq!(f.pid("a"), a);
 }
@@ -340,4 +356,25 @@ fn supervisor_settings_that_need_a_restart_are_reported() {
     f.wait_state("a", "running", T);
     let log = f.log();
     assert!(!log[before..].contains(" INFO "), "{}", &log[before..]);
+}
+
+#[test]
+fn a_removed_service_is_forgotten_by_the_state_file() {
+    let two = "[service.a]\ncommand = [\"HELPER\", \"sleep\"]\n[service.b]\ncommand = [\"HELPER\", \"sleep\"]\n";
+    let mut f = Fixture::new(two);
+    f.start();
+    f.wait_state("b", "running", T);
+    rewrite(&f, "", "[service.a]\ncommand = [\"HELPER\", \"sleep\"]\n");
+    let (code, out, err) = f.cli_code(&["reload"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("b to go", T, || (!names(&f).contains(&"b".to_string())).then_some(()));
+    let state = fs::read_to_string(f.path("rt/run/state.json")).unwrap();
+    assert!(!state.contains("\"b\""), "{state}");
+    // Back in the file, after a restart of the supervisor: its `expected`
+    // applies, not the stop that removed it.
+    crate::util::stop_supervisor(f.supervisor.as_mut().unwrap());
+    f.supervisor = None;
+    rewrite(&f, "", two);
+    f.start();
+    f.wait_state("b", "running", T);
 }

@@ -11,6 +11,7 @@ mod engine;
 mod exec;
 mod external;
 mod lifecycle;
+mod reload;
 mod runtime_dirs;
 mod servicedirs;
 mod simplevisor;

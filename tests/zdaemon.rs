@@ -99,6 +99,11 @@ fn the_documented_session_start_status_stop() {
     assert_eq!(out, format!("program running; pid={pid}\n"));
     let (code, out, _) = zd.run(&["-Cconf", "start"]);
     assert_eq!((code, out), (0, format!("daemon process already running; pid={pid}\n")));
+    let out = zd.ok(&["-Cconf", "restart"]);
+    assert!(out.starts_with("daemon process restarted, pid="), "{out}");
+    wait_gone(pid);
+    let pid = pid_in(&out);
+    assert_eq!(zd.ok(&["-Cconf", "status"]), format!("program running; pid={pid}\n"));
     assert_eq!(zd.ok(&["-Cconf", "stop"]), "daemon process stopped\n");
     wait_gone(pid);
     let (code, out, _) = zd.run(&["-Cconf", "status"]);
@@ -139,7 +144,10 @@ fn ad_hoc_program_with_p() {
     assert_eq!(zd.ok(&["-p", "sleep 100", "status"]), format!("program running; pid={pid}\n"));
     // The long options, and the socket named with -s, reach the same one.
     let socket = zd.path("zdsock").display().to_string();
-    assert_eq!(zd.ok(&["--program", "sleep 100", "--socket-name", &socket, "status"]), format!("program running; pid={pid}\n"));
+    assert_eq!(
+        zd.ok(&["--program", "sleep 100", "--socket-name", &socket, "status"]),
+        format!("program running; pid={pid}\n")
+    );
     assert_eq!(zd.ok(&["-p", "sleep 100", "stop"]), "daemon process stopped\n");
     wait_gone(pid);
     let (code, out, _) = zd.run(&["-p", "sleep 100", "status"]);
@@ -251,8 +259,14 @@ fn errors_name_the_zdaemon_file_line_and_key() {
     zd.conf("<runner>\n  program sleep 100\n  progam sleep\n  backoff-limit ten\n</runner>\n");
     let (code, _, err) = zd.run(&["-Cconf", "status"]);
     assert_eq!(code, 6);
-    assert!(err.contains("error: conf:3: key \"progam\": unknown key; the valid keys are: program, socket-name,"), "{err}");
-    assert!(err.contains("error: conf:4: key \"backoff-limit\": expected a whole number of seconds, found \"ten\""), "{err}");
+    assert!(
+        err.contains("error: conf:3: key \"progam\": unknown key; the valid keys are: program, socket-name,"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: conf:4: key \"backoff-limit\": expected a whole number of seconds, found \"ten\""),
+        "{err}"
+    );
     let (code, _, err) = zd.run(&["convert", "conf"]);
     assert_eq!(code, 6);
     assert!(err.contains("conf:3: key \"progam\""), "{err}");
@@ -304,7 +318,8 @@ fn convert_prints_toml_that_runs_the_same() {
 fn the_shell_reads_commands_from_a_pipe() {
     let zd = Zd::new();
     zd.conf("<runner>\n  program sleep 100\n  socket-name DIR/demo.zdsock\n</runner>\n");
-    let script = "status\n# a comment\n\nstart\nstatus\nnonsense\nkill CONT\nstatus --json\nstop\nstatus\nquit\nstatus\n";
+    let script =
+        "status\n# a comment\n\nstart\nstatus\nnonsense\nkill CONT\nstatus --json\nstop\nstatus\nquit\nstatus\n";
     let (code, out, err) = zd.run_with(&["-Cconf", "shell"], script);
     assert_eq!(code, 3, "the last command's code (status: not running): {out}{err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -319,9 +334,11 @@ fn the_shell_reads_commands_from_a_pipe() {
     assert_eq!(end, ["daemon manager not running", "daemon process stopped"], "{out}");
     wait_gone(pid);
 
-    // No command: zdaemon's default-to-interactive.
+    // No command: zdaemon's default-to-interactive, also with -p alone.
     let (code, out, _) = zd.run_with(&["-Cconf"], "status\n");
     assert_eq!((code, out.as_str()), (3, "daemon manager not running\n"));
+    let (code, out, _) = zd.run_with(&["-p", "sleep 100", "-s", "other.sock"], "status\ncheck-config\n");
+    assert_eq!((code, out.as_str()), (0, "daemon manager not running\n<command line>: ok (1 services)\n"));
     zd.conf("<runner>\n  program sleep 100\n  default-to-interactive off\n</runner>\n");
     let (code, _, err) = zd.run_with(&["-Cconf"], "status\n");
     assert_eq!(code, 2, "{err}");

@@ -36,19 +36,30 @@ mod check;
 mod kinds;
 mod service;
 pub(crate) mod simplevisor;
-pub mod zdaemon;
 #[cfg(test)]
 mod tests;
+pub mod zdaemon;
 
 use check::{found, resolve, service_before, valid_name, Diag, Raw, Scope, NAME_RULE};
-pub use zdaemon::{EventLogTarget, Overrides, ServiceExtras};
 use service::ServiceRead;
+pub use zdaemon::{EventLogTarget, Overrides, ServiceExtras};
 
 /// The keys of the top level of the file.
 const TOP_KEYS: &[&str] = &["supervisor", "service", "group"];
 /// The keys of the `[supervisor]` table.
-const SUPERVISOR_KEYS: &[&str] =
-    &["name", "runtime_dir", "directory", "umask", "log_level", "allow_uids", "allow_groups", "reload", "socket", "daemon", "event_log"];
+const SUPERVISOR_KEYS: &[&str] = &[
+    "name",
+    "runtime_dir",
+    "directory",
+    "umask",
+    "log_level",
+    "allow_uids",
+    "allow_groups",
+    "reload",
+    "socket",
+    "daemon",
+    "event_log",
+];
 
 /// The default `[supervisor] umask`.
 const DEFAULT_UMASK: u32 = 0o022;
@@ -182,9 +193,8 @@ impl Config {
             Some(v) => read_supervisor(&mut scope, v),
             None => Settings::default(),
         };
-        let extras_of = |services: &[ServiceRead]| {
-            services.iter().map(|r| (r.service.name.clone(), r.extras.clone())).collect()
-        };
+        let extras_of =
+            |services: &[ServiceRead]| services.iter().map(|r| (r.service.name.clone(), r.extras.clone())).collect();
         let mut services = match top.get("service") {
             Some(v) => read_services(&mut diag, &base, v),
             None => Vec::new(),

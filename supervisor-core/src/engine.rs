@@ -15,7 +15,9 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+use crate::behaviour::Behaviour;
 use crate::control::{AccessPolicy, ClientId, ControlServer};
+use crate::group::Group;
 use crate::output::ServiceOutput;
 use crate::persist::{SavedService, SavedState};
 use crate::pidfile::PidFile;
@@ -25,16 +27,14 @@ use crate::protocol::Response;
 use crate::reap::ReapScope;
 use crate::service::{signal_name, Expected, Input, Output, Service};
 use crate::spawn;
-use crate::behaviour::Behaviour;
-use crate::group::Group;
 use crate::state::{Action, Event};
 use crate::status::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
-use crate::task::LastRun;
 use crate::supervise::SuperviseDir;
+use crate::task::LastRun;
 
-mod reload;
 mod external;
 mod groups;
+mod reload;
 mod requests;
 mod svdir;
 mod tracking;
@@ -171,6 +171,8 @@ pub struct Engine {
     groups: Vec<Group>,
     /// External services: one pass per request, and only report.
     one_pass: Option<bool>,
+    /// Task runs that are due, held until the host releases them.
+    gate_tasks: Option<Vec<usize>>,
     /// `reload` requests for the host, and services being replaced.
     reload: reload::Reloads,
 }
@@ -225,6 +227,7 @@ impl Engine {
             finishers: HashMap::new(),
             groups: Vec::new(),
             one_pass: None,
+            gate_tasks: None,
             reload: reload::Reloads::default(),
         })
     }
@@ -243,6 +246,28 @@ impl Engine {
             Behaviour::External(m) => m.passes() > 0 && !m.busy() && s.leader.is_none(),
             _ => true,
         })
+    }
+
+    /// Holds back every loop task's run when it is due until the host
+    /// calls [`release_task_runs`](Engine::release_task_runs): a host that
+    /// re-reads its configuration before each run (atomservice) checks
+    /// [`task_runs_due`](Engine::task_runs_due) after each turn.
+    pub fn gate_task_runs(&mut self) {
+        self.gate_tasks.get_or_insert_with(Vec::new);
+    }
+
+    /// Whether task runs wait for [`release_task_runs`](Engine::release_task_runs).
+    pub fn task_runs_due(&self) -> bool {
+        self.gate_tasks.as_ref().is_some_and(|d| !d.is_empty())
+    }
+
+    /// Starts the task runs that are due.
+    pub fn release_task_runs(&mut self) {
+        let due = self.gate_tasks.as_mut().map(std::mem::take).unwrap_or_default();
+        for idx in due {
+            self.queue.push_back((idx, Event::Timer));
+        }
+        self.drain_queue();
     }
 
     /// Replaces the clock (before any service is added).
@@ -351,9 +376,12 @@ impl Engine {
             return;
         }
         let state = SavedState {
+            // A removed service is forgotten: added again later, its
+            // configuration's `expected` applies.
             services: self
                 .slots
                 .iter()
+                .filter(|s| !s.retired)
                 .map(|s| {
                     let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
                     (s.svc.name.clone(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
@@ -444,16 +472,15 @@ impl Engine {
         };
         self.state_dirty = true;
         if !self.shutting_down {
-            if external {
+            let later_in_group = self.group_of(idx).is_some_and(|(_, pos)| pos > 0);
+            if expected == Expected::Running && later_in_group {
+                // Started once the members before it are up.
+                self.slots[idx].held_start = true;
+            } else if external {
                 // Find out, then bring it where it is wanted.
                 self.queue.push_back((idx, Event::Check));
             } else if expected == Expected::Running {
-                if self.group_of(idx).is_some_and(|(_, pos)| pos > 0) {
-                    // Started once the members before it are up.
-                    self.slots[idx].held_start = true;
-                } else {
-                    self.queue.push_back((idx, Event::Start));
-                }
+                self.queue.push_back((idx, Event::Start));
             }
             self.drain_queue();
             self.advance_groups();
@@ -768,7 +795,11 @@ impl Engine {
         for idx in 0..self.slots.len() {
             if self.slots[idx].timer.is_some_and(|t| t <= now) {
                 self.slots[idx].timer = None;
-                self.queue.push_back((idx, Event::Timer));
+                let run_due = self.gate_tasks.is_some() && self.slots[idx].m.state() == ServiceState::Idle;
+                match self.gate_tasks.as_mut() {
+                    Some(due) if run_due => due.push(idx),
+                    _ => self.queue.push_back((idx, Event::Timer)),
+                }
             }
         }
     }
@@ -863,66 +894,66 @@ impl Engine {
     /// its machine how that went.
     fn spawn_slot(&mut self, idx: usize, command: Option<&Service>) {
         {
-                if self.slots[idx].finishing.is_some() {
-                    self.slots[idx].spawn_held = true;
-                    return;
-                }
-                // An external service's commands get the directories; the
-                // pidfile is what its start command writes.
-                let prepared = match command {
-                    None => crate::runtime_dir::before_spawn(&self.slots[idx].svc),
-                    Some(_) => crate::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
-                };
-                if let Err(error) = prepared {
-                    log::error!("{}: cannot start: {error}", self.slots[idx].svc.name);
+            if self.slots[idx].finishing.is_some() {
+                self.slots[idx].spawn_held = true;
+                return;
+            }
+            // An external service's commands get the directories; the
+            // pidfile is what its start command writes.
+            let prepared = match command {
+                None => crate::runtime_dir::before_spawn(&self.slots[idx].svc),
+                Some(_) => crate::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
+            };
+            if let Err(error) = prepared {
+                log::error!("{}: cannot start: {error}", self.slots[idx].svc.name);
+                self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
+                return;
+            }
+            let slot = &mut self.slots[idx];
+            let writers = match slot.output.as_mut().map(ServiceOutput::writers).transpose() {
+                Ok(w) => w.unwrap_or_default(),
+                Err(e) => {
+                    let error = format!("transcript pipe: {e}");
+                    log::error!("{}: cannot start: {error}", slot.svc.name);
                     self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
                     return;
                 }
-                let slot = &mut self.slots[idx];
-                let writers = match slot.output.as_mut().map(ServiceOutput::writers).transpose() {
-                    Ok(w) => w.unwrap_or_default(),
-                    Err(e) => {
-                        let error = format!("transcript pipe: {e}");
-                        log::error!("{}: cannot start: {error}", slot.svc.name);
-                        self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
-                        return;
+            };
+            let mut pipes = writers.pipes;
+            let named = Self::named_pipes_in(&self.named_pipes, &slot.svc);
+            pipes.stdout = pipes.stdout.or(named.stdout);
+            pipes.stderr = pipes.stderr.or(named.stderr);
+            pipes.stdin = named.stdin;
+            let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
+            // The child has its copies; ours would keep the pipe open.
+            drop(writers);
+            match spawned {
+                Ok(sp) => {
+                    match command {
+                        Some(c) => log::debug!("{}: running {} (pid {})", slot.svc.name, c.command, sp.pid),
+                        None => log::info!("{}: started pid {}", slot.svc.name, sp.pid),
                     }
-                };
-                let mut pipes = writers.pipes;
-                let named = Self::named_pipes_in(&self.named_pipes, &slot.svc);
-                pipes.stdout = pipes.stdout.or(named.stdout);
-                pipes.stderr = pipes.stderr.or(named.stderr);
-                pipes.stdin = named.stdin;
-                let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
-                // The child has its copies; ours would keep the pipe open.
-                drop(writers);
-                match spawned {
-                    Ok(sp) => {
-                        match command {
-                            Some(c) => log::debug!("{}: running {} (pid {})", slot.svc.name, c.command, sp.pid),
-                            None => log::info!("{}: started pid {}", slot.svc.name, sp.pid),
-                        }
-                        slot.changed_at = SystemTime::now();
-                        if command.is_none() {
-                            Self::write_pidfile(slot, sp.pid);
-                        }
-                        slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
-                        self.state_dirty = true;
-                        slot.leader = Some(sp.pid);
-                        slot.pgid = Some(sp.pid);
-                        self.leaders.insert(sp.pid, idx);
-                        self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
-                        if let Some(error) = sp.exec_error {
-                            log::error!("{}: {error}", self.slots[idx].svc.name);
-                            self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
-                        }
+                    slot.changed_at = SystemTime::now();
+                    if command.is_none() {
+                        Self::write_pidfile(slot, sp.pid);
                     }
-                    Err(e) => {
-                        log::error!("{}: cannot start: {e}", slot.svc.name);
-                        let transient = e.is_transient();
-                        self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
+                    slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
+                    self.state_dirty = true;
+                    slot.leader = Some(sp.pid);
+                    slot.pgid = Some(sp.pid);
+                    self.leaders.insert(sp.pid, idx);
+                    self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
+                    if let Some(error) = sp.exec_error {
+                        log::error!("{}: {error}", self.slots[idx].svc.name);
+                        self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
                     }
                 }
+                Err(e) => {
+                    log::error!("{}: cannot start: {e}", slot.svc.name);
+                    let transient = e.is_transient();
+                    self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
+                }
+            }
         }
     }
 

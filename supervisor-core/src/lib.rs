@@ -12,6 +12,15 @@
 //! It reads no clock and does no I/O, so its logic and the zdaemon-style
 //! backoff of [`RestartPolicy`] are tested without processes or sleeping.
 //!
+//! Services come in three [`Kind`]s, each with a machine of its own that
+//! speaks the same events and actions ([`behaviour::Behaviour`]): daemons
+//! ([`state::Machine`]), loop tasks run every interval without overlap
+//! ([`task::TaskMachine`], atomservice), and external services controlled
+//! by `start`/`stop`/`status` commands with LSB exit codes
+//! ([`external::ExternalMachine`], simplevisor). [`Group`]s start their
+//! members in order, stop them in reverse, and restart the others when one
+//! fails, as their [`Strategy`] says.
+//!
 //! The [`Engine`] is the thin, single-threaded loop around those machines.
 //! It sleeps in `poll(2)` until one of these needs it:
 //!

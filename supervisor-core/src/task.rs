@@ -325,7 +325,8 @@ impl TaskMachine {
                 self.leader_alive = false;
                 self.pid = None;
                 // An exec failure was noted by SpawnFailed: keep its reason.
-                let error = self.last.as_ref().filter(|r| r.exit.is_none() && r.error.is_some() && r.duration.is_zero());
+                let error =
+                    self.last.as_ref().filter(|r| r.exit.is_none() && r.error.is_some() && r.duration.is_zero());
                 let error = error.and_then(|r| r.error.clone());
                 let exit = if error.is_some() { None } else { Some(status) };
                 self.record(exit, error, now);
@@ -342,8 +343,7 @@ impl TaskMachine {
             (Event::AllGone, _) => Vec::new(),
             (Event::Timer, Phase::Idle) => self.spawn(now),
             (Event::Timer, Phase::Running)
-                if self.pid.is_some()
-                    && self.spec.timeout.zip(self.run_started).is_some_and(|(t, s)| now >= s + t) =>
+                if self.pid.is_some() && self.spec.timeout.zip(self.run_started).is_some_and(|(t, s)| now >= s + t) =>
             {
                 self.timed_out = true;
                 log::warn!("{}: run timed out; stopping it", svc.name);
@@ -387,7 +387,10 @@ mod tests {
         assert_eq!(a, vec![Action::ArmTimer(t0 + Duration::from_secs(10))]);
         assert_eq!(m.state(), ServiceState::Idle);
         let last = m.last().unwrap();
-        assert_eq!((last.duration, last.exit, m.runs(), m.failures()), (Duration::from_secs(3), Some(ExitStatus::Code(0)), 1, 0));
+        assert_eq!(
+            (last.duration, last.exit, m.runs(), m.failures()),
+            (Duration::from_secs(3), Some(ExitStatus::Code(0)), 1, 0)
+        );
     }
 
     #[test]
@@ -410,7 +413,8 @@ mod tests {
     fn timeout_stops_the_run_and_counts_a_failure() {
         let t0 = Instant::now();
         let s = svc();
-        let mut m = TaskMachine::new(TaskSpec { timeout: Some(Duration::from_secs(2)), ..spec(10) }, Expected::Running, t0, 1);
+        let mut m =
+            TaskMachine::new(TaskSpec { timeout: Some(Duration::from_secs(2)), ..spec(10) }, Expected::Running, t0, 1);
         m.handle(&s, Event::Start, t0);
         m.handle(&s, Event::Timer, t0);
         assert_eq!(m.handle(&s, Event::Spawned { pid: 5 }, t0), vec![Action::ArmTimer(t0 + Duration::from_secs(2))]);

@@ -72,6 +72,8 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
     let fail = |e: supervisor_core::EngineError| CliError::Failed(e.to_string());
     let mut engine = Engine::new(format!("{}-check", config.name)).map_err(fail)?;
     engine.check_once(args.dry_run);
+    // Members of a group start in order.
+    engine.set_groups(config.groups.clone());
     for mut svc in services {
         // From the command line, command output is only logged (at debug).
         if svc.transcript.is_some() {

@@ -77,11 +77,8 @@ pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Wait
     let code = outcome(&resp, verb);
     if code == exit::OK && wait && change != Change::Stop {
         // Then each service's `start_test`, until it passes.
-        let names: Vec<String> = if targets.all {
-            config.services.iter().map(|s| s.name.clone()).collect()
-        } else {
-            targets.names.clone()
-        };
+        let names: Vec<String> =
+            if targets.all { config.services.iter().map(|s| s.name.clone()).collect() } else { targets.names.clone() };
         return super::zdaemon::run_start_tests(config, &names, began);
     }
     Ok(code)

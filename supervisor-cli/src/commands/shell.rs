@@ -132,10 +132,8 @@ fn run_line(config: Option<&Path>, zd: &ZdaemonArgs, words: &[String]) -> u8 {
     }
     args.extend(zd.to_args().into_iter().map(OsString::from));
     args.extend(words.iter().map(OsString::from));
-    let parsed = Cli::command()
-        .args_override_self(true)
-        .try_get_matches_from(args)
-        .and_then(|m| Cli::from_arg_matches(&m));
+    let parsed =
+        Cli::command().args_override_self(true).try_get_matches_from(args).and_then(|m| Cli::from_arg_matches(&m));
     let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {

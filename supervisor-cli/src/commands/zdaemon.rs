@@ -103,7 +103,9 @@ pub fn dispatch(config: &Config, command: &Cmd) -> Result<Option<u8>, CliError> 
     let code = match command {
         Cmd::Fg { service, args } => fg(config, service.as_deref(), args)?,
         Cmd::Kill { signal, service } => kill(config, service.as_deref(), signal)?,
-        Cmd::Start { targets, waiting } if zd && !targets.all => start(&with_args(config, &targets.names), waiting, false)?,
+        Cmd::Start { targets, waiting } if zd && !targets.all => {
+            start(&with_args(config, &targets.names), waiting, false)?
+        }
         Cmd::Restart { targets, waiting } if zd && !targets.all => {
             start(&with_args(config, &targets.names), waiting, true)?
         }
@@ -161,8 +163,9 @@ fn service_status(config: &Config, name: &str) -> Result<ServiceStatus, CliError
     let command = Command::Status { names: vec![name.to_owned()] };
     let resp = super::call(config, command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
     let snapshot = resp.status.ok_or_else(|| CliError::Failed("the supervisor sent no status".into()))?;
-    snapshot.services.into_iter().find(|s| s.name == name).ok_or_else(|| {
-        CliError::UnknownService { message: format!("no service named {name:?}"), code: exit::STATUS_UNKNOWN }
+    snapshot.services.into_iter().find(|s| s.name == name).ok_or_else(|| CliError::UnknownService {
+        message: format!("no service named {name:?}"),
+        code: exit::STATUS_UNKNOWN,
     })
 }
 
@@ -214,11 +217,19 @@ fn stop(config: &Config, waiting: &Waiting) -> Result<u8, CliError> {
     let slowest = config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
     let timeout = waiting.timeout.unwrap_or(slowest + Duration::from_secs(10));
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+    let pid = client.call(Command::Ping, Duration::from_secs(5)).ok().and_then(|r| r.status).map(|s| s.supervisor.pid);
     let resp = client.call(Command::Shutdown, timeout).map_err(|e| failed(&e))?;
     if let Some(err) = resp.error {
         return Err(CliError::Failed(err.message));
     }
     client.wait_closed(Duration::from_secs(10)).map_err(|e| failed(&e))?;
+    // Until the supervisor is gone, with its socket link and pidfile.
+    if let Some(pid) = pid {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while supervisor_core::procfs::read_stat(pid).is_some_and(|p| !p.zombie) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
     println!("daemon process stopped");
     Ok(exit::OK)
 }
@@ -253,7 +264,8 @@ fn kill(config: &Config, service: Option<&str>, signal: &str) -> Result<u8, CliE
         CliError::NotRunning { name, socket, .. } => CliError::NotRunning { name, socket, code: exit::NOT_RUNNING },
         other => other,
     })?;
-    let command = Command::Signal { signal: signal.to_owned(), sel: Selection { names: vec![name.clone()], all: false } };
+    let command =
+        Command::Signal { signal: signal.to_owned(), sel: Selection { names: vec![name.clone()], all: false } };
     let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
     if let Some(s) = resp.services.iter().flatten().find(|s| !s.ok) {
         eprintln!("supervisor: {}: not signalled: {}", s.name, s.message.as_deref().unwrap_or("not running"));
@@ -434,8 +446,8 @@ pub fn daemon_command(config: &Config) -> Result<std::process::Command, CliError
     if config.overrides.no_file {
         cmd.env_remove("SUPERVISOR_CONFIG");
     } else {
-        let cfg = fs::canonicalize(&config.path)
-            .map_err(|e| CliError::Failed(format!("{}: {e}", config.path.display())))?;
+        let cfg =
+            fs::canonicalize(&config.path).map_err(|e| CliError::Failed(format!("{}: {e}", config.path.display())))?;
         cmd.env("SUPERVISOR_CONFIG", cfg);
     }
     cmd.args(config.overrides.to_args());

@@ -32,8 +32,19 @@ impl KindName {
 }
 
 /// Keys that mean nothing for each kind.
-const NOT_FOR_DAEMON: &[&str] =
-    &["interval", "timeout", "jitter", "control", "start", "stop", "status", "pattern", "daemon", "path", "check_interval"];
+const NOT_FOR_DAEMON: &[&str] = &[
+    "interval",
+    "timeout",
+    "jitter",
+    "control",
+    "start",
+    "stop",
+    "status",
+    "pattern",
+    "daemon",
+    "path",
+    "check_interval",
+];
 const NOT_FOR_TASK: &[&str] = &[
     "restart",
     "exit_codes",
@@ -88,7 +99,13 @@ pub(super) fn kind_of(s: &mut Scope<'_, '_>, f: &Fields<'_, '_>) -> KindName {
 /// Checks the keys that do not apply to the kind, and fills in
 /// [`Service::kind`] from the task or external keys. Run it once
 /// `runtime_dir` and `coordinate` are read (commands may use them).
-pub(super) fn read_kind(s: &mut Scope<'_, '_>, f: &Fields<'_, '_>, kind: KindName, name: Range<usize>, svc: &mut Service) {
+pub(super) fn read_kind(
+    s: &mut Scope<'_, '_>,
+    f: &Fields<'_, '_>,
+    kind: KindName,
+    name: Range<usize>,
+    svc: &mut Service,
+) {
     let not_for = match kind {
         KindName::Daemon => NOT_FOR_DAEMON,
         KindName::Task => NOT_FOR_TASK,
@@ -328,7 +345,11 @@ fn read_group(
     let mut members = Vec::new();
     for item in items {
         let DeValue::String(m) = item.get_ref() else {
-            s.error(item.span(), Some(&key("services")), format!("expected a service name, found {}", found(item.get_ref())));
+            s.error(
+                item.span(),
+                Some(&key("services")),
+                format!("expected a service name, found {}", found(item.get_ref())),
+            );
             continue;
         };
         let m = m.to_string();

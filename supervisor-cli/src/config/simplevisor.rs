@@ -1396,10 +1396,14 @@ fn toml_string(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The TOML for `text`, checked: valid TOML, and a valid configuration.
     fn convert(text: &str) -> String {
-        match to_toml(Path::new("/etc/simplevisor/demo.conf"), text) {
+        let path = Path::new("/etc/simplevisor/demo.conf");
+        match to_toml(path, text) {
             Ok(toml) => {
                 toml::from_str::<toml::Table>(&toml).unwrap_or_else(|e| panic!("invalid TOML: {e}\n{toml}"));
+                crate::config::Config::parse(path, &toml)
+                    .unwrap_or_else(|e| panic!("invalid configuration: {e}\n{toml}"));
                 toml
             }
             Err(e) => panic!("{e}"),

@@ -310,9 +310,11 @@ pub fn load_with(file: Option<&Path>, mut overrides: Overrides) -> Result<Config
             let err = |m: &str| ConfigErrors(vec![ConfigError::new(path, m)]);
             let program = overrides.program.as_deref().ok_or_else(|| err("no configuration file and no -p"))?;
             let socket = overrides.socket.clone().unwrap_or_else(|| cwd.join("zdsock"));
-            let mut r = Runner::default();
-            r.program = Some(At::new(program_words(program, &cwd), 0));
-            r.socket = Some(At::new(socket.clone(), 0));
+            let r = Runner {
+                program: Some(At::new(program_words(program, &cwd), 0)),
+                socket: Some(At::new(socket.clone(), 0)),
+                ..Runner::default()
+            };
             let name = format!("zdaemon-{}", short_hash(socket.as_os_str()));
             let t = emit(&r, &name, None, None, &cwd);
             match Config::parse(path, &t.toml) {
@@ -489,7 +491,9 @@ fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Result<String,
         };
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         if !valid {
-            return Err(format!("\"$\" must be followed by a name or \"{{NAME}}\" (write \"$$\" for a dollar sign) in {value:?}"));
+            return Err(format!(
+                "\"$\" must be followed by a name or \"{{NAME}}\" (write \"$$\" for a dollar sign) in {value:?}"
+            ));
         }
         match defines.get(&name.to_ascii_lowercase()) {
             Some(v) => out.push_str(v),
@@ -576,7 +580,9 @@ fn parse_tree(text: &str, errors: &mut Errors<'_>) -> Section {
         }
         let (key, value) = split_first(line);
         match substitute(value, &defines) {
-            Ok(value) => stack.last_mut().expect("the root").entries.push(Entry { key: key.to_owned(), value, line: n }),
+            Ok(value) => {
+                stack.last_mut().expect("the root").entries.push(Entry { key: key.to_owned(), value, line: n })
+            }
             Err(e) => errors.at(n, Some(key), e),
         }
     }
@@ -655,7 +661,9 @@ fn exit_codes(v: &str) -> Result<Vec<u8>, String> {
         return Ok(Vec::new());
     }
     v.split(',')
-        .map(|c| c.trim().parse::<u8>().map_err(|_| format!("expected exit codes 0-255 separated by commas, found {v:?}")))
+        .map(|c| {
+            c.trim().parse::<u8>().map_err(|_| format!("expected exit codes 0-255 separated by commas, found {v:?}"))
+        })
         .collect()
 }
 
@@ -953,6 +961,16 @@ fn quote(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
+/// A TOML key: bare when it can be.
+fn bare_key(key: &str) -> String {
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if bare {
+        key.to_owned()
+    } else {
+        quote(key)
+    }
+}
+
 fn quote_path(p: &Path) -> String {
     quote(&p.display().to_string())
 }
@@ -990,7 +1008,7 @@ fn emit(r: &Runner, name: &str, runtime_dir: Option<&Path>, source: Option<&Path
     match &r.directory {
         Some(d) => t.push(&format!("directory = {}", quote_path(&d.value)), d.line, Some("directory")),
         None => {
-            t.comment("zdaemon runs the program where it was started: here, where the file is.");
+            t.comment("zdaemon ran the program where it was started; here, in the file's directory.");
             t.push(&format!("directory = {}", quote_path(cwd)), 0, None);
         }
     }
@@ -1071,7 +1089,7 @@ fn emit(r: &Runner, name: &str, runtime_dir: Option<&Path>, source: Option<&Path
         t.push("", 0, None);
         t.push(&format!("[service.{PROGRAM}.env]"), r.environment_line, None);
         for e in &r.env {
-            t.push(&format!("{} = {}", quote(&e.value.0), quote(&e.value.1)), e.line, Some("environment"));
+            t.push(&format!("{} = {}", bare_key(&e.value.0), quote(&e.value.1)), e.line, Some("environment"));
         }
     }
     if let Some(tr) = &r.transcript {
@@ -1332,7 +1350,8 @@ mod tests {
         let p = Overrides { program: Some("echo  a b".into()), ..o };
         let c = load_with(Some(&path), p).unwrap();
         assert_eq!(c.services[0].command.argv(), ["echo", "a", "b", "100"]);
-        let adhoc = Overrides { program: Some("sleep 5".into()), socket: Some(d.path().join("zdsock")), ..Default::default() };
+        let adhoc =
+            Overrides { program: Some("sleep 5".into()), socket: Some(d.path().join("zdsock")), ..Default::default() };
         let c = load_with(None, adhoc.clone()).unwrap();
         assert!(c.overrides.no_file && c.is_zdaemon());
         assert_eq!(c.name, format!("zdaemon-{}", short_hash(d.path().join("zdsock").as_os_str())));

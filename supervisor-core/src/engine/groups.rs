@@ -124,7 +124,13 @@ impl Engine {
     /// daemon that was up (past `min_uptime`) died while wanted, or a check
     /// found a running external service stopped or dirty and repairs it.
     /// A member that keeps failing before it is up restarts no one else.
-    pub(super) fn is_failure(external: bool, before: ServiceState, after: ServiceState, event: &Event, want_up: bool) -> bool {
+    pub(super) fn is_failure(
+        external: bool,
+        before: ServiceState,
+        after: ServiceState,
+        event: &Event,
+        want_up: bool,
+    ) -> bool {
         use ServiceState as S;
         if !want_up || before != S::Running {
             return false;
