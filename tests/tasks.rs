@@ -209,3 +209,28 @@ services = ["a"]
     assert!(err.contains("group.g1.strategy"), "{err}");
     assert!(err.contains("\"a\" is already a member of group \"g1\""), "{err}");
 }
+
+#[test]
+fn reload_auto_applies_an_edited_file_before_the_next_run() {
+    let mut f = Fixture::with_supervisor_table(
+        "reload = \"auto\"",
+        r#"
+[service.loop]
+kind = "task"
+command = "echo v1 >> DIR/out"
+shell = true
+interval = "200ms"
+"#,
+    );
+    f.start();
+    wait_for("a run of v1", T, || lines(&f, "out").contains(&"v1".to_string()).then_some(()));
+    // Edited in place, as an operator would (a new file renamed over it).
+    let text = fs::read_to_string(&f.config).unwrap().replace("echo v1", "echo v2");
+    fs::write(f.path("t.toml.new"), text).unwrap();
+    fs::rename(f.path("t.toml.new"), &f.config).unwrap();
+    wait_for("a run of v2", T, || lines(&f, "out").contains(&"v2".to_string()).then_some(()));
+    let out = lines(&f, "out");
+    let first_v2 = out.iter().position(|l| l == "v2").unwrap();
+    assert!(out[first_v2..].iter().all(|l| l == "v2"), "no run of the old definition after the new one: {out:?}");
+    assert!(f.log().contains("changed; reloading it"), "{}", f.log());
+}

@@ -95,8 +95,8 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod control;
 pub mod behaviour;
+pub mod control;
 pub mod daemon;
 pub mod engine;
 pub mod external;

@@ -105,6 +105,7 @@ pub struct TaskMachine {
     runs: u64,
     failures: u64,
     rng: u64,
+    exec_error: Option<String>,
 }
 
 impl TaskMachine {
@@ -127,6 +128,7 @@ impl TaskMachine {
             runs: 0,
             failures: 0,
             rng: seed | 1,
+            exec_error: None,
         }
     }
 
@@ -225,6 +227,7 @@ impl TaskMachine {
         self.pid = None;
         self.timed_out = false;
         self.killed = false;
+        self.exec_error = None;
         vec![Action::CancelTimer, Action::Spawn]
     }
 
@@ -308,13 +311,7 @@ impl TaskMachine {
                 if self.pid.is_some() {
                     // The child exists and will exit 127: recorded then,
                     // with this reason.
-                    self.last = Some(RunRecord {
-                        started: self.run_started.unwrap_or(now),
-                        duration: Duration::ZERO,
-                        exit: None,
-                        timed_out: false,
-                        error: Some(error),
-                    });
+                    self.exec_error = Some(error);
                     return Vec::new();
                 }
                 self.record(None, Some(error), now);
@@ -325,9 +322,7 @@ impl TaskMachine {
                 self.leader_alive = false;
                 self.pid = None;
                 // An exec failure was noted by SpawnFailed: keep its reason.
-                let error =
-                    self.last.as_ref().filter(|r| r.exit.is_none() && r.error.is_some() && r.duration.is_zero());
-                let error = error.and_then(|r| r.error.clone());
+                let error = self.exec_error.take();
                 let exit = if error.is_some() { None } else { Some(status) };
                 self.record(exit, error, now);
                 if leftovers {

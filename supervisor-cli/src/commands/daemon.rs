@@ -100,6 +100,8 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     );
     // Groups first, so that their members start in order.
     engine.set_groups(config.groups.clone());
+    // Task runs wait for the host to check the file (reload = "auto").
+    engine.gate_task_runs();
     for svc in &config.services {
         try_!(engine.add_service(svc.clone()));
     }

@@ -241,11 +241,16 @@ struct Stamp {
 }
 
 impl Stamp {
-    /// Whether the file was modified at least `SETTLE` ago (by the
-    /// system clock).
+    /// Whether the file looks complete at first sight: not empty, and
+    /// modified at least `SETTLE` ago (by the system clock). An empty file
+    /// may be one being truncated, whose modification time the kernel
+    /// updates just after its size: it must stay so for `SETTLE`.
     fn settled(&self) -> bool {
+        if self.size == 0 {
+            return false;
+        }
         let (secs, nsecs) = self.mtime;
-        let Ok(secs) = u64::try_from(secs) else { return true };
+        let Ok(secs) = u64::try_from(secs) else { return false };
         let mtime = std::time::UNIX_EPOCH + Duration::new(secs, nsecs.clamp(0, 999_999_999) as u32);
         std::time::SystemTime::now().duration_since(mtime).is_ok_and(|age| age >= SETTLE)
     }
@@ -346,10 +351,10 @@ impl Reloader {
 
     /// With `reload = "auto"`: reloads when the file's metadata changed
     /// (an invalid file is logged once per change, and the running
-    /// configuration stays). A file modified less than [`SETTLE`] ago
-    /// waits for a later check, so that a file caught half-written (an
-    /// empty file is valid) is never applied. Returns whether the file
-    /// was read.
+    /// configuration stays). A file modified less than [`SETTLE`] ago, or
+    /// empty, is read only once its metadata stayed the same for
+    /// [`SETTLE`], so that a file caught half-written (an empty file is
+    /// valid) is never applied. Returns whether the file was read.
     pub fn check_auto(&mut self, engine: &mut Engine) -> bool {
         if self.current.reload != ReloadMode::Auto || engine.is_shutting_down() {
             return false;
@@ -375,13 +380,20 @@ impl Reloader {
         true
     }
 
-    /// What the host does after each turn: answers `reload` requests and
-    /// checks the file when `reload = "auto"`.
+    /// What the host does after each turn: answers `reload` requests,
+    /// checks the file when `reload = "auto"`, then lets the task runs
+    /// that are due start (the engine holds them, see
+    /// [`Engine::gate_task_runs`]), so that a run always follows a check of
+    /// the file, as atomservice re-reads its configuration at the top of
+    /// every loop.
     pub fn after_turn(&mut self, engine: &mut Engine) {
         while let Some(req) = engine.take_reload_request() {
             self.answer(engine, req);
         }
         self.check_auto(engine);
+        if engine.task_runs_due() {
+            engine.release_task_runs();
+        }
     }
 
     /// `SIGHUP`: a reload, logged.
@@ -511,6 +523,16 @@ command = "sleep 1"
         assert!(notes.contains("log_level changed from info to debug: applied"), "{notes}");
         assert!(notes.contains("reload changed from \"manual\" to \"auto\": applied"), "{notes}");
         assert!(!notes.contains("other [supervisor]"), "{notes}");
+    }
+
+    #[test]
+    fn groups_apply_at_once() {
+        let services = "[service.a]\ncommand = \"sleep 1\"\n[service.b]\ncommand = \"sleep 1\"\n";
+        let old = config(services);
+        let new = config(&format!("{services}[group.g]\nservices = [\"a\", \"b\"]\nstrategy = \"one_for_all\"\n"));
+        let r = diff(&old, &new);
+        assert_eq!(r.notes, vec!["groups changed: applied"]);
+        assert!(r.services.iter().all(|c| c.action == ReloadAction::Unchanged));
     }
 
     #[test]

@@ -296,8 +296,13 @@ pub fn interactive_settings(path: &Path) -> (bool, Option<String>) {
 /// without a file.
 pub fn load_with(file: Option<&Path>, mut overrides: Overrides) -> Result<Config, ConfigErrors> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // Made absolute here, so that the daemon (in another directory) reads
+    // them the same.
     if let Some(s) = overrides.socket.take() {
         overrides.socket = Some(resolve(&cwd, &s));
+    }
+    if let Some(p) = overrides.program.take() {
+        overrides.program = Some(program_words(&p, &cwd).join(" "));
     }
     let mut config = match file {
         Some(path) => {
