@@ -1,10 +1,13 @@
 //! The engine: a single-threaded loop that sleeps in `poll(2)` and drives
-//! one [`Machine`] per service.
+//! one state machine per service ([`Behaviour`]: a daemon's, a loop
+//! task's or an external service's).
 //!
 //! It wakes up only for a signal (through the self-pipe), a descriptor (the
 //! control socket and its clients, a child's exec-status pipe, the pidfd of
 //! a tracked descendant) or the nearest deadline (backoff, stop timeout,
-//! start confirmation). With nothing to do it sleeps without a timeout.
+//! start confirmation, a task's next run, an external service's next
+//! check or command timeout). With nothing to do it sleeps without a
+//! timeout.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
