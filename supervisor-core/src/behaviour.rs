@@ -18,9 +18,9 @@ pub enum Behaviour {
     /// A daemon.
     Daemon(Machine),
     /// A loop task.
-    Task(TaskMachine),
+    Task(Box<TaskMachine>),
     /// A service controlled by commands.
-    External(ExternalMachine),
+    External(Box<ExternalMachine>),
 }
 
 impl Behaviour {
@@ -29,8 +29,8 @@ impl Behaviour {
     pub fn new(svc: &Service, expected: Expected, now: Instant, seed: u64) -> Behaviour {
         match &svc.kind {
             Kind::Daemon => Behaviour::Daemon(Machine::new(expected, now)),
-            Kind::Task(spec) => Behaviour::Task(TaskMachine::new(spec.clone(), expected, now, seed)),
-            Kind::External(_) => Behaviour::External(ExternalMachine::new(expected, now)),
+            Kind::Task(spec) => Behaviour::Task(Box::new(TaskMachine::new((**spec).clone(), expected, now, seed))),
+            Kind::External(_) => Behaviour::External(Box::new(ExternalMachine::new(expected, now))),
         }
     }
 

@@ -439,7 +439,7 @@ impl Engine {
             m: match (Behaviour::new(&svc, expected, now, seed), self.one_pass) {
                 (Behaviour::External(m), Some(dry_run)) => {
                     let m = m.without_periodic_checks();
-                    Behaviour::External(if dry_run { m.dry_run() } else { m })
+                    Behaviour::External(Box::new(if dry_run { m.dry_run() } else { m }))
                 }
                 (b, _) => b,
             },

@@ -107,13 +107,13 @@ impl ExternalSpec {
     /// # Errors
     ///
     /// When `pattern` is not a valid regular expression.
-    pub fn pattern_regex(&self) -> Result<regex::Regex, String> {
+    pub fn pattern_regex(&self) -> Result<regex_lite::Regex, String> {
         let text = match (&self.pattern, &self.start) {
             (Some(p), _) => p.clone(),
-            (None, Some(s)) => regex::escape(&s.join(" ")),
+            (None, Some(s)) => regex_lite::escape(&s.join(" ")),
             (None, None) => String::from("$^"),
         };
-        regex::Regex::new(&text).map_err(|e| {
+        regex_lite::Regex::new(&text).map_err(|e| {
             // The parser's message draws the pattern over several lines;
             // its last line says what is wrong.
             let msg = e.to_string();
@@ -644,7 +644,7 @@ mod tests {
 
     fn control_svc() -> Service {
         let mut s = Service::new("httpd", Command::Argv(vec!["true".into()]));
-        s.kind = Kind::External(ExternalSpec::control(words("/sbin/service httpd")));
+        s.kind = Kind::External(Box::new(ExternalSpec::control(words("/sbin/service httpd"))));
         s
     }
 
@@ -839,7 +839,7 @@ mod tests {
     fn pattern_status_and_stop() {
         let t = Instant::now();
         let mut s = Service::new("custom1", Command::Argv(vec!["true".into()]));
-        s.kind = Kind::External(ExternalSpec::start(words("/path/to/script --daemon")));
+        s.kind = Kind::External(Box::new(ExternalSpec::start(words("/path/to/script --daemon"))));
         let mut m = ExternalMachine::new(Expected::Stopped, t);
         assert_eq!(m.handle(&s, Event::Check, t), vec![Action::CancelTimer, Action::FindPattern]);
         assert_eq!(m.handle(&s, Event::Found { count: 2 }, t), vec![Action::KillPattern(Signal::SIGTERM)]);

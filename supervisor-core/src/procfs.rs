@@ -84,7 +84,7 @@ pub fn cmdline(pid: i32) -> Option<String> {
 
 /// The processes whose command line matches `pattern`, except this
 /// process and the ones in `except`.
-pub fn matching(pattern: &regex::Regex, except: &[i32]) -> Vec<i32> {
+pub fn matching(pattern: &regex_lite::Regex, except: &[i32]) -> Vec<i32> {
     let me = std::process::id() as i32;
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()

@@ -287,11 +287,11 @@ pub enum Kind {
     Daemon,
     /// [`Service::command`] run every interval, never two runs at once
     /// (atomservice); see [`task`](crate::task).
-    Task(TaskSpec),
+    Task(Box<TaskSpec>),
     /// A service controlled by commands with LSB return codes
     /// (simplevisor); see [`external`](crate::external).
     /// [`Service::command`] is not run.
-    External(ExternalSpec),
+    External(Box<ExternalSpec>),
 }
 
 impl Kind {

@@ -122,6 +122,24 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
     }
 }
 
+/// Gives the memory that start-up freed (parsing the command line and the
+/// configuration) back to the system, where the C library can: a daemon
+/// that then runs for months should not keep its start-up's peak. Returns
+/// whether anything was released.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only walks and shrinks the allocator's own
+        // free lists; it takes the allocator's locks and is safe to call at
+        // any time from a single-threaded program.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 /// Sets the name the kernel shows for this process (`comm`, as `ps -o
 /// comm` and `top` show it; cut to 15 bytes).
 pub fn set_process_name(name: &str) {

@@ -43,7 +43,7 @@ fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
 /// # Errors
 ///
 /// When the instance is already running or its socket cannot be served.
-pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
+pub fn run_foreground(config: Config) -> Result<u8, CliError> {
     let notifier = Notifier::from_env();
     match serve(config, notifier) {
         Ok(code) => Ok(code),
@@ -57,7 +57,7 @@ pub fn run_foreground(config: &Config) -> Result<u8, CliError> {
 
 type ServeError = (CliError, Option<Notifier>);
 
-fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
+fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     macro_rules! try_ {
         ($e:expr) => {
             match $e {
@@ -68,7 +68,7 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     }
     logger::init(config.log_level);
     supervisor_core::sys::set_process_name(&format!("sv: {}", config.name));
-    if let Err(e) = make_runtime_dirs(config) {
+    if let Err(e) = make_runtime_dirs(&config) {
         return Err((e, notifier));
     }
     let log_path = config.log_dir().join("supervisor.log");
@@ -90,7 +90,7 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
-    let socket_link = try_!(super::zdaemon::SocketLink::create(config));
+    let socket_link = try_!(super::zdaemon::SocketLink::create(&config));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
         config.name,
@@ -105,10 +105,14 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     for svc in &config.services {
         try_!(engine.add_service(svc.clone()));
     }
+    // Start-up is over: its temporary memory goes back to the system.
+    supervisor_core::sys::release_free_memory();
     if let Some(n) = notifier {
         n.ready();
     }
-    let mut reloader = super::reload::Reloader::new(config.clone());
+    let name = config.name.clone();
+    // The reloader keeps the one copy of the configuration from now on.
+    let mut reloader = super::reload::Reloader::new(config);
     engine.accept_reload();
     while !engine.is_finished() {
         engine.turn(reloader.max_wait()).map_err(|e| (failed(e), None))?;
@@ -127,7 +131,7 @@ fn serve(config: &Config, notifier: Option<Notifier>) -> Result<u8, ServeError> 
     engine.run().map_err(|e| (failed(e), None))?;
     drop(socket_link);
     drop(pidfile);
-    log::info!("supervisor {} exits", config.name);
+    log::info!("supervisor {name} exits");
     Ok(exit::OK)
 }
 
@@ -151,7 +155,7 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     }
     if !config.daemon {
         // `[supervisor] daemon = false` (zdaemon's `daemon off`).
-        return run_foreground(config);
+        return run_foreground(config.clone());
     }
     let mut command = super::zdaemon::daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);

@@ -60,7 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         Cmd::Up { timeout } => daemon::up(&config, timeout),
-        Cmd::Run => daemon::run_foreground(&config),
+        Cmd::Run => daemon::run_foreground(config),
         Cmd::Status { names, json } => status::status(&config, &names, json),
         Cmd::Start { targets, waiting } => services::change(&config, services::Change::Start, &targets, &waiting),
         Cmd::Stop { targets, waiting } => services::change(&config, services::Change::Stop, &targets, &waiting),

@@ -177,7 +177,7 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
     if !running {
         if !config.daemon {
             // zdaemon's `daemon off`: the supervisor runs in the foreground.
-            return super::daemon::run_foreground(config);
+            return super::daemon::run_foreground(config.clone());
         }
         super::daemon::up(config, Duration::from_secs(10))?;
     } else if !restart {

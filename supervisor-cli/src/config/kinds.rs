@@ -119,10 +119,10 @@ pub(super) fn read_kind(
     }
     match kind {
         KindName::Daemon => {}
-        KindName::Task => svc.kind = Kind::Task(task(s, f, name)),
+        KindName::Task => svc.kind = Kind::Task(Box::new(task(s, f, name))),
         KindName::External => {
             if let Some(spec) = external(s, f, name, svc) {
-                svc.kind = Kind::External(spec);
+                svc.kind = Kind::External(Box::new(spec));
             }
         }
     }
