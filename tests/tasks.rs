@@ -88,7 +88,7 @@ stop_timeout = "200ms"
     });
     assert_eq!(s["last_run"]["exit"]["code"], 3);
     let log = f.log();
-    assert!(log.contains("fails: pid") && log.contains("exited with code 3"), "{log}");
+    assert!(log.contains("WARN  fails: run failed: exited with code 3 ("), "{log}");
 
     let s = wait_for("a timed-out run", T, || {
         let s = f.service("hangs");

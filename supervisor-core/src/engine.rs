@@ -864,6 +864,23 @@ impl Engine {
                     log::error!("{name}: fatal after {failures} quick failures")
                 }
             },
+            // A task's run ended (not: the task was enabled).
+            ServiceState::Idle if before != ServiceState::Stopped => {
+                if let Behaviour::Task(t) = &s.m {
+                    match t.last().filter(|r| !r.success()) {
+                        Some(r) => {
+                            let how = match (&r.error, r.exit) {
+                                (Some(e), _) => e.clone(),
+                                _ if r.timed_out => "timed out".to_string(),
+                                (None, Some(x)) => x.to_string(),
+                                (None, None) => "failed".to_string(),
+                            };
+                            log::warn!("{name}: run failed: {how} ({} of {} runs failed)", t.failures(), t.runs());
+                        }
+                        None => log::debug!("{name}: run finished"),
+                    }
+                }
+            }
             ServiceState::Dirty if before != ServiceState::Dirty => {
                 log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"))
             }
