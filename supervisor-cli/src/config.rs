@@ -284,6 +284,22 @@ impl Config {
     pub fn console_dir(&self) -> PathBuf {
         console_dir(&self.runtime_dir)
     }
+
+    /// About the longest a shutdown can take: the slowest service's stop
+    /// (an external service's stop and status commands, and the pass that
+    /// may be running), or a group's members one after the other.
+    pub fn longest_stop(&self) -> std::time::Duration {
+        let stop = |s: &Service| match &s.kind {
+            supervisor_core::Kind::External(e) => e.timeout * 4,
+            _ => s.stop_timeout,
+        };
+        let single = self.services.iter().map(stop).max().unwrap_or_default();
+        let grouped = self
+            .groups
+            .iter()
+            .map(|g| g.services.iter().filter_map(|n| self.services.iter().find(|s| &s.name == n)).map(stop).sum());
+        grouped.fold(single, std::cmp::max)
+    }
 }
 
 /// The file names in `RUNTIME_DIR/run`.

@@ -209,8 +209,7 @@ pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliErr
             return Ok(exit::OK);
         }
     };
-    let slowest = config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
-    let timeout = timeout.unwrap_or(slowest + Duration::from_secs(10));
+    let timeout = timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
     let resp = client.call(Command::Shutdown, timeout).map_err(failed)?;
     if let Some(err) = resp.error {
         return Err(failed(err.message));

@@ -214,8 +214,7 @@ fn stop(config: &Config, waiting: &Waiting) -> Result<u8, CliError> {
         println!("daemon manager not running");
         return Ok(exit::OK);
     };
-    let slowest = config.services.iter().map(|s| s.stop_timeout).max().unwrap_or_default();
-    let timeout = waiting.timeout.unwrap_or(slowest + Duration::from_secs(10));
+    let timeout = waiting.timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let pid = client.call(Command::Ping, Duration::from_secs(5)).ok().and_then(|r| r.status).map(|s| s.supervisor.pid);
     let resp = client.call(Command::Shutdown, timeout).map_err(|e| failed(&e))?;
