@@ -271,3 +271,35 @@ min_uptime = "1s"
     assert!(err.contains("invalid pattern"), "{err}");
     assert!(err.contains("`min_uptime` does not apply to kind = \"external\""), "{err}");
 }
+
+#[test]
+fn path_is_the_commands_path_and_stop_start_restarts() {
+    let mut f = Fixture::new(
+        r#"
+[service.tool]
+kind = "external"
+path = "DIR/bin"
+start = "tool-start"
+stop = "tool-stop"
+status = "tool-status"
+restart = "stop+start"
+"#,
+    );
+    let d = f.dir.path().display().to_string();
+    // Found through `path` only: the commands are not in the inherited PATH.
+    // (Only shell built-ins and absolute paths work with that PATH.)
+    write_script(&f.path("bin/tool-start"), &format!("echo start >> {d}/calls; : > {d}/up"));
+    write_script(&f.path("bin/tool-stop"), &format!("echo stop >> {d}/calls; /bin/rm -f {d}/up"));
+    write_script(&f.path("bin/tool-status"), &format!("echo \"$PATH\" > {d}/path; [ -f {d}/up ] && exit 0; exit 3"));
+    let (code, out, err) = f.cli_code(&["check"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(fs::read_to_string(f.path("path")).unwrap().trim(), format!("{d}/bin"));
+    assert_eq!(calls(&f), ["start"]);
+
+    // restart = "stop+start": the stop command, then the start command.
+    f.start();
+    f.wait_state("tool", "running", T);
+    let (code, _, err) = f.cli_code(&["restart", "tool"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(calls(&f), ["start", "stop", "start"]);
+}
