@@ -963,7 +963,7 @@ impl Translation {
 
 /// A TOML string literal.
 fn quote(s: &str) -> String {
-    toml::Value::String(s.to_owned()).to_string()
+    super::simplevisor::toml_string(s)
 }
 
 /// A TOML key: bare when it can be.
