@@ -147,6 +147,9 @@ pub enum Cmd {
     },
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
+    /// Check the external services once, repair what is not as expected,
+    /// and say what was found and done (exit 0 when all are as expected).
+    Check(commands::check::CheckArgs),
     /// Remove the runtime directories (`runtime_dir`) of stopped services;
     /// refuse (exit 1) for one that runs.
     Cleanup {
@@ -186,9 +189,6 @@ pub enum Cmd {
     /// Set up the process (user, limits, lock, process group), then exec
     /// PROGRAM: daemontools' setuidgid, softlimit, setlock and pgrphack.
     Exec(commands::exec::ExecArgs),
-    /// Check the external services once, repair what is not as expected,
-    /// and say what was found and done (exit 0 when all are as expected).
-    Check(commands::check::CheckArgs),
     /// Run a foreground program in the background with a pidfile, or stop
     /// it or report on it through the pidfile (an external service's
     /// `daemon`; simplevisor-loop).
