@@ -214,6 +214,9 @@ fn finish_gets_the_exit_code_and_the_signal() {
     script(&d.svc("f").join("finish"), &format!("echo \"$1 $2\" >> {}", d.path("finish.txt").display()));
     let _sup = d.scan();
     let s = d.s("f");
+    // The first run exits at once: wait for its finish, then for the
+    // second run (the one that stays up) before killing it.
+    wait_for("the first finish", T, || fs::read_to_string(d.path("finish.txt")).ok().filter(|t| !t.is_empty()));
     let pid = wait_up(&s);
     svc(&["-k", &s]);
     wait_for("a new pid", T, || up_pid(&s).filter(|p| *p != pid));
