@@ -199,7 +199,7 @@ expected = "stopped"
     write_script(&f.path("start.sh"), "exit 0");
     let (code, out, _) = f.cli_code(&["check"]);
     let child = read_pid(&f.path("child.pid")).expect("the status command's child ran");
-    assert!(!alive(child), "the hung command's group is killed");
+    wait_for("the hung command's group to be killed", T, || (!alive(child)).then_some(()));
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("found dirty (status exit 124)"), "{out}");
     assert!(out.contains("status timed out"), "{out}");

@@ -300,6 +300,12 @@ struct Job {
 const PATTERN_POLL: Duration = Duration::from_millis(100);
 /// How long a pattern stop waits after `KILL`.
 const PATTERN_KILL_WAIT: Duration = Duration::from_secs(5);
+/// How long the status after a repair is asked again while it does not
+/// show the wanted state yet (a start script that returns before its
+/// daemon is up).
+const VERIFY_SETTLE: Duration = Duration::from_secs(3);
+/// How often it is asked again meanwhile.
+const VERIFY_POLL: Duration = Duration::from_millis(250);
 /// The code that stands for a command killed for running too long.
 pub const TIMED_OUT: i32 = 124;
 
@@ -312,6 +318,10 @@ pub struct ExternalMachine {
     job: Option<Job>,
     todo: VecDeque<Operation>,
     verifying: bool,
+    /// Until when a verification that disagrees is asked again.
+    settle_until: Option<Instant>,
+    /// Waiting to ask the status again.
+    retry_wait: bool,
     pass: Option<PassReport>,
     last_pass: Option<PassReport>,
     pending: Option<Request>,
@@ -334,6 +344,8 @@ impl ExternalMachine {
             job: None,
             todo: VecDeque::new(),
             verifying: false,
+            settle_until: None,
+            retry_wait: false,
             pass: None,
             last_pass: None,
             pending: None,
@@ -505,6 +517,10 @@ impl ExternalMachine {
                     vec![Action::Signal(Signal::SIGKILL)]
                 }
                 Some(_) => Vec::new(),
+                None if self.retry_wait => {
+                    self.retry_wait = false;
+                    self.next_op(spec, now)
+                }
                 None if self.pass.is_none() => self.request(spec, Request::Check, now),
                 None => Vec::new(),
             },
@@ -528,6 +544,8 @@ impl ExternalMachine {
         let wanted = if self.want_up { Expected::Running } else { Expected::Stopped };
         self.pass = Some(PassReport { wanted: Some(wanted), ..PassReport::default() });
         self.todo.clear();
+        self.settle_until = None;
+        self.retry_wait = false;
         match req {
             Request::Check => {
                 self.verifying = false;
@@ -595,6 +613,19 @@ impl ExternalMachine {
             if pass.found.is_none() && !self.verifying {
                 pass.found = Some(health);
             }
+            // A start (or stop) that returns before the service is there
+            // (or gone): ask again for a little while before saying it
+            // failed.
+            let wanted = if self.want_up { Health::Running } else { Health::Stopped };
+            if self.verifying && !pass.actions.is_empty() && health != wanted {
+                let until = *self.settle_until.get_or_insert(now + VERIFY_SETTLE);
+                if now < until {
+                    self.todo.push_front(Operation::Status);
+                    self.retry_wait = true;
+                    return vec![Action::ArmTimer((now + VERIFY_POLL).min(until))];
+                }
+            }
+            self.settle_until = None;
             return self.next_op(spec, now);
         }
         pass.found = Some(health);
@@ -780,13 +811,43 @@ mod tests {
         let a = answer(&mut m, &s, &a, 0, t);
         assert_eq!(ran(&a).unwrap(), "/sbin/service httpd stop");
         let a = answer(&mut m, &s, &a, 1, t);
-        let _ = answer(&mut m, &s, &a, 0, t);
+        // Still running after the stop: asked again for a while...
+        let a = answer(&mut m, &s, &a, 0, t);
+        assert_eq!(a, vec![Action::ArmTimer(t + VERIFY_POLL)]);
+        assert!(m.last_pass().is_none());
+        let later = t + VERIFY_SETTLE;
+        let a = m.handle(&s, Event::Timer, later);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        // ...then the pass ends with what it says.
+        let _ = answer(&mut m, &s, &a, 0, later);
         let p = m.last_pass().unwrap();
         assert_eq!((p.found, p.result, p.ok), (Some(Health::Running), Some(Health::Running), false));
         assert_eq!(p.actions, ["stop: exit 1"]);
         // Nothing runs any more (a shutdown may end), but it still runs.
         assert!(m.is_down());
         assert_eq!(m.state(), ServiceState::Running);
+    }
+
+    #[test]
+    fn a_start_that_returns_before_the_daemon_is_up_is_given_time() {
+        let t = Instant::now();
+        let s = control_svc();
+        let mut m = ExternalMachine::new(Expected::Running, t);
+        let a = m.handle(&s, Event::Check, t);
+        let a = answer(&mut m, &s, &a, 3, t);
+        let a = answer(&mut m, &s, &a, 0, t);
+        // Not up yet right after the start: asked again, no second start.
+        let a = answer(&mut m, &s, &a, 3, t);
+        assert_eq!(a, vec![Action::ArmTimer(t + VERIFY_POLL)]);
+        assert_eq!(m.state(), ServiceState::Starting);
+        let t1 = t + VERIFY_POLL;
+        let a = m.handle(&s, Event::Timer, t1);
+        assert_eq!(ran(&a).unwrap(), "/sbin/service httpd status");
+        let a = answer(&mut m, &s, &a, 0, t1);
+        assert_eq!(a, vec![Action::ArmTimer(t1 + Duration::from_secs(30))]);
+        let p = m.last_pass().unwrap();
+        assert_eq!((p.found, p.result, p.ok), (Some(Health::Stopped), Some(Health::Running), true));
+        assert_eq!(p.actions, ["start: exit 0"]);
     }
 
     #[test]
