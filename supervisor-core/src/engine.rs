@@ -31,15 +31,16 @@ use crate::reap::ReapScope;
 use crate::service::{signal_name, Expected, Input, Output, Service};
 use crate::spawn;
 use crate::state::{Action, Event};
-use crate::status::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::status::ServiceState;
 use crate::supervise::SuperviseDir;
-use crate::task::LastRun;
 
 mod external;
 mod groups;
 mod reload;
+mod report;
 mod requests;
 mod svdir;
+mod tasks;
 mod tracking;
 
 use crate::sys::{self, SignalPipe};
@@ -233,44 +234,6 @@ impl Engine {
             gate_tasks: None,
             reload: reload::Reloads::default(),
         })
-    }
-
-    /// Makes the external services added from now on check once, when
-    /// added or asked, instead of every `check_interval`; with `dry_run`
-    /// they only report (`supervisor check`). See
-    /// [`check_pass_done`](Engine::check_pass_done).
-    pub fn check_once(&mut self, dry_run: bool) {
-        self.one_pass = Some(dry_run);
-    }
-
-    /// Whether every external service has finished a pass and runs none.
-    pub fn check_pass_done(&self) -> bool {
-        self.slots.iter().all(|s| match &s.m {
-            Behaviour::External(m) => m.passes() > 0 && !m.busy() && s.leader.is_none(),
-            _ => true,
-        })
-    }
-
-    /// Holds back every loop task's run when it is due until the host
-    /// calls [`release_task_runs`](Engine::release_task_runs): a host that
-    /// re-reads its configuration before each run (atomservice) checks
-    /// [`task_runs_due`](Engine::task_runs_due) after each turn.
-    pub fn gate_task_runs(&mut self) {
-        self.gate_tasks.get_or_insert_with(Vec::new);
-    }
-
-    /// Whether task runs wait for [`release_task_runs`](Engine::release_task_runs).
-    pub fn task_runs_due(&self) -> bool {
-        self.gate_tasks.as_ref().is_some_and(|d| !d.is_empty())
-    }
-
-    /// Starts the task runs that are due.
-    pub fn release_task_runs(&mut self) {
-        let due = self.gate_tasks.as_mut().map(std::mem::take).unwrap_or_default();
-        for idx in due {
-            self.queue.push_back((idx, Event::Timer));
-        }
-        self.drain_queue();
     }
 
     /// Replaces the clock (before any service is added).
@@ -543,88 +506,6 @@ impl Engine {
         Ok(true)
     }
 
-    /// The state of one service.
-    pub fn state(&self, name: &str) -> Option<ServiceState> {
-        self.by_name.get(name).map(|i| self.slots[*i].m.state())
-    }
-
-    /// A snapshot of everything.
-    pub fn status(&self) -> StatusSnapshot {
-        self.snapshot((0..self.slots.len()).filter(|&i| !(self.slots[i].retired && self.slots[i].is_down())))
-    }
-
-    /// A snapshot of the supervisor and the services at `idxs`.
-    fn snapshot(&self, idxs: impl Iterator<Item = usize>) -> StatusSnapshot {
-        let now = self.clock.now();
-        StatusSnapshot {
-            supervisor: SupervisorStatus {
-                name: self.name.clone(),
-                pid: std::process::id() as i32,
-                uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
-            },
-            services: idxs.map(|i| self.service_status(i, now)).collect(),
-        }
-    }
-
-    fn service_status(&self, idx: usize, now: Instant) -> ServiceStatus {
-        let s = &self.slots[idx];
-        ServiceStatus {
-            name: s.svc.name.clone(),
-            state: s.m.state(),
-            pid: s.m.pid(),
-            uptime_s: s.m.pid().and(s.m.started_at()).map(|t| now.saturating_duration_since(t).as_secs_f64()),
-            since_s: now.saturating_duration_since(s.m.since()).as_secs_f64(),
-            restarts: s.m.restarts(),
-            expected: s.svc.expected,
-            wanted: if s.m.want_up() { Expected::Running } else { Expected::Stopped },
-            last_exit: s.m.last_exit(),
-            error: s.m.error().map(str::to_owned),
-            descendants: s.members.len(),
-            transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
-            dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
-            transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
-            extra: self.kind_status(idx, now),
-        }
-    }
-
-    fn kind_status(&self, idx: usize, now: Instant) -> KindStatus {
-        let s = &self.slots[idx];
-        let until = |t: Instant| t.saturating_duration_since(now).as_secs_f64();
-        match &s.m {
-            Behaviour::Daemon(_) => KindStatus::default(),
-            Behaviour::Task(t) => {
-                let wall = SystemTime::now();
-                let last_run = t.last().map(|r| {
-                    let ago = now.saturating_duration_since(r.started);
-                    let at = wall.checked_sub(ago).unwrap_or(wall);
-                    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                    LastRun {
-                        started: crate::transcript::rfc3339_micros(since_epoch),
-                        duration_s: r.duration.as_secs_f64(),
-                        exit: r.exit,
-                        timed_out: r.timed_out,
-                        error: r.error.clone(),
-                    }
-                });
-                KindStatus {
-                    kind: Some("task".into()),
-                    last_run,
-                    runs: Some(t.runs()),
-                    failures: Some(t.failures()),
-                    next_in_s: t.next_run().map(until),
-                    ..KindStatus::default()
-                }
-            }
-            Behaviour::External(e) => KindStatus {
-                kind: Some("external".into()),
-                next_in_s: if e.busy() { None } else { s.timer.map(until) },
-                last_check: e.last_pass().cloned(),
-                checks: Some(e.passes()),
-                ..KindStatus::default()
-            },
-        }
-    }
-
     /// Begins a graceful shutdown: every service is stopped; [`run`]
     /// returns once all are down.
     ///
@@ -837,58 +718,6 @@ impl Engine {
                 self.slots[idx].persisted_up = self.slots[idx].m.want_up();
                 self.state_dirty = true;
             }
-        }
-    }
-
-    fn log_transition(&self, idx: usize, before: ServiceState, after: ServiceState) {
-        let s = &self.slots[idx];
-        let name = &s.svc.name;
-        match after {
-            ServiceState::Running => match &s.m {
-                Behaviour::Daemon(m) => log::info!("{name}: running (pid {})", m.pid().unwrap_or(0)),
-                Behaviour::Task(_) => log::debug!("{name}: run started"),
-                Behaviour::External(_) => log::info!("{name}: running"),
-            },
-            ServiceState::Stopped if matches!(s.m, Behaviour::External(_)) && before != ServiceState::Stopping => {
-                log::info!("{name}: stopped")
-            }
-            ServiceState::Backoff => {
-                let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
-                let delay = s.m.daemon().map_or(0.0, |m| m.backoff().delay().as_secs_f64());
-                log::warn!("{name}: {exit}; backing off for {delay}s")
-            }
-            ServiceState::Fatal => match s.m.error() {
-                Some(e) => log::error!("{name}: fatal: {e}"),
-                None => {
-                    let failures = s.m.daemon().map_or(0, |m| m.backoff().failures());
-                    log::error!("{name}: fatal after {failures} quick failures")
-                }
-            },
-            // A task's run ended (not: the task was enabled).
-            ServiceState::Idle if before != ServiceState::Stopped => {
-                if let Behaviour::Task(t) = &s.m {
-                    match t.last().filter(|r| !r.success()) {
-                        Some(r) => {
-                            let how = match (&r.error, r.exit) {
-                                (Some(e), _) => e.clone(),
-                                _ if r.timed_out => "timed out".to_string(),
-                                (None, Some(x)) => x.to_string(),
-                                (None, None) => "failed".to_string(),
-                            };
-                            log::warn!("{name}: run failed: {how} ({} of {} runs failed)", t.failures(), t.runs());
-                        }
-                        None => log::debug!("{name}: run finished"),
-                    }
-                }
-            }
-            ServiceState::Dirty if before != ServiceState::Dirty => {
-                log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"))
-            }
-            ServiceState::Exited => {
-                log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default())
-            }
-            ServiceState::Stopped if before == ServiceState::Stopping => log::info!("{name}: stopped"),
-            _ => {}
         }
     }
 

@@ -5,11 +5,28 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::Engine;
+use crate::behaviour::Behaviour;
 use crate::procfs;
 use crate::service::{Command, Kind};
 use crate::state::Event;
 
 impl Engine {
+    /// Makes the external services added from now on check once, when
+    /// added or asked, instead of every `check_interval`; with `dry_run`
+    /// they only report (`supervisor check`). See
+    /// [`check_pass_done`](Engine::check_pass_done).
+    pub fn check_once(&mut self, dry_run: bool) {
+        self.one_pass = Some(dry_run);
+    }
+
+    /// Whether every external service has finished a pass and runs none.
+    pub fn check_pass_done(&self) -> bool {
+        self.slots.iter().all(|s| match &s.m {
+            Behaviour::External(m) => m.passes() > 0 && !m.busy() && s.leader.is_none(),
+            _ => true,
+        })
+    }
+
     /// Runs one of an external service's commands, with the service's
     /// environment (and `path` as `PATH`), user and directory.
     pub(super) fn run_command(&mut self, idx: usize, argv: Vec<String>) {

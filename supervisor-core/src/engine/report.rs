@@ -1,0 +1,146 @@
+//! What the engine tells: status snapshots (with what only tasks and
+//! external services have) and the log lines of state changes.
+
+use std::time::{Instant, SystemTime};
+
+use super::Engine;
+use crate::behaviour::Behaviour;
+use crate::service::Expected;
+use crate::status::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+use crate::task::LastRun;
+
+impl Engine {
+    /// The state of one service.
+    pub fn state(&self, name: &str) -> Option<ServiceState> {
+        self.by_name.get(name).map(|i| self.slots[*i].m.state())
+    }
+
+    /// A snapshot of everything.
+    pub fn status(&self) -> StatusSnapshot {
+        self.snapshot((0..self.slots.len()).filter(|&i| !(self.slots[i].retired && self.slots[i].is_down())))
+    }
+
+    /// A snapshot of the supervisor and the services at `idxs`.
+    pub(super) fn snapshot(&self, idxs: impl Iterator<Item = usize>) -> StatusSnapshot {
+        let now = self.clock.now();
+        StatusSnapshot {
+            supervisor: SupervisorStatus {
+                name: self.name.clone(),
+                pid: std::process::id() as i32,
+                uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
+            },
+            services: idxs.map(|i| self.service_status(i, now)).collect(),
+        }
+    }
+
+    pub(super) fn service_status(&self, idx: usize, now: Instant) -> ServiceStatus {
+        let s = &self.slots[idx];
+        ServiceStatus {
+            name: s.svc.name.clone(),
+            state: s.m.state(),
+            pid: s.m.pid(),
+            uptime_s: s.m.pid().and(s.m.started_at()).map(|t| now.saturating_duration_since(t).as_secs_f64()),
+            since_s: now.saturating_duration_since(s.m.since()).as_secs_f64(),
+            restarts: s.m.restarts(),
+            expected: s.svc.expected,
+            wanted: if s.m.want_up() { Expected::Running } else { Expected::Stopped },
+            last_exit: s.m.last_exit(),
+            error: s.m.error().map(str::to_owned),
+            descendants: s.members.len(),
+            transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
+            dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
+            transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
+            extra: self.kind_status(idx, now),
+        }
+    }
+
+    fn kind_status(&self, idx: usize, now: Instant) -> KindStatus {
+        let s = &self.slots[idx];
+        let until = |t: Instant| t.saturating_duration_since(now).as_secs_f64();
+        match &s.m {
+            Behaviour::Daemon(_) => KindStatus::default(),
+            Behaviour::Task(t) => {
+                let wall = SystemTime::now();
+                let last_run = t.last().map(|r| {
+                    let ago = now.saturating_duration_since(r.started);
+                    let at = wall.checked_sub(ago).unwrap_or(wall);
+                    let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                    LastRun {
+                        started: crate::transcript::rfc3339_micros(since_epoch),
+                        duration_s: r.duration.as_secs_f64(),
+                        exit: r.exit,
+                        timed_out: r.timed_out,
+                        error: r.error.clone(),
+                    }
+                });
+                KindStatus {
+                    kind: Some("task".into()),
+                    last_run,
+                    runs: Some(t.runs()),
+                    failures: Some(t.failures()),
+                    next_in_s: t.next_run().map(until),
+                    ..KindStatus::default()
+                }
+            }
+            Behaviour::External(e) => KindStatus {
+                kind: Some("external".into()),
+                next_in_s: if e.busy() { None } else { s.timer.map(until) },
+                last_check: e.last_pass().cloned(),
+                checks: Some(e.passes()),
+                ..KindStatus::default()
+            },
+        }
+    }
+
+    pub(super) fn log_transition(&self, idx: usize, before: ServiceState, after: ServiceState) {
+        let s = &self.slots[idx];
+        let name = &s.svc.name;
+        match after {
+            ServiceState::Running => match &s.m {
+                Behaviour::Daemon(m) => log::info!("{name}: running (pid {})", m.pid().unwrap_or(0)),
+                Behaviour::Task(_) => log::debug!("{name}: run started"),
+                Behaviour::External(_) => log::info!("{name}: running"),
+            },
+            ServiceState::Stopped if matches!(s.m, Behaviour::External(_)) && before != ServiceState::Stopping => {
+                log::info!("{name}: stopped")
+            }
+            ServiceState::Backoff => {
+                let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                let delay = s.m.daemon().map_or(0.0, |m| m.backoff().delay().as_secs_f64());
+                log::warn!("{name}: {exit}; backing off for {delay}s")
+            }
+            ServiceState::Fatal => match s.m.error() {
+                Some(e) => log::error!("{name}: fatal: {e}"),
+                None => {
+                    let failures = s.m.daemon().map_or(0, |m| m.backoff().failures());
+                    log::error!("{name}: fatal after {failures} quick failures")
+                }
+            },
+            // A task's run ended (not: the task was enabled).
+            ServiceState::Idle if before != ServiceState::Stopped => {
+                if let Behaviour::Task(t) = &s.m {
+                    match t.last().filter(|r| !r.success()) {
+                        Some(r) => {
+                            let how = match (&r.error, r.exit) {
+                                (Some(e), _) => e.clone(),
+                                _ if r.timed_out => "timed out".to_string(),
+                                (None, Some(x)) => x.to_string(),
+                                (None, None) => "failed".to_string(),
+                            };
+                            log::warn!("{name}: run failed: {how} ({} of {} runs failed)", t.failures(), t.runs());
+                        }
+                        None => log::debug!("{name}: run finished"),
+                    }
+                }
+            }
+            ServiceState::Dirty if before != ServiceState::Dirty => {
+                log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"))
+            }
+            ServiceState::Exited => {
+                log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default())
+            }
+            ServiceState::Stopped if before == ServiceState::Stopping => log::info!("{name}: stopped"),
+            _ => {}
+        }
+    }
+}
