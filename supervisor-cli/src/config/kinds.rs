@@ -31,61 +31,23 @@ impl KindName {
     }
 }
 
-/// Keys that mean nothing for each kind.
-const NOT_FOR_DAEMON: &[&str] = &[
-    "interval",
-    "timeout",
-    "jitter",
-    "control",
-    "start",
-    "stop",
-    "status",
-    "pattern",
-    "daemon",
-    "path",
-    "check_interval",
-];
-const NOT_FOR_TASK: &[&str] = &[
-    "restart",
-    "exit_codes",
-    "min_uptime",
-    "backoff_limit",
-    "forever",
-    "pidfile",
-    "finish",
-    "finish_timeout",
-    "follow",
-    "control",
-    "start",
-    "stop",
-    "status",
-    "pattern",
-    "daemon",
-    "path",
-    "check_interval",
-    "start_test",
-    "start_timeout",
-];
-const NOT_FOR_EXTERNAL: &[&str] = &[
-    "command",
-    "shell",
-    "exit_codes",
-    "min_uptime",
-    "backoff_limit",
-    "forever",
-    "stop_signal",
-    "stop_timeout",
-    "pidfile",
-    "limits",
-    "lock",
-    "finish",
-    "finish_timeout",
-    "follow",
-    "interval",
-    "jitter",
-    "start_test",
-    "start_timeout",
-];
+/// The kinds a key of `[service.NAME]` means something for, as
+/// (daemon, task, external); keys not listed are for all three.
+fn kinds_of(key: &str) -> (bool, bool, bool) {
+    match key {
+        "exit_codes" | "min_uptime" | "backoff_limit" | "forever" | "pidfile" | "finish" | "finish_timeout"
+        | "follow" | "start_test" | "start_timeout" => (true, false, false),
+        "command" | "shell" | "stop_signal" | "stop_timeout" | "limits" | "lock" => (true, true, false),
+        // A restart policy for daemons, a command for external services.
+        "restart" => (true, false, true),
+        "interval" | "jitter" => (false, true, false),
+        "timeout" => (false, true, true),
+        "control" | "start" | "stop" | "status" | "pattern" | "daemon" | "path" | "check_interval" => {
+            (false, false, true)
+        }
+        _ => (true, true, true),
+    }
+}
 
 type Fields<'v, 'i> = BTreeMap<&'static str, &'v Raw<'i>>;
 
@@ -106,15 +68,16 @@ pub(super) fn read_kind(
     name: Range<usize>,
     svc: &mut Service,
 ) {
-    let not_for = match kind {
-        KindName::Daemon => NOT_FOR_DAEMON,
-        KindName::Task => NOT_FOR_TASK,
-        KindName::External => NOT_FOR_EXTERNAL,
-    };
-    for key in not_for {
-        if let Some(v) = f.get(key) {
+    for key in f.keys() {
+        let (daemon, task, external) = kinds_of(key);
+        let applies = match kind {
+            KindName::Daemon => daemon,
+            KindName::Task => task,
+            KindName::External => external,
+        };
+        if !applies {
             let message = format!("`{key}` does not apply to kind = \"{}\"{}", kind.as_str(), for_which(key));
-            s.error(v.span(), Some(key), message);
+            s.error(f[key].span(), Some(key), message);
         }
     }
     match kind {
@@ -128,15 +91,18 @@ pub(super) fn read_kind(
     }
 }
 
-/// Which kind a key belongs to, for the error.
-fn for_which(key: &str) -> &'static str {
-    let task = !NOT_FOR_TASK.contains(&key) && NOT_FOR_DAEMON.contains(&key);
-    let external = !NOT_FOR_EXTERNAL.contains(&key) && NOT_FOR_DAEMON.contains(&key);
-    match (task, external) {
-        (true, true) => " (it is for kind = \"task\" and kind = \"external\")",
-        (true, false) => " (it is for kind = \"task\")",
-        (false, true) => " (it is for kind = \"external\")",
-        (false, false) => "",
+/// Which kinds a key is for, for the error.
+fn for_which(key: &str) -> String {
+    let (daemon, task, external) = kinds_of(key);
+    let names: Vec<&str> = [(daemon, "daemon"), (task, "task"), (external, "external")]
+        .into_iter()
+        .filter_map(|(yes, name)| yes.then_some(name))
+        .collect();
+    match names.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (it is for kind = \"{one}\")"),
+        [a, b] => format!(" (it is for kind = \"{a}\" and kind = \"{b}\")"),
+        _ => String::new(),
     }
 }
 
