@@ -16,6 +16,7 @@ mod runtime_dirs;
 mod servicedirs;
 mod simplevisor;
 mod stopping;
+mod supervisord;
 mod svc_frontends;
 mod tasks;
 mod transcripts;

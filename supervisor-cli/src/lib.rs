@@ -229,6 +229,11 @@ pub enum Cmd {
     },
 }
 
+/// `supervisord`: the supervisor process that `supervisor run` executes.
+pub fn daemon_main() -> ExitCode {
+    commands::daemon::daemon_main()
+}
+
 /// Runs the command line of this process and returns its exit code.
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {

@@ -44,6 +44,8 @@ fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
 ///
 /// When the instance is already running or its socket cannot be served.
 pub fn run_foreground(config: Config) -> Result<u8, CliError> {
+    // Only returns when there is no `supervisord` of this build to run.
+    hand_over(&config);
     let notifier = Notifier::from_env();
     match serve(config, notifier) {
         Ok(code) => Ok(code),
@@ -53,6 +55,102 @@ pub fn run_foreground(config: Config) -> Result<u8, CliError> {
         }
         Err((e, None)) => Err(e),
     }
+}
+
+/// The build of this binary: `supervisor` and `supervisord` of one build
+/// share it (see `build.rs`).
+pub const BUILD_ID: &str = env!("SUPERVISOR_BUILD_ID");
+
+/// Environment of the hand-over to `supervisord`: the build id, the
+/// `supervisor` to hand back to, zdaemon's options (JSON), and the marker
+/// that makes `supervisor run` stay in its process.
+const BUILD_ENV: &str = "SUPERVISOR_BUILD_ID";
+const CLI_ENV: &str = "SUPERVISOR_CLI";
+const OVERRIDES_ENV: &str = "SUPERVISOR_OVERRIDES";
+const IN_PROCESS_ENV: &str = "SUPERVISOR_IN_PROCESS";
+
+/// Runs the supervisor as `supervisord`, the binary beside this one that
+/// holds only what the supervisor process needs (no command line, no client
+/// commands), so that a long-running supervisor maps less code. Returns
+/// when there is none, or when this process was handed back to
+/// (`SUPERVISOR_IN_PROCESS`): the supervisor then runs here.
+fn hand_over(config: &Config) {
+    if std::env::var_os(IN_PROCESS_ENV).is_some() {
+        std::env::remove_var(IN_PROCESS_ENV);
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let daemon = exe.with_file_name("supervisord");
+    if !supervisor_core::spawn::is_executable(&daemon) || daemon == exe {
+        return;
+    }
+    let mut cmd = std::process::Command::new(&daemon);
+    cmd.arg0(format!("supervisor: {}", config.name)).env(BUILD_ENV, BUILD_ID).env(CLI_ENV, &exe);
+    if config.overrides.no_file {
+        cmd.env_remove("SUPERVISOR_CONFIG");
+    } else {
+        match std::fs::canonicalize(&config.path) {
+            Ok(p) => cmd.env("SUPERVISOR_CONFIG", p),
+            Err(_) => return,
+        };
+    }
+    match serde_json::to_string(&config.overrides) {
+        Ok(json) if !config.overrides.is_empty() || config.overrides.no_file => cmd.env(OVERRIDES_ENV, json),
+        _ => cmd.env_remove(OVERRIDES_ENV),
+    };
+    let err = cmd.exec();
+    log::debug!("cannot execute {}: {err}; the supervisor runs in this process", daemon.display());
+}
+
+/// `supervisord`'s `main`: reads the configuration that `supervisor run`
+/// handed over (`SUPERVISOR_CONFIG`, `SUPERVISOR_OVERRIDES`) and runs the
+/// supervisor, as `run` does. Started by another build's `supervisor`, it
+/// hands back to that one, which then runs the supervisor itself.
+pub fn daemon_main() -> std::process::ExitCode {
+    let code = match daemon_config() {
+        Ok(config) => run_foreground(config),
+        Err(e) => {
+            if let Some(n) = Notifier::from_env() {
+                n.fail(&e.to_string());
+            }
+            Err(e)
+        }
+    };
+    match code {
+        Ok(c) => std::process::ExitCode::from(c),
+        Err(e) => {
+            e.report();
+            std::process::ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn daemon_config() -> Result<Config, CliError> {
+    let file = std::env::var_os("SUPERVISOR_CONFIG").map(std::path::PathBuf::from);
+    let overrides: Option<crate::config::zdaemon::Overrides> = match std::env::var(OVERRIDES_ENV) {
+        Ok(json) => Some(serde_json::from_str(&json).map_err(|e| failed(format!("{OVERRIDES_ENV}: {e}")))?),
+        Err(_) => None,
+    };
+    if std::env::var(BUILD_ENV).ok().as_deref() != Some(BUILD_ID) {
+        // Another build's `supervisor`: it runs the supervisor itself.
+        if let Some(cli) = std::env::var_os(CLI_ENV) {
+            let mut cmd = std::process::Command::new(&cli);
+            if let Some(o) = &overrides {
+                cmd.args(o.to_args());
+            }
+            let err = cmd.arg("run").env(IN_PROCESS_ENV, "1").exec();
+            return Err(failed(format!("cannot hand back to {}: {err}", std::path::Path::new(&cli).display())));
+        }
+    }
+    std::env::remove_var(BUILD_ENV);
+    std::env::remove_var(CLI_ENV);
+    std::env::remove_var(OVERRIDES_ENV);
+    let loaded = match (overrides, &file) {
+        (Some(o), _) => crate::config::zdaemon::load_with(file.as_deref(), o),
+        (None, Some(path)) => Config::load(path),
+        (None, None) => return Err(CliError::Usage("supervisord: SUPERVISOR_CONFIG is not set".into())),
+    };
+    loaded.map_err(CliError::Config)
 }
 
 type ServeError = (CliError, Option<Notifier>);

@@ -184,7 +184,14 @@ fn external(s: &mut Scope<'_, '_>, f: &Fields<'_, '_>, name: Range<usize>, svc: 
 /// that pidfile; stop and status go through the pidfile (simplevisor's
 /// `simplevisor-loop --daemon`).
 fn daemonized(spec: &mut ExternalSpec, pidfile: &Path) {
-    let exe = std::env::current_exe().map_or_else(|_| "supervisor".to_string(), |p| p.display().to_string());
+    // `supervisor daemonize`: this binary, or the `supervisor` beside the
+    // `supervisord` that loads the configuration.
+    let exe = match std::env::current_exe() {
+        Ok(p) if p.file_name().is_some_and(|n| n == "supervisord") => p.with_file_name("supervisor"),
+        Ok(p) => p,
+        Err(_) => "supervisor".into(),
+    };
+    let exe = exe.display().to_string();
     let base = |extra: &[&str]| {
         let mut v = vec![exe.clone(), "daemonize".into(), "--pidfile".into(), pidfile.display().to_string()];
         v.extend(extra.iter().map(|s| s.to_string()));

@@ -125,7 +125,7 @@ impl Default for ServiceExtras {
 
 /// zdaemon's command-line options, applied on top of the configuration
 /// file (or making the whole configuration, for `-p` without a file).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overrides {
     /// `-p`: the program, split on whitespace.
     pub program: Option<String>,
