@@ -49,6 +49,21 @@ esac"#
     );
 }
 
+/// Kills the processes whose pids these files hold when the test ends, so
+/// that a failing test leaves no daemon behind (they are not the
+/// supervisor's children).
+struct KillPids(Vec<std::path::PathBuf>);
+
+impl Drop for KillPids {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            if let Some(pid) = read_pid(p).filter(|p| alive(*p)) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 fn calls(f: &Fixture) -> Vec<String> {
     fs::read_to_string(f.path("calls")).unwrap_or_default().lines().map(String::from).collect()
 }
@@ -67,6 +82,7 @@ control = "DIR/init.d/daemon"
 "#,
     );
     init_script(f.dir.path());
+    let _cleanup = KillPids(vec![f.path("daemon.pid")]);
 
     // --dry-run only reports.
     let (code, out, err) = f.cli_code(&["check", "--dry-run"]);
@@ -223,6 +239,7 @@ start = "HELPER sleep DIR/fg%20program.pid"
 daemon = "DIR/fg-daemon.pid"
 "#,
     );
+    let _cleanup = KillPids(vec![f.path("found.pid"), f.path("fg program.pid"), f.path("fg-daemon.pid")]);
     let (code, out, err) = f.cli_code(&["check"]);
     assert_eq!(code, 0, "{out}{err}");
     let found = wait_for("the pattern service", T, || read_pid(&f.path("found.pid")));

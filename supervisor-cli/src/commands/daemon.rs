@@ -135,6 +135,10 @@ fn daemon_config() -> Result<Config, CliError> {
         // Another build's `supervisor`: it runs the supervisor itself.
         if let Some(cli) = std::env::var_os(CLI_ENV) {
             let mut cmd = std::process::Command::new(&cli);
+            // The name `ps` shows stays "supervisor: NAME".
+            if let Some(name) = std::env::args_os().next() {
+                cmd.arg0(name);
+            }
             if let Some(o) = &overrides {
                 cmd.args(o.to_args());
             }
