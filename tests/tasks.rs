@@ -234,3 +234,34 @@ interval = "200ms"
     assert!(out[first_v2..].iter().all(|l| l == "v2"), "no run of the old definition after the new one: {out:?}");
     assert!(f.log().contains("changed; reloading it"), "{}", f.log());
 }
+
+#[test]
+fn start_and_stop_of_a_group_go_in_order() {
+    let mut f = group_fixture("one_for_one");
+    f.start();
+    all_running(&f);
+    let mark = f.log().len();
+    let (code, _, err) = f.cli_code(&["stop", "abc"]);
+    assert_eq!(code, 0, "{err}");
+    for n in ["a", "b", "c"] {
+        assert_eq!(f.service(n)["state"], "stopped");
+    }
+    let log = f.log()[mark..].to_string();
+    let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s} in {log}"));
+    assert!(at("c: stopped") < at("b: stopped") && at("b: stopped") < at("a: stopped"), "{log}");
+
+    let mark = f.log().len();
+    let (code, _, err) = f.cli_code(&["start", "abc"]);
+    assert_eq!(code, 0, "{err}");
+    let log = f.log()[mark..].to_string();
+    let at = |s: &str| log.find(s).unwrap_or_else(|| panic!("{s} in {log}"));
+    assert!(at("a: running (pid") < at("b: started pid"), "{log}");
+    assert!(at("b: running (pid") < at("c: started pid"), "{log}");
+
+    // A group may not share a name with a service.
+    let text = fs::read_to_string(&f.config).unwrap().replace("[group.abc]", "[group.a]");
+    fs::write(&f.config, text).unwrap();
+    let (code, _, err) = f.cli_code(&["check-config"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("a group needs a name of its own"), "{err}");
+}

@@ -276,6 +276,14 @@ pub(super) fn read_groups(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>, service
         if !valid_name(name) {
             s.error(key.span(), Some(&what), format!("invalid group name: use {NAME_RULE}"));
         }
+        if services.contains_key(name) {
+            // `start NAME` must mean one thing.
+            s.error(
+                key.span(),
+                Some(&what),
+                format!("a service is named {name:?} too: a group needs a name of its own"),
+            );
+        }
         let DeValue::Table(t) = value.get_ref() else {
             let message = format!("expected a table such as [group.{name}], found {}", found(value.get_ref()));
             s.error(value.span(), Some(&what), message);

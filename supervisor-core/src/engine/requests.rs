@@ -36,13 +36,31 @@ impl Engine {
         if sel.names.is_empty() {
             return Err(Box::new(Response::error(Value::Null, ErrorCode::BadRequest, "name the services, or use all")));
         }
-        let unknown: Vec<&str> =
-            sel.names.iter().filter(|n| !self.by_name.get(*n).is_some_and(|&i| live(i))).map(String::as_str).collect();
+        let mut idxs = Vec::new();
+        let mut unknown = Vec::new();
+        for n in &sel.names {
+            match self.by_name.get(n).copied().filter(|&i| live(i)) {
+                Some(i) => idxs.push(i),
+                // A group stands for its members, in order.
+                None => match self.groups.iter().find(|g| &g.name == n) {
+                    Some(g) => {
+                        idxs.extend(g.services.iter().filter_map(|m| self.by_name.get(m).copied()).filter(|&i| live(i)))
+                    }
+                    None => unknown.push(n.as_str()),
+                },
+            }
+        }
         if !unknown.is_empty() {
             let msg = format!("unknown service(s): {}", unknown.join(", "));
             return Err(Box::new(Response::error(Value::Null, ErrorCode::UnknownService, msg)));
         }
-        Ok(sel.names.iter().map(|n| self.by_name[n]).collect())
+        Ok(idxs)
+    }
+
+    /// Whether the selection names a group: its members then start in
+    /// order and stop in reverse order.
+    fn names_a_group(&self, sel: &Selection) -> bool {
+        sel.names.iter().any(|n| !self.by_name.contains_key(n) && self.groups.iter().any(|g| &g.name == n))
     }
 
     pub(super) fn handle_request(&mut self, client: ClientId, req: Request) {
@@ -145,9 +163,20 @@ impl Engine {
             Ok(i) => i,
             Err(e) => return reply(self, *e),
         };
+        let ordered = self.names_a_group(&sel) && matches!(event, Event::Start | Event::Stop | Event::Restart);
         for &idx in &idxs {
             self.release_holds(idx);
-            self.queue.push_back((idx, event.clone()));
+            if !ordered {
+                self.queue.push_back((idx, event.clone()));
+                continue;
+            }
+            // Held, then released in the group's order.
+            let slot = &mut self.slots[idx];
+            slot.held_stop = matches!(event, Event::Stop | Event::Restart);
+            slot.held_start = matches!(event, Event::Start | Event::Restart);
+        }
+        if ordered {
+            self.advance_groups();
         }
         self.drain_queue();
         match wait {
@@ -187,6 +216,10 @@ impl Engine {
 
     pub(super) fn settled(&self, idx: usize, kind: WaitKind) -> Option<ServiceResult> {
         let s = &self.slots[idx];
+        if s.held_start || s.held_stop {
+            // Its turn in its group has not come yet.
+            return None;
+        }
         let state = s.m.state();
         use ServiceState as S;
         let ok = match (kind, state, &s.m) {
