@@ -201,7 +201,7 @@ impl Config {
         };
         let groups = match top.get("group") {
             Some(v) => {
-                let names = services.iter().map(|r| (r.service.name.clone(), ())).collect();
+                let names = services.iter().map(|r| r.service.name.as_str()).collect();
                 kinds::read_groups(&mut diag, &base, v, &names)
             }
             None => Vec::new(),
@@ -285,20 +285,31 @@ impl Config {
         console_dir(&self.runtime_dir)
     }
 
-    /// About the longest a shutdown can take: the slowest service's stop
-    /// (an external service's stop and status commands, and the pass that
-    /// may be running), or a group's members one after the other.
+    /// About the longest a shutdown can take: the slowest service's stop,
+    /// or a group's members one after the other.
     pub fn longest_stop(&self) -> std::time::Duration {
-        let stop = |s: &Service| match &s.kind {
-            supervisor_core::Kind::External(e) => e.timeout * 4,
-            _ => s.stop_timeout,
-        };
-        let single = self.services.iter().map(stop).max().unwrap_or_default();
-        let grouped = self
-            .groups
-            .iter()
-            .map(|g| g.services.iter().filter_map(|n| self.services.iter().find(|s| &s.name == n)).map(stop).sum());
+        let single = self.services.iter().map(stop_time).max().unwrap_or_default();
+        let grouped = self.groups.iter().map(|g| {
+            g.services.iter().filter_map(|n| self.services.iter().find(|s| &s.name == n)).map(stop_time).sum()
+        });
         grouped.fold(single, std::cmp::max)
+    }
+
+    /// About the longest one service takes to get where a command sends
+    /// it: its stop, then (but for an external service) a start until it
+    /// counts as running.
+    pub fn longest_change(&self) -> std::time::Duration {
+        let start = |s: &Service| if s.kind.is_external() { Default::default() } else { s.restart.min_uptime };
+        self.services.iter().map(|s| stop_time(s) + start(s)).max().unwrap_or_default()
+    }
+}
+
+/// How long a service may take to stop: its stop timeout, or for an
+/// external service a whole pass (status, stop, start, status).
+fn stop_time(s: &Service) -> std::time::Duration {
+    match &s.kind {
+        supervisor_core::Kind::External(e) => e.timeout * 4,
+        _ => s.stop_timeout,
     }
 }
 
@@ -765,13 +776,7 @@ fn ids(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, kind: &str) -> Vec<u32> {
 
 /// The `[service.NAME]` tables, in file order.
 fn read_services(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>) -> Vec<ServiceRead> {
-    let DeValue::Table(table) = v.get_ref() else {
-        let message = format!("expected a table of services such as [service.web], found {}", found(v.get_ref()));
-        diag.error(Some(v.span()), None, Some("service"), message);
-        return Vec::new();
-    };
-    let mut entries: Vec<_> = table.iter().collect();
-    entries.sort_by_key(|(key, _)| key.span().start);
+    let entries = check::tables_in_order(diag, "service", "[service.web]", v);
     let mut services = Vec::new();
     for (key, value) in entries {
         let name = key.get_ref().as_ref();

@@ -229,6 +229,16 @@ pub enum Cmd {
     },
 }
 
+/// The `supervisor` command of this installation: this binary, or the
+/// `supervisor` beside the `supervisord` that runs this code.
+pub(crate) fn cli_binary() -> PathBuf {
+    match std::env::current_exe() {
+        Ok(p) if p.file_name().is_some_and(|n| n == "supervisord") => p.with_file_name("supervisor"),
+        Ok(p) => p,
+        Err(_) => PathBuf::from("supervisor"),
+    }
+}
+
 /// `supervisord`: the supervisor process that `supervisor run` executes.
 pub fn daemon_main() -> ExitCode {
     commands::daemon::daemon_main()

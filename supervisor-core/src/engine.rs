@@ -389,7 +389,7 @@ impl Engine {
         };
         // What an external service's commands start is not ours: a later
         // supervisor must not take it for a leftover of this one.
-        let external = matches!(svc.kind, crate::service::Kind::External(_));
+        let external = svc.kind.is_external();
         if let (Some(m), false) = (&self.marker, external) {
             svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
         }
@@ -697,7 +697,7 @@ impl Engine {
             let now = self.clock.now();
             let slot = &mut self.slots[idx];
             let before = slot.m.state();
-            let external = matches!(slot.svc.kind, crate::service::Kind::External(_));
+            let external = slot.svc.kind.is_external();
             let failure_event = matches!(ev, Event::Exited { .. } | Event::Found { .. }).then(|| ev.clone());
             let actions = slot.m.handle(&slot.svc, ev, now);
             let after = slot.m.state();

@@ -141,8 +141,8 @@ impl ServiceOutput {
         let out = if out { Some(Pipe::new()?) } else { None };
         let err = if err { Some(Pipe::new()?) } else { None };
         let transcript = Transcript::open(&svc.name, cfg.clone());
-        let external = matches!(svc.kind, crate::service::Kind::External(_));
-        let log_lines = external.then(|| LineLog { name: svc.name.clone(), partial: [Vec::new(), Vec::new()] });
+        let log_lines =
+            svc.kind.is_external().then(|| LineLog { name: svc.name.clone(), partial: [Vec::new(), Vec::new()] });
         Ok(Some(ServiceOutput { out, err, transcript, log_lines }))
     }
 

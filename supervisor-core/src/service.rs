@@ -295,6 +295,13 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// An external service: what its commands leave running (the daemon an
+    /// init script starts) is not the supervisor's, so it is not marked,
+    /// tracked or stopped as a service's descendants are.
+    pub fn is_external(&self) -> bool {
+        matches!(self, Kind::External(_))
+    }
+
     /// `"daemon"`, `"task"` or `"external"`.
     pub fn as_str(&self) -> &'static str {
         match self {

@@ -367,6 +367,13 @@ mod tests {
         TaskSpec::every(Duration::from_secs(interval))
     }
 
+    /// Enables the task and starts its first run, as pid 5.
+    fn run(m: &mut TaskMachine, s: &Service, t0: Instant) {
+        m.handle(s, Event::Start, t0);
+        m.handle(s, Event::Timer, t0);
+        m.handle(s, Event::Spawned { pid: 5 }, t0);
+    }
+
     #[test]
     fn runs_at_once_then_every_interval_from_the_start() {
         let t0 = Instant::now();
@@ -393,9 +400,7 @@ mod tests {
         let t0 = Instant::now();
         let s = svc();
         let mut m = TaskMachine::new(spec(10), Expected::Running, t0, 1);
-        m.handle(&s, Event::Start, t0);
-        m.handle(&s, Event::Timer, t0);
-        m.handle(&s, Event::Spawned { pid: 5 }, t0);
+        run(&mut m, &s, t0);
         // A timer while running (no timeout set) does nothing: no second run.
         assert!(m.handle(&s, Event::Timer, t0 + Duration::from_secs(10)).is_empty());
         let t25 = t0 + Duration::from_secs(25);
@@ -431,9 +436,7 @@ mod tests {
         let t0 = Instant::now();
         let s = svc();
         let mut m = TaskMachine::new(spec(10), Expected::Running, t0, 1);
-        m.handle(&s, Event::Start, t0);
-        m.handle(&s, Event::Timer, t0);
-        m.handle(&s, Event::Spawned { pid: 5 }, t0);
+        run(&mut m, &s, t0);
         let a = m.handle(&s, Event::Exited { status: ExitStatus::Code(0), leftovers: true }, t0);
         assert_eq!(a[0], Action::Signal(Signal::SIGTERM));
         assert_eq!(m.state(), ServiceState::Stopping);

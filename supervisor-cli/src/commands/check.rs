@@ -35,7 +35,7 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
     let mut services = Vec::new();
     for name in &args.names {
         match config.services.iter().find(|s| &s.name == name) {
-            Some(s) if matches!(s.kind, Kind::External(_)) => services.push(s.clone()),
+            Some(s) if s.kind.is_external() => services.push(s.clone()),
             Some(s) => {
                 return Err(CliError::Usage(format!(
                     "{name} is not an external service (kind = \"{}\"); `check` runs the commands of external \
@@ -52,7 +52,7 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
         }
     }
     if args.names.is_empty() {
-        services = config.services.iter().filter(|s| matches!(s.kind, Kind::External(_))).cloned().collect();
+        services = config.services.iter().filter(|s| s.kind.is_external()).cloned().collect();
     }
     if services.is_empty() {
         println!("no external services in {}", config.path.display());

@@ -149,12 +149,10 @@ fn daemon_config() -> Result<Config, CliError> {
     std::env::remove_var(BUILD_ENV);
     std::env::remove_var(CLI_ENV);
     std::env::remove_var(OVERRIDES_ENV);
-    let loaded = match (overrides, &file) {
-        (Some(o), _) => crate::config::zdaemon::load_with(file.as_deref(), o),
-        (None, Some(path)) => Config::load(path),
-        (None, None) => return Err(CliError::Usage("supervisord: SUPERVISOR_CONFIG is not set".into())),
-    };
-    loaded.map_err(CliError::Config)
+    if file.is_none() && overrides.is_none() {
+        return Err(CliError::Usage("supervisord: SUPERVISOR_CONFIG is not set".into()));
+    }
+    crate::config::zdaemon::load_with(file.as_deref(), overrides.unwrap_or_default()).map_err(CliError::Config)
 }
 
 type ServeError = (CliError, Option<Notifier>);

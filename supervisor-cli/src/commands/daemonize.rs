@@ -43,6 +43,9 @@ pub struct DaemonizeArgs {
     pub program: Vec<String>,
 }
 
+/// The name of the one service of the background process.
+const PROGRAM: &str = "program";
+
 fn failed(what: impl std::fmt::Display) -> CliError {
     CliError::Failed(what.to_string())
 }
@@ -116,7 +119,7 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
 fn run_program(args: &DaemonizeArgs) -> Result<Engine, String> {
     let mut engine = Engine::new("daemonize").map_err(|e| e.to_string())?;
     engine.stop_on_signals().map_err(|e| e.to_string())?;
-    let mut svc = Service::new("program", Command::Argv(args.program.clone()));
+    let mut svc = Service::new(PROGRAM, Command::Argv(args.program.clone()));
     svc.restart.mode = RestartMode::Never;
     svc.stop_timeout = args.timeout;
     engine.add_service(svc).map_err(|e| e.to_string())?;
@@ -133,8 +136,7 @@ fn watch(mut engine: Engine) -> i32 {
         if engine.turn(None).is_err() || engine.is_finished() {
             return 0;
         }
-        let st = engine.status();
-        if st.services.iter().all(|s| matches!(s.state, ServiceState::Exited | ServiceState::Fatal)) {
+        if matches!(engine.state(PROGRAM), Some(ServiceState::Exited | ServiceState::Fatal)) {
             return 0;
         }
     }

@@ -28,17 +28,7 @@ fn selection(targets: &Targets) -> Result<Selection, CliError> {
 
 /// The default wait: the slowest stop plus start in the configuration.
 fn default_timeout(config: &Config) -> Duration {
-    let slowest = config
-        .services
-        .iter()
-        .map(|s| match &s.kind {
-            // A pass: status, stop, start, status.
-            supervisor_core::Kind::External(e) => e.timeout * 4,
-            _ => s.stop_timeout + s.restart.min_uptime,
-        })
-        .max()
-        .unwrap_or_default();
-    slowest + Duration::from_secs(10)
+    config.longest_change() + Duration::from_secs(10)
 }
 
 /// Prints per-service failures and turns the response into an exit code.

@@ -19,6 +19,25 @@ use super::ConfigError;
 /// A raw value with its span.
 pub(super) type Raw<'i> = Spanned<DeValue<'i>>;
 
+/// The tables under a top-level key such as `service` (`[service.NAME]`),
+/// in file order; when the value is not a table, an error that shows
+/// `example` and no tables.
+pub(super) fn tables_in_order<'v, 'i>(
+    diag: &mut Diag<'_>,
+    key: &str,
+    example: &str,
+    v: &'v Raw<'i>,
+) -> Vec<(&'v Spanned<toml::de::DeString<'i>>, &'v Raw<'i>)> {
+    let DeValue::Table(table) = v.get_ref() else {
+        let message = format!("expected a table of {key}s such as {example}, found {}", found(v.get_ref()));
+        diag.error(Some(v.span()), None, Some(key), message);
+        return Vec::new();
+    };
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| key.span().start);
+    entries
+}
+
 /// The longest duration accepted for any key (the engine adds durations
 /// to the clock, which must not overflow).
 pub(super) const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);

@@ -1,7 +1,7 @@
 //! The keys of loop tasks (`kind = "task"`) and external services
 //! (`kind = "external"`), and the `[group.NAME]` tables.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
@@ -184,14 +184,7 @@ fn external(s: &mut Scope<'_, '_>, f: &Fields<'_, '_>, name: Range<usize>, svc: 
 /// that pidfile; stop and status go through the pidfile (simplevisor's
 /// `simplevisor-loop --daemon`).
 fn daemonized(spec: &mut ExternalSpec, pidfile: &Path) {
-    // `supervisor daemonize`: this binary, or the `supervisor` beside the
-    // `supervisord` that loads the configuration.
-    let exe = match std::env::current_exe() {
-        Ok(p) if p.file_name().is_some_and(|n| n == "supervisord") => p.with_file_name("supervisor"),
-        Ok(p) => p,
-        Err(_) => "supervisor".into(),
-    };
-    let exe = exe.display().to_string();
+    let exe = crate::cli_binary().display().to_string();
     let base = |extra: &[&str]| {
         let mut v = vec![exe.clone(), "daemonize".into(), "--pidfile".into(), pidfile.display().to_string()];
         v.extend(extra.iter().map(|s| s.to_string()));
@@ -258,15 +251,9 @@ fn external_command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, svc: &Service
 }
 
 /// Reads the `[group.NAME]` tables; `services` are the names of the
-/// services that were read, with where each name is.
-pub(super) fn read_groups(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>, services: &HashMap<String, ()>) -> Vec<Group> {
-    let DeValue::Table(table) = v.get_ref() else {
-        let message = format!("expected a table of groups such as [group.web], found {}", found(v.get_ref()));
-        diag.error(Some(v.span()), None, Some("group"), message);
-        return Vec::new();
-    };
-    let mut entries: Vec<_> = table.iter().collect();
-    entries.sort_by_key(|(key, _)| key.span().start);
+/// services that were read.
+pub(super) fn read_groups(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>, services: &HashSet<&str>) -> Vec<Group> {
+    let entries = super::check::tables_in_order(diag, "group", "[group.web]", v);
     let mut groups = Vec::new();
     let mut member_of: HashMap<String, String> = HashMap::new();
     for (key, value) in entries {
@@ -276,7 +263,7 @@ pub(super) fn read_groups(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>, service
         if !valid_name(name) {
             s.error(key.span(), Some(&what), format!("invalid group name: use {NAME_RULE}"));
         }
-        if services.contains_key(name) {
+        if services.contains(name) {
             // `start NAME` must mean one thing.
             s.error(
                 key.span(),
@@ -301,7 +288,7 @@ fn read_group(
     name: &str,
     span: Range<usize>,
     t: &DeTable<'_>,
-    services: &HashMap<String, ()>,
+    services: &HashSet<&str>,
     member_of: &mut HashMap<String, String>,
 ) -> Option<Group> {
     let prefix = format!("group.{name}");
@@ -334,7 +321,7 @@ fn read_group(
             continue;
         };
         let m = m.to_string();
-        if !services.contains_key(&m) {
+        if !services.contains(m.as_str()) {
             s.error(item.span(), Some(&key("services")), format!("no service named {m:?}"));
             continue;
         }

@@ -39,7 +39,7 @@ impl Engine {
                 if let Some(o) = slot.output.as_mut() {
                     o.drain(&mut self.read_buf);
                 }
-                if matches!(slot.svc.kind, crate::service::Kind::External(_)) {
+                if slot.svc.kind.is_external() {
                     log::debug!("{}: command pid {pid} {status}", slot.svc.name);
                 } else {
                     log::info!("{}: pid {pid} {status}", slot.svc.name);
@@ -47,7 +47,7 @@ impl Engine {
                 self.table = None;
                 // An external service's command may leave the service it
                 // started running: that is not ours to track or stop.
-                let leftovers = if matches!(self.slots[idx].svc.kind, crate::service::Kind::External(_)) {
+                let leftovers = if self.slots[idx].svc.kind.is_external() {
                     self.slots[idx].members.clear();
                     false
                 } else {
