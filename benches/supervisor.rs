@@ -41,8 +41,8 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
 use nix::time::{clock_gettime, ClockId};
 use nix::unistd::Pid;
-use supervisor_core::control::ControlClient;
 use supervisor_core::protocol::Command as Request;
+use supervisor_core::protocol::ControlClient;
 use supervisor_core::{ServiceState, StatusSnapshot};
 
 mod transcript;

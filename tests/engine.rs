@@ -53,7 +53,7 @@ fn library_mode_stops_a_grandchild_that_left_the_group() {
     });
     let grandchild = grandchild.unwrap();
     assert!(alive(grandchild));
-    engine.command("escaper", supervisor_core::Event::Stop).unwrap();
+    engine.command("escaper", supervisor_core::ServiceRequest::Stop).unwrap();
     turn_until(&mut engine, "stopped", |e| e.state("escaper") == Some(ServiceState::Stopped));
     assert!(!alive(grandchild), "the escaped grandchild went with its service");
 }

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use supervisor_core::supervise::{is_supervised, send_control, RunState, SvStatus};
+use supervisor_core::servicedir::{is_supervised, send_control, RunState, SvStatus};
 
 use crate::util::{alive, helper, proc_state, read_pid, supervisor_bin, wait_for, write_script};
 

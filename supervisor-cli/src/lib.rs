@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod logger;
+mod os;
 
 use exit::CliError;
 

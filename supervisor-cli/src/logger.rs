@@ -11,7 +11,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -126,7 +126,7 @@ pub fn reopen() {
 
 /// Now as `2026-11-21T07:30:00.123456Z`.
 pub fn rfc3339_now() -> String {
-    supervisor_core::transcript::rfc3339_micros(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+    supervisor_core::Timestamps::Rfc3339.stamp(SystemTime::now()).trim_end().to_owned()
 }
 
 #[cfg(test)]

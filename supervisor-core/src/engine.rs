@@ -18,21 +18,21 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::behaviour::Behaviour;
-use crate::control::{AccessPolicy, ClientId, ControlServer};
-use crate::group::Group;
-use crate::output::ServiceOutput;
-use crate::persist::{SavedService, SavedState};
-use crate::pidfile::PidFile;
-use crate::previous::{self, INSTANCE_ENV};
-use crate::procfs::{self, ProcTable};
-use crate::protocol::Response;
-use crate::reap::ReapScope;
-use crate::service::{signal_name, Expected, Input, Output, Service};
-use crate::spawn;
-use crate::state::{Action, Event};
-use crate::status::ServiceState;
-use crate::supervise::SuperviseDir;
+use crate::front::control::{AccessPolicy, ClientId, ControlServer};
+use crate::machine::Behaviour;
+use crate::machine::{Action, Event};
+use crate::model::protocol::Response;
+use crate::model::Group;
+use crate::model::ServiceState;
+use crate::model::{signal_name, Expected, Input, Output, Service, ServiceRequest};
+use crate::os::output::ServiceOutput;
+use crate::os::persist::{SavedService, SavedState};
+use crate::os::pidfile::PidFile;
+use crate::os::previous::{self, INSTANCE_ENV};
+use crate::os::procfs::{self, ProcTable};
+use crate::os::reap::ReapScope;
+use crate::os::spawn;
+use crate::os::supervise::SuperviseDir;
 
 mod external;
 mod groups;
@@ -43,8 +43,8 @@ mod svdir;
 mod tasks;
 mod tracking;
 
-use crate::sys::{self, SignalPipe};
-use crate::transcript::Stream;
+use crate::os::sys::{self, SignalPipe};
+use crate::os::transcript::Stream;
 use requests::Wait;
 
 pub use reload::ReloadRequest;
@@ -75,6 +75,9 @@ pub enum EngineError {
     /// No service has this name.
     #[error("no service named {0:?}")]
     UnknownService(String),
+    /// The engine is shutting down: it only stops services now.
+    #[error("the supervisor is shutting down")]
+    ShuttingDown,
     /// System error (poll, pipe, socket).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -477,16 +480,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends a command event (`Start`, `Stop`, `Restart`, `Pause`,
-    /// `Resume`) to a service.
+    /// Asks a service to start, stop, restart, pause or resume. Returns
+    /// once the request is accepted; the service gets there in later
+    /// turns (watch [`state`](Engine::state) or the
+    /// [events](Engine::subscribe)).
     ///
     /// # Errors
     ///
-    /// [`EngineError::UnknownService`].
-    pub fn command(&mut self, name: &str, event: Event) -> Result<(), EngineError> {
+    /// [`EngineError::UnknownService`]; [`EngineError::ShuttingDown`] for
+    /// anything but a stop once [`shutdown`](Engine::shutdown) began.
+    pub fn command(&mut self, name: &str, request: ServiceRequest) -> Result<(), EngineError> {
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
+        if self.shutting_down && request != ServiceRequest::Stop {
+            return Err(EngineError::ShuttingDown);
+        }
         self.release_holds(idx);
-        self.queue.push_back((idx, event));
+        self.queue.push_back((idx, request.into()));
         self.drain_queue();
         Ok(())
     }
@@ -750,8 +759,8 @@ impl Engine {
             // An external service's commands get the directories; the
             // pidfile is what its start command writes.
             let prepared = match command {
-                None => crate::runtime_dir::before_spawn(&self.slots[idx].svc),
-                Some(_) => crate::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
+                None => crate::os::runtime_dir::before_spawn(&self.slots[idx].svc),
+                Some(_) => crate::os::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
             };
             if let Err(error) = prepared {
                 log::error!("{}: cannot start: {error}", self.slots[idx].svc.name);
@@ -828,7 +837,7 @@ impl Engine {
     }
 
     fn write_pidfile(slot: &mut Slot, pid: i32) {
-        let Some(path) = crate::runtime_dir::pidfile(&slot.svc) else { return };
+        let Some(path) = crate::os::runtime_dir::pidfile(&slot.svc) else { return };
         let result = match slot.pidfile.as_mut() {
             Some(pf) => pf.write_pid(pid),
             None => PidFile::acquire_with(&path, pid).map(|pf| slot.pidfile = Some(pf)),
@@ -892,6 +901,6 @@ impl Drop for Engine {
             }
         }
         let known: Vec<i32> = self.leaders.keys().copied().collect();
-        crate::reap::reap_blocking(&known);
+        crate::os::reap::reap_blocking(&known);
     }
 }

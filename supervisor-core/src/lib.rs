@@ -6,18 +6,18 @@
 //!
 //! # Theory of operation
 //!
-//! Each service has a pure state machine ([`state::Machine`]): events go in
+//! Each service has a pure state machine (`machine::daemon`): events go in
 //! (a command, a process that was spawned or exited, a timer that fired),
 //! the state changes, and actions come out (spawn, signal, arm a timer).
 //! It reads no clock and does no I/O, so its logic and the zdaemon-style
 //! backoff of [`RestartPolicy`] are tested without processes or sleeping.
 //!
 //! Services come in three [`Kind`]s, each with a machine of its own that
-//! speaks the same events and actions ([`behaviour::Behaviour`]): daemons
-//! ([`state::Machine`]), loop tasks run every interval without overlap
-//! ([`task::TaskMachine`], atomservice), and external services controlled
+//! speaks the same events and actions (`machine::behaviour`): daemons
+//! (`machine::daemon`), loop tasks run every interval without overlap
+//! (`machine::task`, atomservice), and external services controlled
 //! by `start`/`stop`/`status` commands with LSB exit codes
-//! ([`external::ExternalMachine`], simplevisor). [`Group`]s start their
+//! (`machine::external`, simplevisor). [`Group`]s start their
 //! members in order, stop them in reverse, and restart the others when one
 //! fails, as their [`Strategy`] says.
 //!
@@ -35,7 +35,7 @@
 //! There is no periodic tick: an engine with nothing to do sleeps until
 //! something happens.
 //!
-//! **Spawning** ([`spawn`]) resolves everything in the parent (program in
+//! **Spawning** (`os::spawn`) resolves everything in the parent (program in
 //! `PATH`, user and groups, output files), then makes the child the way
 //! `posix_spawn` does (`clone(CLONE_VM | CLONE_VFORK)`, all signals
 //! blocked), so a spawn costs the same with one service or thousands; the
@@ -56,19 +56,19 @@
 //! descendants left behind has them stopped the same way before it is
 //! restarted, so orphans never pile up.
 //!
-//! **Reaping** is done in one place ([`reap`]). A library must not reap its
+//! **Reaping** is done in one place (`os::reap`). A library must not reap its
 //! host's children, so by default the engine waits only for pids it
 //! spawned. A program that owns its process calls [`Engine::own_process`]:
 //! it becomes a child subreaper (orphaned descendants are re-parented to it
 //! and attributed to their service by the `SUPERVISOR_SERVICE` environment
 //! marker) and reaps with `waitpid(-1)`.
 //!
-//! **Service directories** ([`servicedir`], [`supervise`]): daemontools
+//! **Service directories** ([`servicedir`]): daemontools
 //! service directories become services, and their `supervise/` directories
 //! are kept byte-compatible with daemontools and runit, so that `svc`,
 //! `svstat`, `svok` and `sv` control this engine unchanged.
 //!
-//! **Control** ([`control`], [`protocol`]): one JSON request and one JSON
+//! **Control** ([`protocol`]): one JSON request and one JSON
 //! response per line on a Unix socket, checked with `SO_PEERCRED`, served
 //! with non-blocking I/O and size limits so that no client can stall the
 //! engine.
@@ -95,48 +95,76 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod behaviour;
-pub mod control;
-pub mod daemon;
-pub mod engine;
-pub mod external;
-pub mod group;
-pub mod limits;
-pub mod lsb;
-pub mod output;
-pub mod persist;
-pub mod pidfile;
-pub mod previous;
-pub mod procfs;
-pub mod protocol;
-pub mod reap;
-pub mod restart;
-pub mod runtime_dir;
-pub mod service;
-pub mod servicedir;
-pub mod spawn;
-pub mod state;
-pub mod status;
-pub mod supervise;
-pub mod sys;
-pub mod task;
-pub mod transcript;
+#[cfg(not(target_os = "linux"))]
+compile_error!("supervisor-core runs on Linux only: it relies on /proc, pidfds, PR_SET_CHILD_SUBREAPER and clone(2)");
 
-pub use control::{AccessPolicy, ControlClient, ControlServer};
-pub use daemon::{Daemonized, Daemonizer};
-pub use engine::{Clock, Engine, EngineError, MonotonicClock};
-pub use external::{ExternalMachine, ExternalSpec, Health, PassReport, RestartCommand};
-pub use group::{Group, Strategy};
-pub use limits::Limits;
-pub use lsb::LsbStatus;
-pub use nix::sys::signal::Signal;
-pub use pidfile::{PidFile, PidState};
-pub use restart::{Backoff, Decision, RestartMode, RestartPolicy};
-pub use runtime_dir::PlaceholderError;
-pub use service::{
-    parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Kind, Output, Service, SplitError,
+mod engine;
+mod front;
+mod machine;
+mod model;
+mod os;
+
+pub use engine::{Clock, Engine, EngineError, MonotonicClock, ReloadRequest};
+pub use front::control::AccessPolicy;
+pub use model::{
+    parse_signal, signal_name, split_words, Command, Environment, ExitStatus, Expected, ExternalSpec, Group, Health,
+    Input, Kind, KindStatus, LastRun, Limits, LsbStatus, Output, PassReport, RestartCommand, RestartMode,
+    RestartPolicy, Service, ServiceRequest, ServiceState, ServiceStatus, SplitError, StatusSnapshot, Strategy,
+    SupervisorStatus, TaskSpec, Timestamps, TranscriptConfig,
 };
-pub use state::{Action, Event, Machine};
-pub use status::{ExitStatus, KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
-pub use task::{LastRun, TaskMachine, TaskSpec};
-pub use transcript::{Timestamps, Transcript, TranscriptConfig};
+pub use nix::sys::signal::Signal;
+pub use os::daemon::{DaemonError, Daemonized, Daemonizer, Notifier, Readiness};
+pub use os::pidfile::{PidFile, PidFileError, PidState};
+pub use os::transcript::Transcript;
+
+pub mod protocol {
+    //! The control protocol: one JSON request and one JSON response per
+    //! line on a Unix socket ([`Engine::serve_control`](crate::Engine::serve_control)),
+    //! and a client for it.
+    pub use crate::front::control::{ClientError, ControlClient};
+    pub use crate::model::protocol::*;
+}
+
+pub mod servicedir {
+    //! daemontools service directories: a directory with a `run` script
+    //! becomes a [`Service`](crate::Service) ([`ServiceDir`]), and its
+    //! `supervise/` directory ([`SuperviseDir`]) is kept byte-compatible
+    //! with daemontools and runit, so that their `svc`, `svstat`, `svok` and
+    //! `sv` control an [`Engine`](crate::Engine) unchanged.
+    pub use crate::front::servicedir::{daemontools_policy, ServiceDir};
+    pub use crate::os::supervise::{is_supervised, send_control, RunState, SuperviseDir, SuperviseError, SvStatus};
+}
+
+pub mod limits {
+    //! Soft resource limits and lock files, as daemontools' `softlimit` and
+    //! `setlock` set them.
+    pub use crate::model::{parse_size, Limits, SizeError, UNLIMITED};
+    pub use crate::os::limits::{take_lock, LimitError, LockError};
+}
+
+pub mod runtime_dir {
+    //! Per-service runtime directories, as copkg lays them out
+    //! (`log/ etc/ console/ data/ run/`), the `{runtime_dir}`,
+    //! `{coordinate}` and `{name}` placeholders, and what tells that a
+    //! directory may be removed.
+    pub use crate::os::previous::leftover_process;
+    pub use crate::os::runtime_dir::{
+        check_removable, expand, expand_argv, expand_command, make_private_dir, pid_file, uses_placeholders, InUse,
+        PlaceholderError, MODE, PID_FILE, SUBDIRS,
+    };
+}
+
+pub mod process {
+    //! Read-only questions about other processes, from `/proc`.
+
+    /// Whether process `pid` exists and is not a zombie.
+    pub fn is_alive(pid: i32) -> bool {
+        crate::os::procfs::read_stat(pid).is_some_and(|p| !p.zombie)
+    }
+
+    /// The direct children of process `pid` (empty when it has none, is
+    /// gone, or the kernel does not say).
+    pub fn children(pid: i32) -> Vec<i32> {
+        crate::os::procfs::children(pid).unwrap_or_default()
+    }
+}

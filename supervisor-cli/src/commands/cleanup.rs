@@ -23,12 +23,8 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use supervisor_core::persist::SavedState;
-use supervisor_core::previous::INSTANCE_ENV;
-use supervisor_core::procfs::{self, ProcTable};
 use supervisor_core::protocol::Command;
 use supervisor_core::runtime_dir::{self, InUse};
-use supervisor_core::spawn::SERVICE_ENV;
 use supervisor_core::{ServiceState, ServiceStatus};
 
 use crate::config::Config;
@@ -123,25 +119,12 @@ fn active(s: &ServiceStatus) -> Option<String> {
     Some(format!("{what}; stop it first (supervisor stop {})", s.name))
 }
 
-/// A process of the service left running without a supervisor: the main
-/// process in the state file (the same process: same start time), or any
-/// process marked with this instance and this service.
+/// A process of the service left running without a supervisor (see
+/// [`runtime_dir::leftover_process`]).
 fn leftover(config: &Config, name: &str) -> Option<String> {
-    let table = ProcTable::read();
-    if let Ok(Some(saved)) = SavedState::load(&config.state_path()) {
-        if let Some(s) = saved.services.get(name) {
-            if let (Some(pid), Some(start)) = (s.pid, s.start_time) {
-                if table.get(pid).is_some_and(|p| p.start_time == start && !p.zombie) {
-                    return Some(format!("process {pid} of the service still runs (no supervisor watches it)"));
-                }
-            }
-        }
-    }
     let marker = config.runtime_dir.display().to_string();
-    let p = table.all().find(|p| {
-        !p.zombie && procfs::environ_has(p.pid, SERVICE_ENV, name) && procfs::environ_has(p.pid, INSTANCE_ENV, &marker)
-    })?;
-    Some(format!("process {} of the service still runs (no supervisor watches it)", p.pid))
+    let pid = runtime_dir::leftover_process(&config.state_path(), &marker, name)?;
+    Some(format!("process {pid} of the service still runs (no supervisor watches it)"))
 }
 
 /// Removes `dir`; what was done, or why not.

@@ -3,10 +3,10 @@
 use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
-use supervisor_core::control::make_private_dir;
-use supervisor_core::daemon::{DaemonError, Daemonized, Daemonizer, Notifier};
-use supervisor_core::pidfile::PidFile;
 use supervisor_core::protocol::Command;
+use supervisor_core::runtime_dir::make_private_dir;
+use supervisor_core::PidFile;
+use supervisor_core::{DaemonError, Daemonized, Daemonizer, Notifier};
 use supervisor_core::{Engine, Signal};
 
 use crate::config::Config;
@@ -81,7 +81,7 @@ fn hand_over(config: &Config) {
     }
     let Ok(exe) = std::env::current_exe() else { return };
     let daemon = exe.with_file_name("supervisord");
-    if !supervisor_core::spawn::is_executable(&daemon) || daemon == exe {
+    if !crate::os::is_executable(&daemon) || daemon == exe {
         return;
     }
     let mut cmd = std::process::Command::new(&daemon);
@@ -167,7 +167,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         };
     }
     logger::init(config.log_level);
-    supervisor_core::sys::set_process_name(&format!("sv: {}", config.name));
+    crate::os::set_process_name(&format!("sv: {}", config.name));
     if let Err(e) = make_runtime_dirs(&config) {
         return Err((e, notifier));
     }
@@ -206,7 +206,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         try_!(engine.add_service(svc.clone()));
     }
     // Start-up is over: its temporary memory goes back to the system.
-    supervisor_core::sys::release_free_memory();
+    crate::os::release_free_memory();
     if let Some(n) = notifier {
         n.ready();
     }
@@ -285,13 +285,13 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
                 Ok(kv) => kv,
                 Err(e) => {
                     notifier.fail(&format!("fcntl: {e}"));
-                    supervisor_core::sys::exit_now(1)
+                    std::process::exit(1)
                 }
             };
             let err = command.arg("run").env(var, value).exec();
             // Only reached when exec failed.
             notifier.fail(&format!("exec: {err}"));
-            supervisor_core::sys::exit_now(1)
+            std::process::exit(1)
         }
     }
 }

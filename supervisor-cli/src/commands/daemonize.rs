@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use supervisor_core::daemon::{Daemonized, Daemonizer};
-use supervisor_core::pidfile::{PidFile, PidState};
 use supervisor_core::{Command, Engine, RestartMode, Service, ServiceState};
+use supervisor_core::{Daemonized, Daemonizer};
+use supervisor_core::{PidFile, PidState};
 
 use crate::exit::{self, CliError};
 
@@ -94,10 +94,10 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
                 Ok(p) => p,
                 Err(e) => {
                     notifier.fail(&e.to_string());
-                    supervisor_core::sys::exit_now(1)
+                    std::process::exit(1)
                 }
             };
-            supervisor_core::sys::set_process_name(&format!("daemonize: {}", args.program[0]));
+            crate::os::set_process_name(&format!("daemonize: {}", args.program[0]));
             let code = match run_program(args) {
                 Ok(engine) => {
                     notifier.ready();
@@ -109,7 +109,7 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
                 }
             };
             drop(pidfile);
-            supervisor_core::sys::exit_now(code)
+            std::process::exit(code)
         }
     }
 }
@@ -174,7 +174,7 @@ fn stop(args: &DaemonizeArgs, state: PidState) -> Result<u8, CliError> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let kids = supervisor_core::procfs::children(pid).unwrap_or_default();
+    let kids = supervisor_core::process::children(pid);
     for k in kids {
         let _ = kill(Pid::from_raw(-k), Signal::SIGKILL);
     }

@@ -167,7 +167,7 @@ fn run(args: &ExecArgs) -> Result<Infallible, String> {
         nix::unistd::setuid(ids.uid).map_err(|e| format!("setuid {}: {}", ids.uid, e.desc()))?;
     }
     // Rust ignores SIGPIPE, and ignored signals survive exec.
-    supervisor_core::sys::default_ignored_signals();
+    crate::os::default_ignored_signals();
     let e = nix::unistd::execvp(program, &argv).unwrap_err();
     Err(format!("exec {}: {}", program.to_string_lossy(), e.desc()))
 }

@@ -19,7 +19,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{access, AccessFlags, Pid};
-use supervisor_core::supervise::{is_supervised, send_control, RunState, SvStatus};
+use supervisor_core::servicedir::{is_supervised, send_control, RunState, SvStatus};
 
 use super::svc::{check_dir, error_str, probe, POLL};
 use crate::exit::{self, CliError};

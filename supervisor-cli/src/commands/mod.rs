@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use supervisor_core::control::{ClientError, ControlClient};
+use supervisor_core::protocol::{ClientError, ControlClient};
 use supervisor_core::protocol::{Command, ErrorCode, Response};
 
 use crate::config::Config;

@@ -16,8 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use supervisor_core::engine::ReloadRequest;
 use supervisor_core::protocol::{Command, ReloadAction, ReloadChange, ReloadReport, Response};
+use supervisor_core::ReloadRequest;
 use supervisor_core::{Engine, Service};
 
 use crate::config::{Config, ReloadMode};
@@ -416,7 +416,7 @@ impl Reloader {
 pub fn reload(config: &Config, dry_run: bool) -> Result<u8, CliError> {
     let mut client = super::connect(config, exit::NOT_RUNNING)?;
     let resp = client.call(Command::Reload { dry_run }, Duration::from_secs(30)).map_err(|e| match e {
-        supervisor_core::control::ClientError::Timeout(t) => {
+        supervisor_core::protocol::ClientError::Timeout(t) => {
             CliError::Failed(format!("no answer from the supervisor within {t:?}"))
         }
         other => CliError::Failed(other.to_string()),
@@ -552,7 +552,7 @@ command = "sleep 1"
 
     #[test]
     fn changed_settings_come_from_every_field() {
-        let a = Service::new("x", supervisor_core::service::Command::Argv(vec!["a".into()]));
+        let a = Service::new("x", supervisor_core::Command::Argv(vec!["a".into()]));
         let mut b = a.clone();
         b.stop_timeout = Duration::from_secs(99);
         b.env.vars.insert("K".into(), "V".into());

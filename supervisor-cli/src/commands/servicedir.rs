@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde_json::Value;
-use supervisor_core::daemon::{Daemonized, Daemonizer};
 use supervisor_core::protocol::{ErrorCode, Response};
 use supervisor_core::servicedir::ServiceDir;
-use supervisor_core::supervise::{SuperviseDir, SuperviseError};
+use supervisor_core::servicedir::{SuperviseDir, SuperviseError};
+use supervisor_core::{Daemonized, Daemonizer};
 use supervisor_core::{Engine, Signal};
 
 use crate::exit::{self, CliError};
@@ -174,7 +174,7 @@ fn control_socket(dir: &Path) -> PathBuf {
 /// 7 when no scan runs there.
 pub fn reload(dir: &Path) -> Result<u8, CliError> {
     let socket = control_socket(dir);
-    let mut client = supervisor_core::ControlClient::connect(&socket).map_err(|_| CliError::NotRunning {
+    let mut client = supervisor_core::protocol::ControlClient::connect(&socket).map_err(|_| CliError::NotRunning {
         name: format!("scan {}", dir.display()),
         socket: socket.display().to_string(),
         code: exit::NOT_RUNNING,

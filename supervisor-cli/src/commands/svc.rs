@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use nix::unistd::{access, AccessFlags};
 use serde::Serialize;
-use supervisor_core::supervise::{is_supervised, send_control, RunState, SvStatus};
+use supervisor_core::servicedir::{is_supervised, send_control, RunState, SvStatus};
 
 use crate::exit::{self, CliError};
 

@@ -20,6 +20,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -28,6 +29,9 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::{Group, Uid, User};
 use supervisor_core::protocol::{Command, Selection};
 use supervisor_core::{Service, ServiceState, ServiceStatus, Signal};
@@ -225,7 +229,7 @@ fn stop(config: &Config, waiting: &Waiting) -> Result<u8, CliError> {
     // Until the supervisor is gone, with its socket link and pidfile.
     if let Some(pid) = pid {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while supervisor_core::procfs::read_stat(pid).is_some_and(|p| !p.zombie) && Instant::now() < deadline {
+        while supervisor_core::process::is_alive(pid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -335,19 +339,33 @@ pub fn fg(config: &Config, service: Option<&str>, args: &[String]) -> Result<u8,
     if let Some((uid, gid)) = ids(svc)? {
         cmd.uid(uid).gid(gid);
     }
-    // SIGTERM and SIGHUP are caught (and passed on) while the program runs;
-    // exec gives it the default actions back.
-    let mut signals = supervisor_core::sys::SignalPipe::new().map_err(|e| CliError::Failed(e.to_string()))?;
-    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT] {
-        signals.add(sig).map_err(|e| CliError::Failed(e.to_string()))?;
+    // SIGTERM and SIGHUP are caught (and passed on) while the program runs,
+    // INT and QUIT only caught (the terminal sends them to the program
+    // too); SIGCHLD says it ended. They are blocked here and read from a
+    // signalfd; the child starts with an empty mask (std resets it).
+    let mut mask = SigSet::empty();
+    for sig in [Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGCHLD] {
+        mask.add(sig);
     }
+    let old_mask = mask.thread_swap_mask(SigmaskHow::SIG_BLOCK).map_err(|e| CliError::Failed(e.to_string()))?;
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = old_mask.thread_set_mask();
+            return Err(CliError::Failed(format!("signalfd: {e}")));
+        }
+    };
     let umask = svc.umask.map(|m| nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m)));
     let spawned = cmd.spawn();
     if let Some(old) = umask {
         nix::sys::stat::umask(old);
     }
-    let mut child = spawned.map_err(|e| CliError::Failed(format!("{}: {e}", argv[0])))?;
-    let status = wait_forwarding(&mut child, &signals)?;
+    let status = match spawned {
+        Ok(mut child) => wait_forwarding(&mut child, &signals),
+        Err(e) => Err(CliError::Failed(format!("{}: {e}", argv[0]))),
+    };
+    let _ = old_mask.thread_set_mask();
+    let status = status?;
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code.clamp(0, 255) as u8,
         (None, Some(sig)) => (128 + sig).clamp(0, 255) as u8,
@@ -356,26 +374,22 @@ pub fn fg(config: &Config, service: Option<&str>, args: &[String]) -> Result<u8,
 }
 
 /// Waits for `child`, passing `TERM` and `HUP` on to it.
-fn wait_forwarding(
-    child: &mut Child,
-    signals: &supervisor_core::sys::SignalPipe,
-) -> Result<std::process::ExitStatus, CliError> {
-    use std::os::fd::AsRawFd;
-    let failed = |e: io::Error| CliError::Failed(e.to_string());
-    let pid = child.id() as i32;
-    let pidfd = supervisor_core::sys::pidfd_open(pid).map_err(failed)?;
+fn wait_forwarding(child: &mut Child, signals: &SignalFd) -> Result<std::process::ExitStatus, CliError> {
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     loop {
-        if let Some(status) = child.try_wait().map_err(failed)? {
+        if let Some(status) = child.try_wait().map_err(|e| failed(&e))? {
             return Ok(status);
         }
-        let mut fds = [
-            libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
-            libc::pollfd { fd: signals.fd(), events: libc::POLLIN, revents: 0 },
-        ];
-        supervisor_core::sys::poll(&mut fds, Some(Duration::from_secs(1))).map_err(failed)?;
-        for sig in signals.drain() {
-            if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(failed(&e)),
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            let sig = Signal::try_from(info.ssi_signo as i32);
+            if let Ok(sig @ (Signal::SIGTERM | Signal::SIGHUP)) = sig {
+                let _ = nix::sys::signal::kill(pid, sig);
             }
         }
     }

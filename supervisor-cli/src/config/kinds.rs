@@ -6,12 +6,12 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use supervisor_core::external::unquote;
 use supervisor_core::runtime_dir;
 use supervisor_core::{split_words, ExternalSpec, Group, Kind, RestartCommand, Service, Strategy, TaskSpec};
 use toml::de::{DeTable, DeValue};
 
 use super::check::{found, valid_name, Diag, Raw, Scope, NAME_RULE};
+use super::simplevisor::convert::unquote;
 
 /// What `kind` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::Engine;
-use crate::behaviour::Behaviour;
-use crate::procfs;
-use crate::service::{Command, Kind};
-use crate::state::Event;
+use crate::machine::Behaviour;
+use crate::machine::Event;
+use crate::model::{Command, Kind};
+use crate::os::procfs;
 
 impl Engine {
     /// Makes the external services added from now on check once, when
@@ -60,7 +60,7 @@ impl Engine {
         };
         if let Some(sig) = sig {
             for &pid in &found {
-                log::info!("{}: sending SIG{} to pid {pid}", slot.svc.name, crate::service::signal_name(sig));
+                log::info!("{}: sending SIG{} to pid {pid}", slot.svc.name, crate::model::signal_name(sig));
                 let _ = kill(Pid::from_raw(pid), sig);
             }
         }

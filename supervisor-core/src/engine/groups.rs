@@ -2,9 +2,9 @@
 //! failure restarts the others as the group's strategy says.
 
 use super::Engine;
-use crate::group::Group;
-use crate::state::Event;
-use crate::status::ServiceState;
+use crate::machine::Event;
+use crate::model::Group;
+use crate::model::ServiceState;
 
 impl Engine {
     /// Sets the groups (replacing any). Members are named; a name without

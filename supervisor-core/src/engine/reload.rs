@@ -12,11 +12,11 @@ use std::collections::VecDeque;
 use serde_json::Value;
 
 use super::{Engine, EngineError};
-use crate::control::ClientId;
-use crate::persist::SavedService;
-use crate::protocol::{ErrorCode, Response};
-use crate::service::{Expected, Service};
-use crate::state::Event;
+use crate::front::control::ClientId;
+use crate::machine::Event;
+use crate::model::protocol::{ErrorCode, Response};
+use crate::model::{Expected, Service};
+use crate::os::persist::SavedService;
 
 /// A `reload` request from the control socket, for the host to answer
 /// with [`Engine::answer_reload`].
@@ -105,7 +105,7 @@ impl Engine {
     /// When a new service cannot be set up (its transcript).
     pub fn replace_service(&mut self, mut svc: Service) -> Result<bool, EngineError> {
         if let Some(m) = &self.marker {
-            svc.env.vars.insert(crate::previous::INSTANCE_ENV.to_string(), m.clone());
+            svc.env.vars.insert(crate::os::previous::INSTANCE_ENV.to_string(), m.clone());
         }
         let Some(&idx) = self.by_name.get(&svc.name) else {
             self.add_wanted(svc, None)?;

@@ -4,10 +4,10 @@
 use std::time::{Instant, SystemTime};
 
 use super::Engine;
-use crate::behaviour::Behaviour;
-use crate::service::Expected;
-use crate::status::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
-use crate::task::LastRun;
+use crate::machine::Behaviour;
+use crate::model::Expected;
+use crate::model::LastRun;
+use crate::model::{KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
 
 impl Engine {
     /// The state of one service.
@@ -66,7 +66,7 @@ impl Engine {
                     let at = wall.checked_sub(ago).unwrap_or(wall);
                     let since_epoch = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
                     LastRun {
-                        started: crate::transcript::rfc3339_micros(since_epoch),
+                        started: crate::model::rfc3339_micros(since_epoch),
                         duration_s: r.duration.as_secs_f64(),
                         exit: r.exit,
                         timed_out: r.timed_out,

@@ -4,12 +4,12 @@
 use serde_json::Value;
 
 use super::Engine;
-use crate::behaviour::Behaviour;
-use crate::control::ClientId;
-use crate::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
-use crate::service::parse_signal;
-use crate::state::Event;
-use crate::status::ServiceState;
+use crate::front::control::ClientId;
+use crate::machine::Behaviour;
+use crate::machine::Event;
+use crate::model::parse_signal;
+use crate::model::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
+use crate::model::ServiceState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WaitKind {

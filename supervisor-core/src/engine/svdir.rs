@@ -8,11 +8,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::{Engine, EngineError, Slot};
-use crate::service::{Command, Output};
-use crate::spawn;
-use crate::state::{Action, Event};
-use crate::status::{ExitStatus, ServiceState};
-use crate::supervise::{RunState, SuperviseDir, SvStatus};
+use crate::machine::{Action, Event};
+use crate::model::{Command, Output};
+use crate::model::{ExitStatus, ServiceState};
+use crate::os::spawn;
+use crate::os::supervise::{RunState, SuperviseDir, SvStatus};
 
 impl Slot {
     /// No process of the service is left, and none is wanted now.

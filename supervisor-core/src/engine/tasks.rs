@@ -2,7 +2,7 @@
 //! configuration (atomservice re-reads it at the top of every loop).
 
 use super::Engine;
-use crate::state::Event;
+use crate::machine::Event;
 
 impl Engine {
     /// Holds back every loop task's run when it is due until the host

@@ -5,13 +5,13 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::{Engine, Member};
-use crate::procfs;
-use crate::reap::{reap, ReapScope};
-use crate::service::signal_name;
-use crate::spawn::SERVICE_ENV;
-use crate::state::Event;
-use crate::status::ServiceState;
-use crate::sys;
+use crate::machine::Event;
+use crate::model::signal_name;
+use crate::model::ServiceState;
+use crate::os::procfs;
+use crate::os::reap::{reap, ReapScope};
+use crate::os::spawn::SERVICE_ENV;
+use crate::os::sys;
 
 impl Engine {
     pub(super) fn reap_children(&mut self) {

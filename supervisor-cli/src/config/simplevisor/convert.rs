@@ -45,7 +45,7 @@ pub(super) fn words(value: &str) -> Vec<String> {
 
 /// `%XX` (two hex digits) becomes the byte XX; the bytes are read as
 /// UTF-8, as Python 3's `urllib.parse.unquote` does.
-pub(super) fn unquote(word: &str) -> String {
+pub(in crate::config) fn unquote(word: &str) -> String {
     let bytes = word.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

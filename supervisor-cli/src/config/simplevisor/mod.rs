@@ -47,7 +47,7 @@
 //! Every error names the simplevisor file (an included one where the
 //! problem is), the line, the entry and the key.
 
-mod convert;
+pub(super) mod convert;
 mod syntax;
 #[cfg(test)]
 mod tests;

@@ -118,6 +118,8 @@ fn unquoting_is_pythons() {
     assert_eq!(unquote("%zz%4"), "%zz%4");
     assert_eq!(unquote("a+b%2Bc"), "a+b+c");
     assert_eq!(unquote("%C3%A9"), "é");
+    assert_eq!(unquote("%zz%41"), "%zzA");
+    assert_eq!(unquote("a%2"), "a%2");
     assert_eq!(words("  a\tb%20c \n d "), ["a", "b c", "d"]);
 }
 

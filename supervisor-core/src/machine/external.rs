@@ -5,7 +5,7 @@
 //!
 //! [`ExternalSpec`] holds the commands and resolves them with simplevisor's
 //! precedence rules ([`ExternalSpec::step`]). [`ExternalMachine`] is pure,
-//! like [`Machine`](crate::state::Machine): a *pass* runs `status`, then
+//! like [`Machine`](crate::machine::Machine): a *pass* runs `status`, then
 //! whatever brings the service to its wanted state (`start`; `stop`; or
 //! `stop` then `start` for a dirty one), then `status` again to see what
 //! it achieved. Passes run every `check_interval` and for every command;
@@ -15,266 +15,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use super::{Action, Event};
+use crate::model::{ExitStatus, Expected, ExternalSpec, Health, Operation, PassReport, Service, ServiceState, Step};
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
-
-use crate::service::{Expected, Service};
-use crate::state::{Action, Event};
-use crate::status::{ExitStatus, ServiceState};
-
-/// What `restart` does.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestartCommand {
-    /// `stop` then `start` (simplevisor's `restart = stop+start`).
-    StopStart,
-    /// This command.
-    Run(Vec<String>),
-}
-
-/// The commands of an externally controlled service, as simplevisor's
-/// `<entry> type = service` gives them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExternalSpec {
-    /// Prefix of the `start`, `stop`, `status` and `restart` commands
-    /// (`/sbin/service httpd` runs `/sbin/service httpd start`).
-    pub control: Option<Vec<String>>,
-    /// The start command (with `control`: instead of `CONTROL start`).
-    pub start: Option<Vec<String>>,
-    /// The stop command (ignored with `control`).
-    pub stop: Option<Vec<String>>,
-    /// The status command (ignored with `control`).
-    pub status: Option<Vec<String>>,
-    /// The restart command (see [`ExternalSpec::step`]).
-    pub restart: Option<RestartCommand>,
-    /// A regular expression looked for in the command lines of the process
-    /// table, for `status` and `stop` when neither they nor `control` are
-    /// given; by default the start command line, literally.
-    pub pattern: Option<String>,
-    /// `PATH` for the commands (colon separated).
-    pub path: Option<String>,
-    /// The longest any command may run before it is killed with its group.
-    pub timeout: Duration,
-    /// How often the state is checked and repaired.
-    pub check_interval: Duration,
-}
-
-impl ExternalSpec {
-    /// A service controlled through `control` (such as an init script).
-    pub fn control(prefix: Vec<String>) -> ExternalSpec {
-        ExternalSpec { control: Some(prefix), ..ExternalSpec::start(Vec::new()) }
-    }
-
-    /// A service started by `start` and found in the process table.
-    pub fn start(start: Vec<String>) -> ExternalSpec {
-        ExternalSpec {
-            control: None,
-            start: (!start.is_empty()).then_some(start),
-            stop: None,
-            status: None,
-            restart: None,
-            pattern: None,
-            path: None,
-            timeout: Duration::from_secs(60),
-            check_interval: Duration::from_secs(30),
-        }
-    }
-
-    /// Checks the rules: one of `start` or `control`, non-empty commands,
-    /// a valid `pattern`.
-    ///
-    /// # Errors
-    ///
-    /// What is wrong, as a sentence.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.control.is_none() && self.start.is_none() {
-            return Err("an external service needs `start` or `control`".into());
-        }
-        let cmds = [&self.control, &self.start, &self.stop, &self.status];
-        if cmds.iter().any(|c| c.as_ref().is_some_and(Vec::is_empty)) {
-            return Err("empty command".into());
-        }
-        if let Some(RestartCommand::Run(v)) = &self.restart {
-            if v.is_empty() {
-                return Err("empty restart command".into());
-            }
-        }
-        self.pattern_regex().map(|_| ())
-    }
-
-    /// The regular expression for the process table: `pattern`, or the
-    /// start command line matched literally.
-    ///
-    /// # Errors
-    ///
-    /// When `pattern` is not a valid regular expression.
-    pub fn pattern_regex(&self) -> Result<regex_lite::Regex, String> {
-        let text = match (&self.pattern, &self.start) {
-            (Some(p), _) => p.clone(),
-            (None, Some(s)) => regex_lite::escape(&s.join(" ")),
-            (None, None) => String::from("$^"),
-        };
-        regex_lite::Regex::new(&text).map_err(|e| {
-            // The parser's message draws the pattern over several lines;
-            // its last line says what is wrong.
-            let msg = e.to_string();
-            let why = msg.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("").to_string();
-            format!("invalid pattern {text:?}: {}", why.strip_prefix("error: ").unwrap_or(&why))
-        })
-    }
-
-    /// What an operation runs, by simplevisor's precedence rules:
-    ///
-    /// - with `control`: `start` if given, else `CONTROL start`;
-    ///   `CONTROL stop`; `CONTROL status`; `restart` if given (`stop+start`
-    ///   runs `CONTROL stop` then `CONTROL start`), else `CONTROL restart`.
-    /// - without: `start`; `stop` if given, else the processes matching
-    ///   the pattern are stopped; `status` if given, else the process table
-    ///   is searched for the pattern; `restart` if given, else `stop` then
-    ///   `start`.
-    pub fn step(&self, op: Operation) -> Step {
-        let with = |prefix: &Vec<String>, word: &str| {
-            let mut v = prefix.clone();
-            v.push(word.to_string());
-            Step::Run(v)
-        };
-        match (&self.control, op) {
-            (Some(c), Operation::Start) => self.start.clone().map_or_else(|| with(c, "start"), Step::Run),
-            (Some(c), Operation::Stop) => with(c, "stop"),
-            (Some(c), Operation::Status) => with(c, "status"),
-            (Some(c), Operation::Restart) => match &self.restart {
-                None => with(c, "restart"),
-                Some(RestartCommand::StopStart) => Step::StopThenStart,
-                Some(RestartCommand::Run(v)) => Step::Run(v.clone()),
-            },
-            (None, Operation::Start) => Step::Run(self.start.clone().unwrap_or_default()),
-            (None, Operation::Stop) => self.stop.clone().map_or(Step::KillPattern, Step::Run),
-            (None, Operation::Status) => self.status.clone().map_or(Step::FindPattern, Step::Run),
-            (None, Operation::Restart) => match &self.restart {
-                None | Some(RestartCommand::StopStart) => Step::StopThenStart,
-                Some(RestartCommand::Run(v)) => Step::Run(v.clone()),
-            },
-        }
-    }
-}
-
-/// Undoes URL-style quoting in a command word, as simplevisor's
-/// `urllib.unquote`: `%XX` becomes the byte `XX`; a `%` not followed by
-/// two hex digits stays as it is. Invalid UTF-8 is replaced.
-pub fn unquote(word: &str) -> String {
-    let b = word.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// An operation on an external service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Operation {
-    /// Find out the state.
-    Status,
-    /// Start it.
-    Start,
-    /// Stop it.
-    Stop,
-    /// Restart it.
-    Restart,
-}
-
-impl Operation {
-    fn as_str(self) -> &'static str {
-        match self {
-            Operation::Status => "status",
-            Operation::Start => "start",
-            Operation::Stop => "stop",
-            Operation::Restart => "restart",
-        }
-    }
-}
-
-/// How an operation is carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Run this command.
-    Run(Vec<String>),
-    /// Look for the pattern in the process table.
-    FindPattern,
-    /// Signal the processes that match the pattern and wait until none is
-    /// left.
-    KillPattern,
-    /// Stop, then start.
-    StopThenStart,
-}
-
-/// The state a `status` reports, from its LSB return code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "state", content = "code")]
-pub enum Health {
-    /// Return code 0.
-    Running,
-    /// Return code 3.
-    Stopped,
-    /// Any other return code (a hung command counts as 124): dead with a
-    /// pidfile or lock left, unknown, or anything else.
-    Dirty(i32),
-}
-
-impl Health {
-    /// The state for LSB return code `code`.
-    pub fn from_code(code: i32) -> Health {
-        match code {
-            0 => Health::Running,
-            3 => Health::Stopped,
-            c => Health::Dirty(c),
-        }
-    }
-
-    fn state(self) -> ServiceState {
-        match self {
-            Health::Running => ServiceState::Running,
-            Health::Stopped => ServiceState::Stopped,
-            Health::Dirty(_) => ServiceState::Dirty,
-        }
-    }
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Health::Running => f.write_str("running"),
-            Health::Stopped => f.write_str("stopped"),
-            Health::Dirty(c) => write!(f, "dirty (status exit {c})"),
-        }
-    }
-}
-
-/// What one pass found and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PassReport {
-    /// What the first `status` said (`None` for a restart, which does not
-    /// ask first).
-    pub found: Option<Health>,
-    /// What was run to repair it, with the outcome: `"start: exit 0"`.
-    pub actions: Vec<String>,
-    /// What the last `status` said.
-    pub result: Option<Health>,
-    /// The wanted state during the pass.
-    pub wanted: Option<Expected>,
-    /// Whether the service ended as wanted.
-    pub ok: bool,
-}
 
 /// Passes that the engine may ask for besides the periodic ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -437,7 +180,7 @@ impl ExternalMachine {
 
     fn spec(svc: &Service) -> Option<&ExternalSpec> {
         match &svc.kind {
-            crate::service::Kind::External(spec) => Some(spec),
+            crate::model::Kind::External(spec) => Some(spec),
             _ => None,
         }
     }
@@ -667,7 +410,7 @@ impl ExternalMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Command, Kind};
+    use crate::model::{Command, Kind, RestartCommand};
 
     fn words(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
@@ -728,15 +471,6 @@ mod tests {
         e.pattern = Some("(".into());
         assert!(e.validate().unwrap_err().contains("invalid pattern"));
         assert!(ExternalSpec::start(Vec::new()).validate().is_err());
-    }
-
-    #[test]
-    fn unquotes_like_urllib() {
-        assert_eq!(unquote("hello%20world"), "hello world");
-        assert_eq!(unquote("100%"), "100%");
-        assert_eq!(unquote("%zz%41"), "%zzA");
-        assert_eq!(unquote("a%2"), "a%2");
-        assert_eq!(unquote("%C3%A9"), "é");
     }
 
     fn exited(code: i32) -> Event {

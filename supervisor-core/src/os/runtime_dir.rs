@@ -35,13 +35,13 @@
 use std::fmt;
 use std::fs::{self, DirBuilder};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::pidfile::{PidFile, PidState};
-use crate::service::{Command, Service};
+use crate::model::{Command, Service};
+use crate::os::pidfile::{PidFile, PidState};
 
 /// The subdirectories of a runtime directory, in the order they are made.
 pub const SUBDIRS: [&str; 5] = ["log", "etc", "console", "data", "run"];
@@ -49,14 +49,31 @@ pub const SUBDIRS: [&str; 5] = ["log", "etc", "console", "data", "run"];
 /// Where the pid is kept, relative to the runtime directory.
 pub const PID_FILE: &str = "run/start.pid";
 
-/// The mode of the directories that [`prepare`] makes (before the umask).
+/// The mode of the directories that the engine makes for a service
+/// (before the umask).
 ///
 /// `0755` rather than `0700`: the convention is there so that tools other
 /// than the service (log shippers, monitoring, an operator) find logs and
 /// pids in fixed places. A service that keeps secrets in `data/` or `etc/`
-/// narrows those itself; [`prepare`] never changes the mode of a directory
+/// narrows those itself; the engine never changes the mode of a directory
 /// that exists.
 pub const MODE: u32 = 0o755;
+
+/// Creates `dir` (and its parents) if needed and sets its mode: for a
+/// supervisor instance's own runtime directory and its socket directory.
+///
+/// # Errors
+///
+/// The I/O error, with the path.
+pub fn make_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| io::Error::new(e.kind(), format!("create directory {}: {e}", dir.display())))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .map_err(|e| io::Error::new(e.kind(), format!("set mode of {}: {e}", dir.display())))
+}
 
 /// `RUNTIME_DIR/run/start.pid`.
 pub fn pid_file(dir: &Path) -> PathBuf {
@@ -70,20 +87,10 @@ pub fn pidfile(svc: &Service) -> Option<PathBuf> {
     svc.pidfile.clone().or_else(|| svc.runtime_dir.as_deref().map(pid_file))
 }
 
-/// Makes `dir` (and its missing parents) and its five [`SUBDIRS`], with
-/// mode [`MODE`] less the umask. Directories that exist are left as they
-/// are (a subdirectory may be a symbolic link to a directory elsewhere,
-/// such as `data` on a bigger disk).
-///
-/// # Errors
-///
-/// An error whose message names the path that could not be made, or that
-/// exists and is not a directory.
-pub fn prepare(dir: &Path) -> io::Result<()> {
-    make_all(dir, None).map(drop)
-}
-
-/// [`prepare`] for a service's runtime directory, if it has one. When the
+/// Makes a service's runtime directory, if it has one, and its five
+/// [`SUBDIRS`], with mode [`MODE`] less the umask. Directories that exist
+/// are left as they are (a subdirectory may be a symbolic link to a
+/// directory elsewhere, such as `data` on a bigger disk). When the
 /// supervisor runs as root and the service has a `user` or `group`, the
 /// directories made here (not those that existed) are given to that user
 /// and group, so that the service can write in them; symbolic links are
@@ -91,8 +98,9 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
 ///
 /// # Errors
 ///
-/// As [`prepare`], and an unknown user or group, or a failed `chown`,
-/// named with the path.
+/// An error whose message names the path that could not be made, or that
+/// exists and is not a directory; an unknown user or group, or a failed
+/// `chown`, named with the path.
 pub fn prepare_for(svc: &Service) -> io::Result<()> {
     let Some(dir) = &svc.runtime_dir else { return Ok(()) };
     let owner = if Uid::effective().is_root() { owner(svc)? } else { None };
@@ -364,6 +372,10 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    fn prepare(dir: &Path) -> io::Result<()> {
+        make_all(dir, None)
+    }
 
     fn svc() -> Service {
         let mut s = Service::new("web", Command::Argv(vec!["x".into()]));

@@ -10,92 +10,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::restart::{Backoff, Decision};
-use crate::service::{Expected, Service};
-use crate::status::{ExitStatus, ServiceState};
-
-/// Something that happened to a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Command: bring it up.
-    Start,
-    /// Command: bring it up if it is down, and do not restart it when it
-    /// exits (daemontools' `svc -o`).
-    Once,
-    /// Command: bring it down.
-    Stop,
-    /// Command: stop it if it runs, then start it.
-    Restart,
-    /// Command: suspend it with `SIGSTOP`.
-    Pause,
-    /// Command: continue it with `SIGCONT`.
-    Resume,
-    /// The engine forked the process asked for by [`Action::Spawn`].
-    Spawned {
-        /// The new main process.
-        pid: i32,
-    },
-    /// [`Action::Spawn`] failed before or during `exec`.
-    SpawnFailed {
-        /// What went wrong, for the status.
-        error: String,
-        /// A passing condition (fork found no memory or pids): retry with
-        /// backoff. Otherwise (missing program, bad user) give up at once.
-        transient: bool,
-    },
-    /// The main process was reaped.
-    Exited {
-        /// How it ended.
-        status: ExitStatus,
-        /// Descendants of it are still alive.
-        leftovers: bool,
-    },
-    /// The main process went to the background: `pid`, a descendant it
-    /// left, is the main process from now on.
-    Adopted {
-        /// The new main process.
-        pid: i32,
-    },
-    /// The main process is reaped and no descendant is left.
-    AllGone,
-    /// The deadline from the last [`Action::ArmTimer`] passed.
-    Timer,
-    /// Command: find out the state now and repair it (external services;
-    /// ignored by the others).
-    Check,
-    /// The answer to [`Action::FindPattern`] or [`Action::KillPattern`]:
-    /// how many processes match the service's pattern.
-    Found {
-        /// Matching processes (before the signal, for `KillPattern`).
-        count: usize,
-    },
-}
-
-/// Something the engine must do for a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Fork and exec the service; answer with [`Event::Spawned`] or
-    /// [`Event::SpawnFailed`].
-    Spawn,
-    /// Send a signal to the main process, its process group and every
-    /// tracked descendant.
-    Signal(Signal),
-    /// Wake the machine with [`Event::Timer`] at this instant (replaces any
-    /// armed timer).
-    ArmTimer(Instant),
-    /// Forget the armed timer.
-    CancelTimer,
-    /// Fork and exec this command of the service (external services),
-    /// with the service's environment, user and directory, its output
-    /// logged; answer as for [`Action::Spawn`].
-    Run(Vec<String>),
-    /// Count the processes whose command line matches the service's
-    /// pattern; answer with [`Event::Found`].
-    FindPattern,
-    /// Send this signal to the processes that match the service's pattern;
-    /// answer with [`Event::Found`].
-    KillPattern(Signal),
-}
+use super::{Action, Event};
+use crate::machine::{Backoff, Decision};
+use crate::model::{ExitStatus, Expected, Service, ServiceState};
 
 /// What follows once a stop (or the clean-up after a death) is complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,8 +356,8 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Command;
-    use crate::status::ServiceState as S;
+    use crate::model::Command;
+    use crate::model::ServiceState as S;
 
     struct Rig {
         svc: Service,

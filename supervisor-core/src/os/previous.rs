@@ -9,14 +9,16 @@
 //! just before the state file was written.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::persist::SavedState;
-use crate::procfs::{self, ProcInfo, ProcTable};
-use crate::sys;
+use crate::os::persist::SavedState;
+use crate::os::procfs::{self, ProcInfo, ProcTable};
+use crate::os::spawn::SERVICE_ENV;
+use crate::os::sys;
 
 /// The environment variable that marks every process of an instance.
 pub const INSTANCE_ENV: &str = "SUPERVISOR_INSTANCE";
@@ -51,6 +53,28 @@ pub fn find(saved: Option<&SavedState>, marker: Option<&str>) -> Vec<ProcInfo> {
         }
     }
     found
+}
+
+/// A live process of service `name` that a supervisor of the instance
+/// marked `marker` left behind (it runs with no supervisor watching it):
+/// the main process recorded in the state file at `state_file` (the same
+/// process: same start time), or any process marked as this service of
+/// this instance. `None` when there is none.
+pub fn leftover_process(state_file: &Path, marker: &str, name: &str) -> Option<i32> {
+    let table = ProcTable::read();
+    if let Ok(Some(saved)) = SavedState::load(state_file) {
+        if let Some(s) = saved.services.get(name) {
+            if let (Some(pid), Some(start)) = (s.pid, s.start_time) {
+                if table.get(pid).is_some_and(|p| p.start_time == start && !p.zombie) {
+                    return Some(pid);
+                }
+            }
+        }
+    }
+    let p = table.all().find(|p| {
+        !p.zombie && procfs::environ_has(p.pid, SERVICE_ENV, name) && procfs::environ_has(p.pid, INSTANCE_ENV, marker)
+    })?;
+    Some(p.pid)
 }
 
 /// Sends `TERM` (and `CONT`), waits up to `grace`, then `KILL`s what is

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,7 +21,8 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::Value;
 
-use crate::protocol::{parse_request, ErrorCode, Request, Response, MAX_REQUEST};
+use crate::model::protocol::{parse_request, ErrorCode, Request, Response, MAX_REQUEST};
+use crate::os::runtime_dir::make_private_dir;
 
 /// Most clients connected at once.
 pub const MAX_CLIENTS: usize = 128;
@@ -94,21 +95,6 @@ pub struct ControlServer {
     next_id: ClientId,
 }
 
-/// Creates `dir` (and its parents) if needed and sets its mode.
-///
-/// # Errors
-///
-/// The I/O error, with the path.
-pub fn make_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("create directory {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| io::Error::new(e.kind(), format!("set mode of {}: {e}", dir.display())))
-}
-
 impl ControlServer {
     /// Binds the socket at `path`, creating its directory (mode 0700, or
     /// 0711 when the policy admits other users) and replacing a stale
@@ -135,16 +121,6 @@ impl ControlServer {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         listener.set_nonblocking(true)?;
         Ok(ControlServer { listener, path: path.to_path_buf(), policy, clients: HashMap::new(), next_id: 1 })
-    }
-
-    /// Where the socket is.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Number of connected clients.
-    pub fn client_count(&self) -> usize {
-        self.clients.len()
     }
 
     /// Descriptors to poll and the events wanted for each.
@@ -425,7 +401,11 @@ impl ControlClient {
     /// # Errors
     ///
     /// [`ClientError::Timeout`], I/O and protocol errors.
-    pub fn call(&mut self, command: crate::protocol::Command, timeout: Duration) -> Result<Response, ClientError> {
+    pub fn call(
+        &mut self,
+        command: crate::model::protocol::Command,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
         let req = Request { id: Value::from(id), command };

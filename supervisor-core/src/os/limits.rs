@@ -22,37 +22,18 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use crate::model::Limits;
 
-/// A limit value meaning "as high as the hard limit" (`RLIM_INFINITY`).
-pub const UNLIMITED: u64 = libc::RLIM_INFINITY;
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 
 /// The resources that a memory limit sets, as `softlimit -m` does: the
 /// data segment, the stack, locked memory and the address space.
 pub const MEMORY_RESOURCES: [Resource; 4] =
     [Resource::RLIMIT_DATA, Resource::RLIMIT_STACK, Resource::RLIMIT_MEMLOCK, Resource::RLIMIT_AS];
 
-/// Soft resource limits for a program; `None` leaves a limit as it is
-/// inherited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Limits {
-    /// Bytes of memory: `RLIMIT_DATA`, `RLIMIT_STACK`, `RLIMIT_MEMLOCK` and
-    /// `RLIMIT_AS` (`softlimit -m`).
-    pub mem: Option<u64>,
-    /// Open descriptors: `RLIMIT_NOFILE` (`softlimit -o`).
-    pub files: Option<u64>,
-    /// Processes of the (real) user: `RLIMIT_NPROC` (`softlimit -p`).
-    pub procs: Option<u64>,
-    /// Seconds of CPU time: `RLIMIT_CPU` (`softlimit -t`).
-    pub cpu: Option<u64>,
-    /// Bytes of a core dump: `RLIMIT_CORE` (`softlimit -c`); `0` means
-    /// no core dumps.
-    pub core: Option<u64>,
-}
-
 /// One limit to set: the new soft limit and the hard limit it keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rlimit {
+pub(crate) struct Rlimit {
     /// Which resource.
     pub resource: Resource,
     /// The soft limit, at most `hard`.
@@ -63,13 +44,24 @@ pub struct Rlimit {
 
 /// Why limits could not be read or set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum LimitError {
     /// `getrlimit` failed.
-    #[error("getrlimit {}: {}", resource_name(*.0), .1.desc())]
-    Get(Resource, nix::Error),
+    #[error("getrlimit {resource}: {}", nix::Error::from_raw(*.errno).desc())]
+    Get {
+        /// The resource, as C names it: `RLIMIT_NOFILE`.
+        resource: &'static str,
+        /// The `errno`.
+        errno: i32,
+    },
     /// `setrlimit` failed.
-    #[error("setrlimit {}: {}", resource_name(*.0), .1.desc())]
-    Set(Resource, nix::Error),
+    #[error("setrlimit {resource}: {}", nix::Error::from_raw(*.errno).desc())]
+    Set {
+        /// The resource, as C names it: `RLIMIT_NOFILE`.
+        resource: &'static str,
+        /// The `errno`.
+        errno: i32,
+    },
 }
 
 impl Limits {
@@ -80,7 +72,7 @@ impl Limits {
 
     /// The resources and the soft limits asked for, in the order they are
     /// set (a memory limit stands for four resources).
-    pub fn wanted(&self) -> Vec<(Resource, u64)> {
+    pub(crate) fn wanted(&self) -> Vec<(Resource, u64)> {
         let mut out = Vec::new();
         if let Some(m) = self.mem {
             out.extend(MEMORY_RESOURCES.iter().map(|r| (*r, m)));
@@ -102,11 +94,12 @@ impl Limits {
     /// # Errors
     ///
     /// [`LimitError::Get`] when a hard limit cannot be read.
-    pub fn resolve(&self) -> Result<Vec<Rlimit>, LimitError> {
+    pub(crate) fn resolve(&self) -> Result<Vec<Rlimit>, LimitError> {
         self.wanted()
             .into_iter()
             .map(|(resource, want)| {
-                let (_, hard) = getrlimit(resource).map_err(|e| LimitError::Get(resource, e))?;
+                let (_, hard) = getrlimit(resource)
+                    .map_err(|e| LimitError::Get { resource: resource_name(resource), errno: e as i32 })?;
                 Ok(Rlimit { resource, soft: capped(want, hard), hard })
             })
             .collect()
@@ -119,7 +112,8 @@ impl Limits {
     /// [`LimitError`] for the first limit that cannot be read or set.
     pub fn apply(&self) -> Result<(), LimitError> {
         for l in self.resolve()? {
-            setrlimit(l.resource, l.soft, l.hard).map_err(|e| LimitError::Set(l.resource, e))?;
+            setrlimit(l.resource, l.soft, l.hard)
+                .map_err(|e| LimitError::Set { resource: resource_name(l.resource), errno: e as i32 })?;
         }
         Ok(())
     }
@@ -143,45 +137,6 @@ pub fn resource_name(resource: Resource) -> &'static str {
         Resource::RLIMIT_STACK => "RLIMIT_STACK",
         _ => "RLIMIT_?",
     }
-}
-
-/// Why a size string was refused by [`parse_size`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum SizeError {
-    /// Not a number of bytes with an optional known unit.
-    #[error("expected a size such as \"10MB\", \"512KiB\" or \"1000\" (bytes)")]
-    Invalid,
-    /// More than `u64::MAX` bytes.
-    #[error("a size may be at most {} bytes", u64::MAX)]
-    TooLarge,
-}
-
-/// Parses a size: decimal digits, optional spaces, and an optional unit,
-/// case-insensitive: `B`, decimal `KB`, `MB`, `GB` (powers of 1000) or
-/// binary `KiB`, `MiB`, `GiB` (powers of 1024). No unit means bytes.
-///
-/// # Errors
-///
-/// [`SizeError`].
-pub fn parse_size(text: &str) -> Result<u64, SizeError> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    if digits == 0 {
-        return Err(SizeError::Invalid);
-    }
-    let unit = text[digits..].trim_start().to_ascii_lowercase();
-    let multiplier: u64 = match unit.as_str() {
-        "" | "b" => 1,
-        "kb" => 1000,
-        "mb" => 1000 * 1000,
-        "gb" => 1000 * 1000 * 1000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return Err(SizeError::Invalid),
-    };
-    let number: u64 = text[..digits].parse().map_err(|_| SizeError::TooLarge)?;
-    number.checked_mul(multiplier).ok_or(SizeError::TooLarge)
 }
 
 /// Why a lock file could not be locked.
@@ -241,9 +196,9 @@ pub fn take_lock(path: &Path, wait: bool, inheritable: bool) -> Result<OwnedFd, 
         fd = fd.try_clone().map_err(open_error)?;
     }
     if inheritable {
-        crate::sys::set_cloexec(fd.as_raw_fd(), false).map_err(open_error)?;
+        crate::os::sys::set_cloexec(fd.as_raw_fd(), false).map_err(open_error)?;
     }
-    match crate::sys::flock_exclusive(fd.as_raw_fd(), wait) {
+    match crate::os::sys::flock_exclusive(fd.as_raw_fd(), wait) {
         Ok(()) => Ok(fd),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(LockError::Held(path.to_path_buf())),
         Err(source) => Err(LockError::Lock { path: path.to_path_buf(), source }),
@@ -253,6 +208,7 @@ pub fn take_lock(path: &Path, wait: bool, inheritable: bool) -> Result<OwnedFd, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::UNLIMITED;
 
     #[test]
     fn no_limits_by_default() {
@@ -299,7 +255,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_resource() {
-        let e = LimitError::Set(Resource::RLIMIT_NOFILE, nix::Error::EPERM);
+        let e = LimitError::Set { resource: "RLIMIT_NOFILE", errno: nix::Error::EPERM as i32 };
         assert_eq!(e.to_string(), "setrlimit RLIMIT_NOFILE: Operation not permitted");
     }
 

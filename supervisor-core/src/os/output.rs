@@ -22,9 +22,9 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-use crate::service::{Output, Service};
-use crate::spawn::Pipes;
-use crate::transcript::{Stream, Transcript};
+use crate::model::{Output, Service};
+use crate::os::spawn::Pipes;
+use crate::os::transcript::{Stream, Transcript};
 
 /// The size asked for each pipe: a fast writer should not stall on a full
 /// pipe while the supervisor is busy elsewhere.
@@ -45,16 +45,16 @@ struct Pipe {
 
 impl Pipe {
     fn new() -> io::Result<Pipe> {
-        let (read, write) = crate::sys::pipe()?;
+        let (read, write) = crate::os::sys::pipe()?;
         // Failure (a user over the pipe memory limit) only means a smaller pipe.
-        let _ = crate::sys::set_pipe_size(read.as_raw_fd(), PIPE_SIZE);
+        let _ = crate::os::sys::set_pipe_size(read.as_raw_fd(), PIPE_SIZE);
         let mut pipe = Pipe { read, write: Some(write), live: false };
         if pipe.open_writer().is_ok() {
             pipe.write = None;
         } else {
             // The kept write end must block in children (a full pipe makes
             // the writer wait, it does not lose data).
-            crate::sys::set_nonblocking(pipe.write.as_ref().map_or(-1, |w| w.as_raw_fd()), false)?;
+            crate::os::sys::set_nonblocking(pipe.write.as_ref().map_or(-1, |w| w.as_raw_fd()), false)?;
         }
         Ok(pipe)
     }
@@ -137,7 +137,7 @@ impl ServiceOutput {
             return Ok(None);
         }
         // A transcript past the file size limit must fail, not kill us.
-        crate::sys::ignore_sigxfsz();
+        crate::os::sys::ignore_sigxfsz();
         let out = if out { Some(Pipe::new()?) } else { None };
         let err = if err { Some(Pipe::new()?) } else { None };
         let transcript = Transcript::open(&svc.name, cfg.clone());

@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::status::ExitStatus;
+use crate::model::ExitStatus;
 
 /// Which children the engine may reap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -18,8 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::restart::{RestartMode, RestartPolicy};
-use crate::service::{Command, Expected, Input, Output, Service};
+use crate::model::{Command, Expected, Input, Output, Service};
+use crate::model::{RestartMode, RestartPolicy};
 
 /// A service directory, and its `log/` service if it has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,7 +32,7 @@ pub struct ServiceDir {
     pub log: Option<Service>,
 }
 
-pub use crate::spawn::is_executable;
+pub use crate::os::spawn::is_executable;
 
 /// The restart policy of daemontools' `supervise`: at most one start per
 /// second, forever.

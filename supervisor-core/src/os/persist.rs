@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::Expected;
+use crate::model::Expected;
 
 /// One service's saved state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::service::Expected;
-use crate::status::{ServiceState, ServiceStatus};
+use crate::model::Expected;
+use crate::model::{ServiceState, ServiceStatus};
 
 /// The answer of an LSB `status` action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Loop tasks: a command run every `interval`, as atomservice runs its
 //! tasks.
 //!
-//! [`TaskMachine`] is pure, like [`Machine`](crate::state::Machine): it
+//! [`TaskMachine`] is pure, like [`Machine`](crate::machine::Machine): it
 //! takes the same [`Event`]s and returns the same [`Action`]s, and reads
 //! no clock. Runs never overlap: the next run is due `interval` after the
 //! start of the previous one, or at once when a run took longer than that.
@@ -10,31 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Action, Event};
+use crate::model::{ExitStatus, Expected, Service, ServiceState, TaskSpec};
 use nix::sys::signal::Signal;
-use serde::Serialize;
-
-use crate::service::{Expected, Service};
-use crate::state::{Action, Event};
-use crate::status::{ExitStatus, ServiceState};
-
-/// When and for how long a task runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TaskSpec {
-    /// From the start of one run to the start of the next.
-    pub interval: Duration,
-    /// A run still going after this long is stopped and counts as failed.
-    pub timeout: Option<Duration>,
-    /// Each run starts after a further random delay in `[0, jitter)`, so
-    /// that many tasks with one interval do not all run at once.
-    pub jitter: Duration,
-}
-
-impl TaskSpec {
-    /// A task run every `interval`, without timeout or jitter.
-    pub fn every(interval: Duration) -> TaskSpec {
-        TaskSpec { interval, timeout: None, jitter: Duration::ZERO }
-    }
-}
 
 /// How one run went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,23 +34,6 @@ impl RunRecord {
     pub fn success(&self) -> bool {
         !self.timed_out && self.exit.is_some_and(ExitStatus::success)
     }
-}
-
-/// The last run of a task, as the status shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct LastRun {
-    /// When it started (RFC 3339, UTC).
-    pub started: String,
-    /// How long it ran, in seconds (so far, while it runs).
-    pub duration_s: f64,
-    /// How it ended; `None` when it could not be started.
-    pub exit: Option<ExitStatus>,
-    /// It ran past its timeout.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub timed_out: bool,
-    /// Why it could not be started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,10 +126,6 @@ impl TaskMachine {
     /// The last finished run.
     pub fn last(&self) -> Option<&RunRecord> {
         self.last.as_ref()
-    }
-    /// When the run in progress started, if one is.
-    pub fn current_run(&self) -> Option<Instant> {
-        self.run_started.filter(|_| matches!(self.phase, Phase::Running | Phase::Cleaning) && self.pid.is_some())
     }
     /// Runs finished so far (failed ones included).
     pub fn runs(&self) -> u64 {
@@ -357,7 +314,7 @@ impl TaskMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::Command;
+    use crate::model::Command;
 
     fn svc() -> Service {
         Service::new("t", Command::Argv(vec!["true".into()]))

@@ -61,7 +61,7 @@ pub fn set_child_subreaper() -> io::Result<()> {
 /// Forks: `Some(child)` in the parent, `None` in the child.
 ///
 /// The caller must make sure the process has a single thread (see
-/// [`crate::daemon::Daemonizer::daemonize`]), so that no lock can be held
+/// [`crate::os::daemon::Daemonizer::daemonize`]), so that no lock can be held
 /// by a thread that does not exist in the child.
 ///
 /// # Errors
@@ -119,35 +119,6 @@ pub fn close_fds_from(first: RawFd, keep: &[RawFd]) {
             }
         }
         lo = k.saturating_add(1);
-    }
-}
-
-/// Gives the memory that start-up freed (parsing the command line and the
-/// configuration) back to the system, where the C library can: a daemon
-/// that then runs for months should not keep its start-up's peak. Returns
-/// whether anything was released.
-pub fn release_free_memory() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        // SAFETY: malloc_trim only walks and shrinks the allocator's own
-        // free lists; it takes the allocator's locks and is safe to call at
-        // any time from a single-threaded program.
-        unsafe { libc::malloc_trim(0) == 1 }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
-    }
-}
-
-/// Sets the name the kernel shows for this process (`comm`, as `ps -o
-/// comm` and `top` show it; cut to 15 bytes).
-pub fn set_process_name(name: &str) {
-    let mut bytes: Vec<u8> = name.bytes().filter(|b| *b != 0).take(15).collect();
-    bytes.push(0);
-    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, bytes.as_ptr() as libc::c_ulong, 0, 0, 0);
     }
 }
 
@@ -256,18 +227,6 @@ pub fn flock_exclusive(fd: RawFd, wait: bool) -> io::Result<()> {
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
-        }
-    }
-}
-
-/// Restores the default disposition of the signals that the Rust runtime
-/// (`SIGPIPE`) or this crate ([`ignore_sigxfsz`]) ignore, before this
-/// process `exec`s another program: ignored signals survive `exec`.
-pub fn default_ignored_signals() {
-    for sig in [libc::SIGPIPE, libc::SIGXFSZ] {
-        // SAFETY: installing SIG_DFL runs no handler code.
-        unsafe {
-            libc::signal(sig, libc::SIG_DFL);
         }
     }
 }

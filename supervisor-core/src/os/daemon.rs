@@ -127,15 +127,15 @@ impl Daemonizer {
             return Err(DaemonError::MultiThreaded(threads));
         }
         let dir = self.directory.clone();
-        let (r, w) = crate::sys::pipe().map_err(sys("pipe"))?;
+        let (r, w) = crate::os::sys::pipe().map_err(sys("pipe"))?;
         // The caller must read blocking.
-        crate::sys::set_nonblocking(r.as_raw_fd(), false).map_err(sys("fcntl"))?;
-        crate::sys::set_nonblocking(w.as_raw_fd(), false).map_err(sys("fcntl"))?;
-        match crate::sys::fork().map_err(sys("fork"))? {
+        crate::os::sys::set_nonblocking(r.as_raw_fd(), false).map_err(sys("fcntl"))?;
+        crate::os::sys::set_nonblocking(w.as_raw_fd(), false).map_err(sys("fcntl"))?;
+        match crate::os::sys::fork().map_err(sys("fork"))? {
             Some(child) => {
                 drop(w);
                 // The first child exits as soon as it has forked the daemon.
-                crate::reap::reap_blocking(&[child]);
+                crate::os::reap::reap_blocking(&[child]);
                 Ok(Daemonized::Parent(Readiness { fd: r }))
             }
             None => {
@@ -144,19 +144,19 @@ impl Daemonizer {
                 let notifier = Notifier { fd: w };
                 if let Err(e) = nix::unistd::setsid() {
                     notifier.fail(&format!("setsid: {e}"));
-                    crate::sys::exit_now(1);
+                    crate::os::sys::exit_now(1);
                 }
-                match crate::sys::fork() {
-                    Ok(Some(_)) => crate::sys::exit_now(0),
+                match crate::os::sys::fork() {
+                    Ok(Some(_)) => crate::os::sys::exit_now(0),
                     Ok(None) => {}
                     Err(e) => {
                         notifier.fail(&format!("fork: {e}"));
-                        crate::sys::exit_now(1);
+                        crate::os::sys::exit_now(1);
                     }
                 }
                 if let Err(e) = become_daemon(&dir, self.umask, notifier.fd.as_raw_fd()) {
                     notifier.fail(&e);
-                    crate::sys::exit_now(1);
+                    crate::os::sys::exit_now(1);
                 }
                 Ok(Daemonized::Daemon(notifier))
             }
@@ -169,10 +169,10 @@ fn become_daemon(dir: &Path, umask: u32, keep: RawFd) -> Result<(), String> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask as libc::mode_t));
     let null = File::options().read(true).write(true).open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
     for target in 0..3 {
-        crate::sys::dup2(null.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
+        crate::os::sys::dup2(null.as_raw_fd(), target).map_err(|e| format!("dup2: {e}"))?;
     }
     drop(null);
-    crate::sys::close_fds_from(3, &[keep]);
+    crate::os::sys::close_fds_from(3, &[keep]);
     Ok(())
 }
 
@@ -198,7 +198,7 @@ impl Readiness {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let mut fds = [libc::pollfd { fd: file.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-            if left.is_zero() || crate::sys::poll(&mut fds, Some(left)).map_err(sys("poll"))? == 0 {
+            if left.is_zero() || crate::os::sys::poll(&mut fds, Some(left)).map_err(sys("poll"))? == 0 {
                 if Instant::now() >= deadline {
                     return Err(DaemonError::Timeout(timeout));
                 }
@@ -239,7 +239,7 @@ impl Notifier {
     ///
     /// When its close-on-exec flag cannot be cleared.
     pub fn to_env(&self) -> io::Result<(&'static str, String)> {
-        crate::sys::set_cloexec(self.fd.as_raw_fd(), false)?;
+        crate::os::sys::set_cloexec(self.fd.as_raw_fd(), false)?;
         Ok((READY_FD_ENV, self.fd.as_raw_fd().to_string()))
     }
 
@@ -253,7 +253,7 @@ impl Notifier {
         let value = std::env::var(READY_FD_ENV).ok()?;
         std::env::remove_var(READY_FD_ENV);
         let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
-        Some(Notifier { fd: crate::sys::adopt_inherited_fifo(fd)? })
+        Some(Notifier { fd: crate::os::sys::adopt_inherited_fifo(fd)? })
     }
 
     /// Tells the caller that the daemon serves.
@@ -264,7 +264,7 @@ impl Notifier {
     /// Tells the caller why the daemon cannot serve.
     pub fn fail(&self, message: &str) {
         let one_line = message.replace('\n', " / ");
-        let _ = (&File::from(self.fd.try_clone().unwrap_or_else(|_| crate::sys::exit_now(1))))
+        let _ = (&File::from(self.fd.try_clone().unwrap_or_else(|_| crate::os::sys::exit_now(1))))
             .write_all(format!("error: {one_line}\n").as_bytes());
     }
 }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::external::ExternalSpec;
-use crate::limits::Limits;
-use crate::restart::RestartPolicy;
-use crate::task::TaskSpec;
-use crate::transcript::TranscriptConfig;
+use crate::model::ExternalSpec;
+use crate::model::Limits;
+use crate::model::RestartPolicy;
+use crate::model::TaskSpec;
+use crate::model::TranscriptConfig;
 
 /// How a service's program is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,8 +259,7 @@ pub struct Service {
     /// `flock(LOCK_EX | LOCK_NB)` before each start, on a descriptor that
     /// the program inherits, so that the lock lasts as long as the program
     /// (and the descendants that keep the descriptor). While another
-    /// process holds it, the start fails as a quick failure (see
-    /// [`SpawnError::Locked`](crate::spawn::SpawnError::Locked)) and is
+    /// process holds it, the start fails as a quick failure and is
     /// retried after the backoff delay.
     pub lock: Option<PathBuf>,
     /// A per-service runtime directory, as copkg's convention has it: the
@@ -286,10 +285,10 @@ pub enum Kind {
     #[default]
     Daemon,
     /// [`Service::command`] run every interval, never two runs at once
-    /// (atomservice); see [`task`](crate::task).
+    /// (atomservice); see [`TaskSpec`](crate::TaskSpec).
     Task(Box<TaskSpec>),
     /// A service controlled by commands with LSB return codes
-    /// (simplevisor); see [`external`](crate::external).
+    /// (simplevisor); see [`ExternalSpec`](crate::ExternalSpec).
     /// [`Service::command`] is not run.
     External(Box<ExternalSpec>),
 }

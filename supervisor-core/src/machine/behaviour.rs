@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use crate::external::ExternalMachine;
-use crate::service::{Expected, Kind, Service};
-use crate::state::{Action, Event, Machine};
-use crate::status::{ExitStatus, ServiceState};
-use crate::task::TaskMachine;
+use crate::machine::ExternalMachine;
+use crate::machine::TaskMachine;
+use crate::machine::{Action, Event, Machine};
+use crate::model::{ExitStatus, ServiceState};
+use crate::model::{Expected, Kind, Service};
 
 /// The state machine of one service.
 #[derive(Debug, Clone)]

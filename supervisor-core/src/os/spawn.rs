@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::resource::Resource;
 use nix::unistd::{Gid, Group, Uid, User};
 
-use crate::limits::{take_lock, LockError};
-use crate::service::{Output, Service};
+use crate::model::{Output, Service};
+use crate::os::limits::{take_lock, LockError};
 
 /// The environment variable that marks a service's processes, so that
 /// descendants that escape the process group can still be attributed.
@@ -122,7 +122,7 @@ pub struct Pipes {
     pub stdout: Option<RawFd>,
     /// For [`Output::Transcript`] or [`Output::Pipe`] on stderr.
     pub stderr: Option<RawFd>,
-    /// For [`Input::Pipe`](crate::service::Input::Pipe) on stdin.
+    /// For [`Input::Pipe`](crate::model::Input::Pipe) on stdin.
     pub stdin: Option<RawFd>,
 }
 
@@ -531,7 +531,7 @@ mod tests {
         svc.limits = crate::Limits { files: Some(33), core: Some(0), ..Default::default() };
         let sp = spawn(&svc, Pipes::default()).unwrap();
         assert_eq!(sp.exec_error, None);
-        crate::reap::reap_blocking(&[sp.pid]);
+        crate::os::reap::reap_blocking(&[sp.pid]);
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "33\n0\n");
     }
 
@@ -549,7 +549,7 @@ mod tests {
         assert!(e.is_transient());
         assert_eq!(e.to_string(), format!("lock {} is held by another process", lock.display()));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(sp.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-        crate::reap::reap_blocking(&[sp.pid]);
+        crate::os::reap::reap_blocking(&[sp.pid]);
         drop(take_lock(&lock, false, false).expect("free once the child is gone"));
 
         svc.lock = Some(dir.path().join("no-such-dir/lock"));

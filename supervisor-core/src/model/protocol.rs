@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::status::{ServiceState, StatusSnapshot};
+use crate::model::{ServiceState, StatusSnapshot};
 
 /// The longest request line the server accepts, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;

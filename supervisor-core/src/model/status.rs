@@ -7,7 +7,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
 use serde::{Deserialize, Serialize};
 
-use crate::service::{parse_signal, signal_name, Expected};
+use crate::model::{parse_signal, signal_name, Expected};
 
 /// Where a service is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -189,7 +189,7 @@ pub struct KindStatus {
     pub kind: Option<String>,
     /// A task's last finished run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<crate::task::LastRun>,
+    pub last_run: Option<crate::model::LastRun>,
     /// A task's finished runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs: Option<u64>,
@@ -202,7 +202,7 @@ pub struct KindStatus {
     pub next_in_s: Option<f64>,
     /// What an external service's last check found and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_check: Option<crate::external::PassReport>,
+    pub last_check: Option<crate::model::PassReport>,
     /// An external service's complete checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checks: Option<u64>,
