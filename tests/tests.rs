@@ -7,6 +7,7 @@ mod cli_exit_codes;
 mod config_errors;
 mod control_socket;
 mod daemon;
+mod embedding;
 mod engine;
 mod exec;
 mod external;

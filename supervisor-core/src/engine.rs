@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::front::control::{AccessPolicy, ClientId, ControlServer};
+use crate::front::control::{AccessPolicy, ControlServer};
 use crate::machine::Behaviour;
 use crate::machine::{Action, Event};
 use crate::model::protocol::Response;
@@ -34,8 +34,11 @@ use crate::os::reap::ReapScope;
 use crate::os::spawn;
 use crate::os::supervise::SuperviseDir;
 
+mod events;
 mod external;
 mod groups;
+mod handle;
+mod host;
 mod reload;
 mod report;
 mod requests;
@@ -47,24 +50,11 @@ use crate::os::sys::{self, SignalPipe};
 use crate::os::transcript::Stream;
 use requests::Wait;
 
+pub use events::{StateChange, EVENT_BACKLOG};
+pub use handle::{Handle, HandleError};
 pub use reload::ReloadRequest;
 
-/// The source of time, so that tests and embedders can substitute their
-/// own.
-pub trait Clock: std::fmt::Debug {
-    /// Monotonic now.
-    fn now(&self) -> Instant;
-}
-
-/// The real monotonic clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MonotonicClock;
-
-impl Clock for MonotonicClock {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
+use handle::{Inbox, ReplyTo};
 
 /// Errors of engine calls.
 #[derive(Debug, thiserror::Error)]
@@ -143,13 +133,13 @@ enum Source {
     Member(usize, i32),
     Output(usize, Stream),
     Supervise(usize),
+    Inbox,
 }
 
 /// The supervision engine. See the crate documentation for an example.
 #[derive(Debug)]
 pub struct Engine {
     name: String,
-    clock: Box<dyn Clock>,
     started: Instant,
     slots: Vec<Slot>,
     by_name: HashMap<String, usize>,
@@ -159,7 +149,7 @@ pub struct Engine {
     scope: ReapScope,
     control: Option<ControlServer>,
     waits: Vec<Wait>,
-    shutdown_waiters: Vec<(ClientId, Value)>,
+    shutdown_waiters: Vec<(ReplyTo, Value)>,
     shutting_down: bool,
     finished: bool,
     table: Option<ProcTable>,
@@ -182,10 +172,16 @@ pub struct Engine {
     gate_tasks: Option<Vec<usize>>,
     /// `reload` requests for the host, and services being replaced.
     reload: reload::Reloads,
+    /// Requests from handles, and the eventfd that wakes the loop.
+    inbox: Inbox,
+    /// State-change subscribers.
+    events: events::Subscribers,
+    /// The epoll instance of a host that polls the engine's descriptor.
+    host: host::HostCell,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
-struct ReopenHook(Box<dyn FnMut()>);
+struct ReopenHook(Box<dyn FnMut() + Send>);
 
 impl std::fmt::Debug for ReopenHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,11 +199,9 @@ impl Engine {
     pub fn new(name: impl Into<String>) -> Result<Engine, EngineError> {
         let mut signals = SignalPipe::new()?;
         signals.add(Signal::SIGCHLD)?;
-        let clock: Box<dyn Clock> = Box::new(MonotonicClock);
-        let started = clock.now();
+        let started = Instant::now();
         Ok(Engine {
             name: name.into(),
-            clock,
             started,
             slots: Vec::new(),
             by_name: HashMap::new(),
@@ -236,13 +230,10 @@ impl Engine {
             one_pass: None,
             gate_tasks: None,
             reload: reload::Reloads::default(),
+            inbox: Inbox::new()?,
+            events: events::Subscribers::default(),
+            host: host::HostCell::new(),
         })
-    }
-
-    /// Replaces the clock (before any service is added).
-    pub fn set_clock(&mut self, clock: Box<dyn Clock>) {
-        self.started = clock.now();
-        self.clock = clock;
     }
 
     /// Declares that this engine owns the whole process: it becomes a child
@@ -297,6 +288,7 @@ impl Engine {
     /// When the socket cannot be bound (another supervisor serves it, no
     /// permission).
     pub fn serve_control(&mut self, path: &Path, policy: AccessPolicy) -> Result<(), EngineError> {
+        self.nudge();
         self.control = Some(ControlServer::bind(path, policy)?);
         Ok(())
     }
@@ -385,6 +377,7 @@ impl Engine {
     ///
     /// [`EngineError::Duplicate`] when the name is taken.
     pub fn add_service(&mut self, mut svc: Service) -> Result<(), EngineError> {
+        self.nudge();
         let reuse = match self.by_name.get(&svc.name) {
             Some(&i) if self.slots[i].retired && self.slots[i].is_down() => Some(i),
             Some(_) => return Err(EngineError::Duplicate(svc.name)),
@@ -396,7 +389,7 @@ impl Engine {
         if let (Some(m), false) = (&self.marker, external) {
             svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
         }
-        let now = self.clock.now();
+        let now = Instant::now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);
         let output = ServiceOutput::new(&svc)?;
@@ -490,6 +483,7 @@ impl Engine {
     /// [`EngineError::UnknownService`]; [`EngineError::ShuttingDown`] for
     /// anything but a stop once [`shutdown`](Engine::shutdown) began.
     pub fn command(&mut self, name: &str, request: ServiceRequest) -> Result<(), EngineError> {
+        self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         if self.shutting_down && request != ServiceRequest::Stop {
             return Err(EngineError::ShuttingDown);
@@ -520,6 +514,7 @@ impl Engine {
     ///
     /// [`run`]: Engine::run
     pub fn shutdown(&mut self) {
+        self.nudge();
         if self.shutting_down {
             return;
         }
@@ -569,23 +564,21 @@ impl Engine {
     pub fn turn(&mut self, max_wait: Option<Duration>) -> Result<(), EngineError> {
         self.table = None;
         let (mut fds, sources) = self.poll_set();
-        let now = self.clock.now();
+        let now = Instant::now();
         let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
         if let Some(m) = max_wait {
             timeout = Some(timeout.map_or(m, |t| t.min(m)));
         }
         // Descendants without a pidfd (kernels before 5.3) cannot wake us.
+        // Without pidfds, descendants are checked now and then (the
+        // deadline includes it).
         let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
-        if unwatched {
-            // Without pidfds, descendants are checked now and then.
-            let t = Duration::from_millis(100);
-            timeout = Some(timeout.map_or(t, |x| x.min(t)));
-        }
         sys::poll(&mut fds, timeout)?;
-        let now = self.clock.now();
+        let now = Instant::now();
 
         let mut control_ready = Vec::new();
         let mut sigchld = false;
+        let mut inbox = false;
         for (pfd, src) in fds.iter().zip(&sources) {
             if pfd.revents == 0 {
                 continue;
@@ -613,6 +606,7 @@ impl Engine {
                     }
                 }
                 Source::Supervise(idx) => self.handle_control_letters(idx),
+                Source::Inbox => inbox = true,
                 Source::Member(idx, pid) => {
                     self.slots[idx].members.retain(|m| m.pid != pid);
                     sigchld = true;
@@ -632,8 +626,11 @@ impl Engine {
                 ctl.handle_ready(&control_ready, now)
             };
             for (client, req) in requests {
-                self.handle_request(client, req);
+                self.handle_request(ReplyTo::Socket(client), req);
             }
+        }
+        if inbox {
+            self.read_inbox();
         }
         self.drain_queue();
         self.advance_groups();
@@ -643,6 +640,7 @@ impl Engine {
         self.check_finished();
         self.save_state();
         self.write_supervise_status();
+        self.sync_host();
         Ok(())
     }
 
@@ -654,6 +652,7 @@ impl Engine {
             src.push(s);
         };
         add(self.signals.fd(), libc::POLLIN, Source::Signals);
+        add(self.inbox.fd(), libc::POLLIN, Source::Inbox);
         if let Some(c) = &self.control {
             for (fd, ev) in c.poll_fds() {
                 add(fd, ev, Source::Control);
@@ -677,13 +676,6 @@ impl Engine {
         (fds, src)
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let finishers = self.slots.iter().filter_map(|s| s.finishing.map(|(_, t)| t));
-        let timers = self.slots.iter().filter_map(|s| s.timer).chain(finishers);
-        let ctl = self.control.as_ref().and_then(|c| c.deadline());
-        timers.chain(ctl).min()
-    }
-
     fn fire_timers(&mut self, now: Instant) {
         for idx in 0..self.slots.len() {
             if self.slots[idx].timer.is_some_and(|t| t <= now) {
@@ -703,11 +695,17 @@ impl Engine {
 
     fn drain_queue(&mut self) {
         while let Some((idx, ev)) = self.queue.pop_front() {
-            let now = self.clock.now();
+            let now = Instant::now();
             let slot = &mut self.slots[idx];
             let before = slot.m.state();
             let external = slot.svc.kind.is_external();
             let failure_event = matches!(ev, Event::Exited { .. } | Event::Found { .. }).then(|| ev.clone());
+            let exit = match &ev {
+                Event::Exited { status, .. } => Some(*status),
+                Event::AllGone => slot.m.last_exit(),
+                _ => None,
+            };
+            let old_pid = slot.m.pid();
             let actions = slot.m.handle(&slot.svc, ev, now);
             let after = slot.m.state();
             let failed = failure_event
@@ -716,6 +714,7 @@ impl Engine {
             if before != after {
                 log::debug!("{}: {} -> {}", slot.svc.name, before, after);
                 self.log_transition(idx, before, after);
+                self.emit(idx, before, after, exit, old_pid);
             }
             for a in actions {
                 self.perform(idx, a);
@@ -849,7 +848,7 @@ impl Engine {
 
     /// Runs `hook` whenever a `reopen` request arrives, so that the host
     /// can reopen its own log files together with the transcripts.
-    pub fn set_reopen_hook(&mut self, hook: impl FnMut() + 'static) {
+    pub fn set_reopen_hook(&mut self, hook: impl FnMut() + Send + 'static) {
         self.reopen_hook = Some(ReopenHook(Box::new(hook)));
     }
 
@@ -859,6 +858,7 @@ impl Engine {
     ///
     /// [`EngineError::UnknownService`].
     pub fn reopen(&mut self, name: Option<&str>) -> Result<(), EngineError> {
+        self.nudge();
         let idxs: Vec<usize> = match name {
             Some(n) => vec![*self.by_name.get(n).ok_or_else(|| EngineError::UnknownService(n.into()))?],
             None => (0..self.slots.len()).collect(),
@@ -881,26 +881,43 @@ impl Engine {
         if all_down {
             log::info!("all services stopped");
             self.finished = true;
-            let waiters = std::mem::take(&mut self.shutdown_waiters);
-            if let Some(ctl) = self.control.as_mut() {
-                for (client, id) in waiters {
-                    ctl.respond(client, &Response::with_services(id, Vec::new()));
-                }
+            for (to, id) in std::mem::take(&mut self.shutdown_waiters) {
+                self.reply(&to, &Response::with_services(id, Vec::new()));
             }
         }
     }
 }
 
 impl Drop for Engine {
-    /// An engine dropped with live services kills them, so that no process
-    /// outlives its supervisor unnoticed.
+    /// An engine dropped with live services kills them (`SIGKILL` to each
+    /// one's process group and tracked descendants), so that no process
+    /// outlives its supervisor unnoticed, and reaps them, waiting at most
+    /// 5 seconds. Handles get [`HandleError::EngineGone`] from
+    /// then on.
     fn drop(&mut self) {
         for idx in 0..self.slots.len() {
             if self.slots[idx].leader.is_some() || !self.slots[idx].members.is_empty() {
                 self.signal_slot(idx, Signal::SIGKILL);
             }
         }
-        let known: Vec<i32> = self.leaders.keys().copied().collect();
-        crate::os::reap::reap_blocking(&known);
+        for &pid in self.finishers.keys() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let known: Vec<i32> = self.leaders.keys().chain(self.finishers.keys()).copied().collect();
+        let left = crate::os::reap::reap_within(&known, DROP_REAP_LIMIT);
+        if !left.is_empty() {
+            log::error!("engine dropped: {} process(es) did not die within {DROP_REAP_LIMIT:?}: {left:?}", left.len());
+        }
     }
 }
+
+/// How long dropping an engine waits for its killed processes.
+const DROP_REAP_LIMIT: Duration = Duration::from_secs(5);
+
+/// The engine moves between threads; handles are shared by them.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn shared<T: Send + Sync + Clone + 'static>() {}
+    send::<Engine>();
+    shared::<Handle>();
+};

@@ -104,7 +104,7 @@ mod machine;
 mod model;
 mod os;
 
-pub use engine::{Clock, Engine, EngineError, MonotonicClock, ReloadRequest};
+pub use engine::{Engine, EngineError, Handle, HandleError, ReloadRequest, StateChange, EVENT_BACKLOG};
 pub use front::control::AccessPolicy;
 pub use model::{
     parse_signal, signal_name, split_words, Command, Environment, ExitStatus, Expected, ExternalSpec, Group, Health,

@@ -127,7 +127,7 @@ fn with_args(config: &Config, args: &[String]) -> Config {
         return c;
     }
     if let Some(svc) = c.services.iter_mut().find(|s| s.name == PROGRAM) {
-        let mut argv = svc.command.argv();
+        let mut argv = svc.command.to_argv();
         argv.extend(args.iter().cloned());
         svc.command = supervisor_core::Command::Argv(argv);
     }
@@ -332,7 +332,7 @@ fn ids(svc: &Service) -> Result<Option<(u32, u32)>, CliError> {
 /// An unknown service, or a program that cannot be started.
 pub fn fg(config: &Config, service: Option<&str>, args: &[String]) -> Result<u8, CliError> {
     let svc = pick(config, service)?;
-    let mut argv = svc.command.argv();
+    let mut argv = svc.command.to_argv();
     argv.extend(args.iter().cloned());
     eprintln!("{}", argv.join(" "));
     let mut cmd = command_for(svc, &argv);

@@ -204,7 +204,7 @@ pub(super) fn read_service(
         svc.lock = s.path("lock", v);
     }
     if let Some(v) = f.get("finish") {
-        svc.finish = self::command(s, "finish", v, false).map(|c| c.argv());
+        svc.finish = self::command(s, "finish", v, false).map(|c| c.to_argv());
     }
     if let Some(v) = f.get("follow") {
         svc.follow = s.boolean("follow", v).unwrap_or(false);

@@ -16,6 +16,7 @@ impl Engine {
     /// they only report (`supervisor check`). See
     /// [`check_pass_done`](Engine::check_pass_done).
     pub fn check_once(&mut self, dry_run: bool) {
+        self.nudge();
         self.one_pass = Some(dry_run);
     }
 

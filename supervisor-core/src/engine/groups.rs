@@ -11,6 +11,7 @@ impl Engine {
     /// a service is skipped until a service of that name is added. Call it
     /// before adding the services, so that they start in order.
     pub fn set_groups(&mut self, groups: Vec<Group>) {
+        self.nudge();
         self.groups = groups;
         self.advance_groups();
         self.drain_queue();

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
+use super::handle::ReplyTo;
 use super::{Engine, EngineError};
-use crate::front::control::ClientId;
 use crate::machine::Event;
 use crate::model::protocol::{ErrorCode, Response};
 use crate::model::{Expected, Service};
@@ -20,9 +20,9 @@ use crate::os::persist::SavedService;
 
 /// A `reload` request from the control socket, for the host to answer
 /// with [`Engine::answer_reload`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ReloadRequest {
-    client: ClientId,
+    to: ReplyTo,
     id: Value,
     /// Only the plan is wanted: nothing must change.
     pub dry_run: bool,
@@ -67,9 +67,7 @@ impl Engine {
     /// of a `reload` request. A client that has gone is skipped.
     pub fn answer_reload(&mut self, req: ReloadRequest, mut response: Response) {
         response.id = req.id;
-        if let Some(c) = self.control.as_mut() {
-            c.respond(req.client, &response);
-        }
+        self.reply(&req.to, &response);
     }
 
     /// Whether a shutdown has begun (services added now are not started).
@@ -78,14 +76,14 @@ impl Engine {
     }
 
     /// A `reload` request arrived: queued for the host, or refused.
-    pub(super) fn queue_reload(&mut self, client: ClientId, id: Value, dry_run: bool) -> Option<Response> {
+    pub(super) fn queue_reload(&mut self, to: ReplyTo, id: Value, dry_run: bool) -> Option<Response> {
         if !self.reload.accepting {
             return Some(Response::error(Value::Null, ErrorCode::BadRequest, "this supervisor cannot reload"));
         }
         if self.shutting_down {
             return Some(Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"));
         }
-        self.reload.requests.push_back(ReloadRequest { client, id, dry_run });
+        self.reload.requests.push_back(ReloadRequest { to, id, dry_run });
         None
     }
 
@@ -104,6 +102,7 @@ impl Engine {
     ///
     /// When a new service cannot be set up (its transcript).
     pub fn replace_service(&mut self, mut svc: Service) -> Result<bool, EngineError> {
+        self.nudge();
         if let Some(m) = &self.marker {
             svc.env.vars.insert(crate::os::previous::INSTANCE_ENV.to_string(), m.clone());
         }
@@ -150,6 +149,7 @@ impl Engine {
     ///
     /// [`EngineError::UnknownService`].
     pub fn remove_service(&mut self, name: &str) -> Result<(), EngineError> {
+        self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         self.reload.pending.retain(|p| p.idx != idx);
         self.retire_service(name)

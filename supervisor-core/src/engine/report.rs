@@ -22,12 +22,13 @@ impl Engine {
 
     /// A snapshot of the supervisor and the services at `idxs`.
     pub(super) fn snapshot(&self, idxs: impl Iterator<Item = usize>) -> StatusSnapshot {
-        let now = self.clock.now();
+        let now = Instant::now();
         StatusSnapshot {
             supervisor: SupervisorStatus {
                 name: self.name.clone(),
                 pid: std::process::id() as i32,
                 uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
+                events_dropped: self.events.dropped,
             },
             services: idxs.map(|i| self.service_status(i, now)).collect(),
         }

@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
+use super::handle::ReplyTo;
 use super::Engine;
-use crate::front::control::ClientId;
 use crate::machine::Behaviour;
 use crate::machine::Event;
 use crate::model::parse_signal;
@@ -20,7 +20,7 @@ pub(super) enum WaitKind {
 /// An answer held back until its services settle.
 #[derive(Debug)]
 pub(super) struct Wait {
-    client: ClientId,
+    to: ReplyTo,
     id: Value,
     kind: WaitKind,
     slots: Vec<usize>,
@@ -63,13 +63,11 @@ impl Engine {
         sel.names.iter().any(|n| !self.by_name.contains_key(n) && self.groups.iter().any(|g| &g.name == n))
     }
 
-    pub(super) fn handle_request(&mut self, client: ClientId, req: Request) {
+    pub(super) fn handle_request(&mut self, to: ReplyTo, req: Request) {
         let id = req.id;
         let reply = |engine: &mut Engine, mut resp: Response| {
             resp.id = id.clone();
-            if let Some(c) = engine.control.as_mut() {
-                c.respond(client, &resp);
-            }
+            engine.reply(&to, &resp);
         };
         let (sel, event, wait) = match req.command {
             Command::Ping => {
@@ -113,13 +111,13 @@ impl Engine {
                 }
             }
             Command::Reload { dry_run } => {
-                if let Some(refused) = self.queue_reload(client, id.clone(), dry_run) {
+                if let Some(refused) = self.queue_reload(to.clone(), id.clone(), dry_run) {
                     reply(self, refused);
                 }
                 return;
             }
             Command::Shutdown => {
-                self.shutdown_waiters.push((client, id.clone()));
+                self.shutdown_waiters.push((to, id));
                 self.shutdown();
                 return;
             }
@@ -150,6 +148,7 @@ impl Engine {
             Command::Start { sel, wait } => (sel, Event::Start, wait.then_some(WaitKind::Up)),
             Command::Stop { sel, wait } => (sel, Event::Stop, wait.then_some(WaitKind::Down)),
             Command::Restart { sel, wait } => (sel, Event::Restart, wait.then_some(WaitKind::Up)),
+            Command::Once { sel } => (sel, Event::Once, None),
             Command::Pause { sel } => (sel, Event::Pause, None),
             Command::Resume { sel } => (sel, Event::Resume, None),
         };
@@ -180,7 +179,7 @@ impl Engine {
         }
         self.drain_queue();
         match wait {
-            Some(kind) => self.waits.push(Wait { client, id, kind, slots: idxs }),
+            Some(kind) => self.waits.push(Wait { to, id, kind, slots: idxs }),
             None => {
                 let results = idxs
                     .iter()
@@ -205,9 +204,7 @@ impl Engine {
             match outcome {
                 Some(results) => {
                     let w = self.waits.swap_remove(i);
-                    if let Some(c) = self.control.as_mut() {
-                        c.respond(w.client, &Response::with_services(w.id, results));
-                    }
+                    self.reply(&w.to, &Response::with_services(w.id, results));
                 }
                 None => i += 1,
             }

@@ -65,6 +65,7 @@ impl Engine {
     ///
     /// [`EngineError::UnknownService`].
     pub fn attach_supervise_dir(&mut self, name: &str, dir: SuperviseDir) -> Result<(), EngineError> {
+        self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         self.slots[idx].supervise = Some(dir);
         self.write_supervise_status();
@@ -90,6 +91,7 @@ impl Engine {
     ///
     /// [`EngineError::UnknownService`].
     pub fn retire_service(&mut self, name: &str) -> Result<(), EngineError> {
+        self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         self.slots[idx].retired = true;
         self.queue.push_back((idx, Event::Stop));
@@ -183,7 +185,7 @@ impl Engine {
         match spawn::spawn(&svc, pipes) {
             Ok(sp) if sp.exec_error.is_none() => {
                 log::info!("{}: finish started (pid {})", svc.name, sp.pid);
-                let deadline = self.clock.now() + svc.finish_timeout;
+                let deadline = Instant::now() + svc.finish_timeout;
                 self.slots[idx].finishing = Some((sp.pid, deadline));
                 self.finishers.insert(sp.pid, idx);
             }

@@ -20,6 +20,7 @@ impl Engine {
 
     /// Starts the task runs that are due.
     pub fn release_task_runs(&mut self) {
+        self.nudge();
         let due = self.gate_tasks.as_mut().map(std::mem::take).unwrap_or_default();
         for idx in due {
             self.queue.push_back((idx, Event::Timer));

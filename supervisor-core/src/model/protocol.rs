@@ -56,6 +56,13 @@ pub enum Command {
         #[serde(default)]
         wait: bool,
     },
+    /// Start the services if they are down, and do not restart them when
+    /// they exit (daemontools' `svc -o`).
+    Once {
+        /// The services.
+        #[serde(flatten)]
+        sel: Selection,
+    },
     /// Want the services down.
     Stop {
         /// The services.

@@ -25,6 +25,22 @@ pub enum Command {
 }
 
 impl Command {
+    /// An argument vector: the program (looked up in `PATH` when it has
+    /// no `/`) and its arguments, run without a shell.
+    ///
+    /// ```
+    /// use supervisor_core::Command;
+    /// let c = Command::argv(["sleep", "30"]);
+    /// assert_eq!(c.to_argv(), ["sleep", "30"]);
+    /// ```
+    pub fn argv<I, S>(words: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Command::Argv(words.into_iter().map(Into::into).collect())
+    }
+
     /// Splits `line` into words as a POSIX shell would (single and double
     /// quotes, backslash escapes), without running a shell.
     ///
@@ -40,8 +56,9 @@ impl Command {
         Ok(Command::Argv(words))
     }
 
-    /// The argument vector that is executed.
-    pub fn argv(&self) -> Vec<String> {
+    /// The argument vector that is executed (`/bin/sh -c LINE` for a
+    /// shell command).
+    pub fn to_argv(&self) -> Vec<String> {
         match self {
             Command::Argv(v) => v.clone(),
             Command::Shell(s) => vec!["/bin/sh".into(), "-c".into(), s.clone()],

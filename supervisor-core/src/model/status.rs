@@ -217,6 +217,10 @@ pub struct SupervisorStatus {
     pub pid: i32,
     /// Seconds since the engine started.
     pub uptime_s: f64,
+    /// State-change events that a slow subscriber did not get (see
+    /// [`Engine::subscribe`](crate::Engine::subscribe)).
+    #[serde(default)]
+    pub events_dropped: u64,
 }
 
 /// A status snapshot of a whole engine, as `status --json` prints it.

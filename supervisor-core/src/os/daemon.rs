@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use supervisor_core::daemon::{Daemonized, Daemonizer};
+//! use supervisor_core::{Daemonized, Daemonizer};
 //!
 //! match Daemonizer::new().daemonize()? {
 //!     Daemonized::Parent(readiness) => {

@@ -6,6 +6,8 @@
 //! opts in to [`ReapScope::WholeProcess`], where `waitpid(-1)` also collects
 //! orphans re-parented to a child subreaper.
 
+use std::time::{Duration, Instant};
+
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -53,10 +55,33 @@ pub fn reap(scope: ReapScope, known: impl Iterator<Item = i32>) -> Vec<(i32, Exi
     out
 }
 
-/// Waits for each of `pids` to end (after they were sent `SIGKILL`).
+/// Waits for each of `pids` to end (a child that is known to exit at once,
+/// such as the middle process of a double fork).
 pub fn reap_blocking(pids: &[i32]) {
     for &pid in pids {
         while let Err(Errno::EINTR) = waitpid(Pid::from_raw(pid), None) {}
+    }
+}
+
+/// Waits for each of `pids` to end (after they were sent `SIGKILL`), but
+/// not past `limit`: a process stuck in the kernel (a dead NFS mount)
+/// cannot hold its supervisor's caller. Returns the pids still not reaped.
+pub fn reap_within(pids: &[i32], limit: Duration) -> Vec<i32> {
+    let deadline = Instant::now() + limit;
+    let mut left: Vec<i32> = pids.to_vec();
+    loop {
+        left.retain(|&pid| loop {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+                Err(Errno::EINTR) => continue,
+                Ok(WaitStatus::StillAlive) => break true,
+                // Reaped, or not ours to wait for (any more).
+                _ => break false,
+            }
+        });
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -390,7 +390,7 @@ mod tests {
         let line = "/opt/sw/start.py --runtime-dir={runtime_dir} --coordinate={coordinate}";
         let cmd = expand_command(&Command::parse(line).unwrap(), &s).unwrap();
         assert_eq!(
-            cmd.argv(),
+            cmd.to_argv(),
             ["/opt/sw/start.py", "--runtime-dir=/comoyo/runtime/1.idee.prod.trd", "--coordinate=1.idee.prod.trd"]
         );
         assert_eq!(expand("{name}-{name}", &s).unwrap(), "web-web");
@@ -440,7 +440,7 @@ mod tests {
         assert!(matches!(e, PlaceholderError::ShellUnsafe { name: "runtime_dir", .. }), "{e:?}");
         // An argument vector takes any value: no shell parses it.
         let argv = Command::Argv(vec!["x".into(), "--d={runtime_dir}".into()]);
-        assert_eq!(expand_command(&argv, &s).unwrap().argv()[1], "--d=/a b/$(reboot)");
+        assert_eq!(expand_command(&argv, &s).unwrap().to_argv()[1], "--d=/a b/$(reboot)");
     }
 
     #[test]

@@ -241,7 +241,7 @@ fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
 }
 
 fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
-    let argv_s = svc.command.argv();
+    let argv_s = svc.command.to_argv();
     let env = environment(svc);
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
     let program_path = find_program(&argv_s[0], path_var, svc.directory.as_deref())
@@ -391,7 +391,7 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
             Err(_) => break,
         }
     }
-    let program = svc.command.argv().first().cloned().unwrap_or_default();
+    let program = svc.command.to_argv().first().cloned().unwrap_or_default();
     let exec_error = (got > 0).then(|| describe_exec_failure(&buf[..got], &program));
     Ok(Spawned { pid, exec_error })
 }

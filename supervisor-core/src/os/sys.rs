@@ -268,6 +268,55 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK).map_err(io::Error::from)
 }
 
+/// A new epoll instance (close-on-exec).
+///
+/// # Errors
+///
+/// The `epoll_create1` error (descriptor limit).
+pub fn epoll_create() -> io::Result<OwnedFd> {
+    // SAFETY: epoll_create1 takes no pointers.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Watches descriptor `fd` for `events` (`EPOLLIN`, `EPOLLOUT`) in
+/// `epoll`, or changes what a watched one is watched for. Nothing is done
+/// to `fd` itself.
+///
+/// # Errors
+///
+/// The `epoll_ctl` error (`EBADF` for a closed `fd`).
+pub fn epoll_watch(epoll: &OwnedFd, fd: RawFd, events: u32) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: fd as u64 };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call;
+    // epoll_ctl only reads it.
+    let modified = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+    if modified == 0 {
+        return Ok(());
+    }
+    // Not watched yet (or the descriptor number is a new file since).
+    // SAFETY: as above.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Stops watching `fd` in `epoll` (nothing happens when it was not
+/// watched, or is closed: the kernel forgets closed files itself).
+pub fn epoll_forget(epoll: &OwnedFd, fd: RawFd) {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: `ev` is valid for the call (older kernels want a non-null
+    // pointer even for EPOLL_CTL_DEL).
+    unsafe {
+        libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev);
+    }
+}
+
 /// Signal handlers that write the signal number into a self-pipe, and
 /// nothing else. Dropping it unregisters them.
 #[derive(Debug)]

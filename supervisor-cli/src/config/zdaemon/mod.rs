@@ -349,7 +349,7 @@ pub fn load_with(file: Option<&Path>, mut overrides: Overrides) -> Result<Config
     if let Some(svc) = config.services.iter_mut().find(|s| s.name == PROGRAM) {
         let mut words = match &overrides.program {
             Some(p) if !overrides.no_file => program_words(p, &cwd),
-            _ => svc.command.argv(),
+            _ => svc.command.to_argv(),
         };
         words.extend(overrides.args.iter().cloned());
         if words.is_empty() {

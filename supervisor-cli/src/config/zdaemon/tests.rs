@@ -98,7 +98,7 @@ fn every_runner_option_maps() {
     let base = d.path().canonicalize().unwrap();
     let base = if base == d.path() { base } else { d.path().to_path_buf() };
     let svc = &c.services[0];
-    assert_eq!(svc.command.argv(), ["/srv/app/bin/app", "--port", "80"]);
+    assert_eq!(svc.command.to_argv(), ["/srv/app/bin/app", "--port", "80"]);
     assert_eq!(c.socket.as_deref(), Some(Path::new("/srv/app/zdsock")));
     assert_eq!(c.directory, Path::new("/srv"));
     assert_eq!(c.umask, 0o027);
@@ -212,18 +212,18 @@ fn command_line_options() {
     std::fs::write(&path, "<runner>\n  program sleep\n</runner>\n").unwrap();
     let o = Overrides { args: vec!["100".into()], socket: Some(d.path().join("s")), ..Overrides::default() };
     let c = load_with(Some(&path), o.clone()).unwrap();
-    assert_eq!(c.services[0].command.argv(), ["sleep", "100"]);
+    assert_eq!(c.services[0].command.to_argv(), ["sleep", "100"]);
     assert_eq!(c.socket_path(), d.path().join("s"));
     assert_eq!(c.reread().unwrap(), c);
     let p = Overrides { program: Some("echo  a b".into()), ..o };
     let c = load_with(Some(&path), p).unwrap();
-    assert_eq!(c.services[0].command.argv(), ["echo", "a", "b", "100"]);
+    assert_eq!(c.services[0].command.to_argv(), ["echo", "a", "b", "100"]);
     let adhoc =
         Overrides { program: Some("sleep 5".into()), socket: Some(d.path().join("zdsock")), ..Default::default() };
     let c = load_with(None, adhoc.clone()).unwrap();
     assert!(c.overrides.no_file && c.is_zdaemon());
     assert_eq!(c.name, format!("zdaemon-{}", short_hash(d.path().join("zdsock").as_os_str())));
-    assert_eq!(c.services[0].command.argv(), ["sleep", "5"]);
+    assert_eq!(c.services[0].command.to_argv(), ["sleep", "5"]);
     assert_eq!(c.reread().unwrap(), c);
     assert_eq!(c.overrides.to_args()[..2], ["--program", "sleep 5"]);
     let toml = d.path().join("t.toml");

@@ -1,0 +1,176 @@
+//! The embedding contract: an engine run by `run()` or by a host's own
+//! `poll` loop, reached from other threads through handles, telling its
+//! state changes to subscribers, and cleaning up when dropped.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use supervisor_core::{
+    Command, Engine, Handle, HandleError, Service, ServiceState, Signal, StateChange, StatusSnapshot,
+};
+
+use crate::util::{alive, helper, wait_for};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+fn sleeper(name: &str) -> Service {
+    let mut s = Service::new(name, Command::argv([helper(), "sleep".into()]));
+    s.restart.min_uptime = Duration::from_millis(100);
+    s
+}
+
+/// Asks through `handle` until `name` is in `state`; its pid.
+fn wait_state(handle: &Handle, name: &str, state: ServiceState) -> Option<i32> {
+    wait_for(&format!("{name} to be {state}"), LIMIT, || {
+        let snap = handle.status().expect("status");
+        let s = snap.services.into_iter().find(|s| s.name == name)?;
+        (s.state == state).then_some(s.pid)
+    })
+}
+
+fn transitions(events: &std::sync::mpsc::Receiver<StateChange>, name: &str) -> Vec<(ServiceState, ServiceState)> {
+    events.try_iter().filter(|c| c.service == name).map(|c| (c.from, c.to)).collect()
+}
+
+#[test]
+fn a_handle_stops_reads_and_shuts_down_while_run_drives_the_engine() {
+    let mut engine = Engine::new("agent").unwrap();
+    let events = engine.subscribe();
+    engine.add_service(sleeper("web")).unwrap();
+    let handle: Handle = engine.handle();
+    let other = thread::spawn(move || -> Result<(i32, StatusSnapshot), HandleError> {
+        let pid = wait_state(&handle, "web", ServiceState::Running).expect("a pid");
+        handle.stop("web")?;
+        let snap = handle.status()?;
+        handle.shutdown()?;
+        Ok((pid, snap))
+    });
+    engine.run().unwrap();
+    let (pid, snap) = other.join().unwrap().unwrap();
+    assert!(matches!(snap.services[0].state, ServiceState::Stopping | ServiceState::Stopped), "{snap:?}");
+    assert!(!alive(pid), "run() returned with the service's process still alive");
+    use ServiceState as S;
+    let seen = transitions(&events, "web");
+    assert_eq!(
+        seen,
+        [(S::Stopped, S::Starting), (S::Starting, S::Running), (S::Running, S::Stopping), (S::Stopping, S::Stopped)]
+    );
+}
+
+#[test]
+fn events_carry_the_pid_and_how_it_ended() {
+    let mut engine = Engine::new("agent").unwrap();
+    let events = engine.subscribe();
+    let mut once = Service::new("once", Command::argv([helper(), "exit".into(), "3".into()]));
+    once.restart.mode = supervisor_core::RestartMode::Never;
+    engine.add_service(once).unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while engine.state("once") != Some(ServiceState::Exited) {
+        assert!(Instant::now() < deadline, "timed out");
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    let all: Vec<StateChange> = events.try_iter().collect();
+    let started = all.iter().find(|c| c.to == ServiceState::Starting).expect("a start");
+    let ended = all.last().expect("events");
+    assert_eq!(ended.to, ServiceState::Exited);
+    assert_eq!(ended.exit, Some(supervisor_core::ExitStatus::Code(3)));
+    assert!(ended.pid.is_some() && ended.pid == started.pid.or(ended.pid), "{all:?}");
+    assert_eq!(engine.status().supervisor.events_dropped, 0);
+}
+
+#[test]
+fn the_engine_runs_on_a_thread_of_its_own() {
+    let mut engine = Engine::new("agent").unwrap();
+    engine.add_service(sleeper("a")).unwrap();
+    engine.add_service(sleeper("b")).unwrap();
+    let handle = engine.handle();
+    let runner = thread::spawn(move || engine.run());
+    let pid = wait_state(&handle, "a", ServiceState::Running).unwrap();
+    assert!(handle.signal("a", Signal::SIGSTOP).unwrap());
+    assert!(handle.signal("a", Signal::SIGCONT).unwrap());
+    handle.pause("b").unwrap();
+    wait_state(&handle, "b", ServiceState::Paused);
+    handle.resume("b").unwrap();
+    handle.restart("a").unwrap();
+    let again = wait_state(&handle, "a", ServiceState::Running).unwrap();
+    assert_ne!(again, pid, "restart made a new process");
+    assert_eq!(handle.stop("nope"), Err(HandleError::UnknownService("nope".into())));
+    handle.shutdown().unwrap();
+    runner.join().unwrap().unwrap();
+    assert!(!alive(again));
+    assert_eq!(handle.status(), Err(HandleError::EngineGone));
+    assert_eq!(handle.start("a"), Err(HandleError::EngineGone));
+}
+
+#[test]
+fn dropping_the_engine_kills_its_services_and_fails_waiting_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::new("agent").unwrap();
+    // It ignores TERM: a shutdown waits for its stop timeout.
+    let mut stubborn = Service::new(
+        "stubborn",
+        Command::argv([helper(), "ignore-term".into(), dir.path().join("pid").display().to_string()]),
+    );
+    stubborn.stop_timeout = Duration::from_secs(60);
+    stubborn.restart.min_uptime = Duration::from_millis(100);
+    engine.add_service(stubborn).unwrap();
+    let handle = engine.handle();
+    let waiter = {
+        let handle = handle.clone();
+        thread::spawn(move || handle.shutdown())
+    };
+    let deadline = Instant::now() + LIMIT;
+    while engine.state("stubborn") != Some(ServiceState::Stopping) {
+        assert!(Instant::now() < deadline, "timed out waiting for the shutdown to begin: {:?}", engine.status());
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    let pid = engine.status().services[0].pid.expect("still running");
+    drop(engine);
+    assert_eq!(waiter.join().unwrap(), Err(HandleError::EngineGone));
+    assert!(!alive(pid), "the dropped engine's service is gone");
+    assert_eq!(handle.stop("stubborn"), Err(HandleError::EngineGone));
+    drop(dir);
+}
+
+#[test]
+fn a_host_loop_drives_the_engine_with_its_descriptor_and_deadline() {
+    let mut engine = Engine::new("hosted").unwrap();
+    engine.add_service(sleeper("web")).unwrap();
+    let events = engine.subscribe();
+    let handle = engine.handle();
+    let fd = engine.as_fd().as_raw_fd();
+    let other = thread::spawn(move || -> Result<(), HandleError> {
+        wait_state(&handle, "web", ServiceState::Running);
+        handle.stop("web")?;
+        wait_state(&handle, "web", ServiceState::Stopped);
+        handle.start("web")?;
+        wait_state(&handle, "web", ServiceState::Running);
+        handle.shutdown()
+    });
+    // The host's own loop: poll(2) on the engine's descriptor until its
+    // deadline, then a turn that never blocks. A descriptor that failed to
+    // wake the host would leave it in a poll with no deadline: those are
+    // capped and counted.
+    const CAP: Duration = Duration::from_secs(20);
+    let mut stuck = 0;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !engine.is_finished() {
+        assert!(Instant::now() < deadline, "the hosted engine did not finish");
+        let wait = engine.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        let mut pfd = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+        let ms = wait.unwrap_or(CAP).min(CAP).as_millis() as i32;
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(pfd.as_mut_ptr(), 1, ms) };
+        if n == 0 && wait.is_none() {
+            stuck += 1;
+        }
+        engine.turn(Some(Duration::ZERO)).unwrap();
+    }
+    other.join().unwrap().unwrap();
+    assert_eq!(stuck, 0, "the descriptor did not wake the host");
+    use ServiceState as S;
+    let seen = transitions(&events, "web");
+    assert_eq!(seen.iter().filter(|t| **t == (S::Starting, S::Running)).count(), 2, "{seen:?}");
+    assert_eq!(seen.last(), Some(&(S::Stopping, S::Stopped)));
+}
