@@ -174,3 +174,38 @@ fn a_host_loop_drives_the_engine_with_its_descriptor_and_deadline() {
     assert_eq!(seen.iter().filter(|t| **t == (S::Starting, S::Running)).count(), 2, "{seen:?}");
     assert_eq!(seen.last(), Some(&(S::Stopping, S::Stopped)));
 }
+
+#[test]
+fn add_service_refuses_bad_descriptions_and_keeps_what_runs() {
+    let mut engine = Engine::new("agent").unwrap();
+    engine.add_service(sleeper("web")).unwrap();
+    let field_of = |engine: &mut Engine, svc: Service| match engine.add_service(svc) {
+        Err(supervisor_core::EngineError::Invalid(e)) => (e.service, e.field),
+        other => panic!("expected an invalid-service error, got {other:?}"),
+    };
+    let empty = Service::new("empty", Command::Argv(Vec::new()));
+    assert_eq!(field_of(&mut engine, empty), ("empty".to_string(), "command"));
+    let mut nobody = sleeper("nobody");
+    nobody.user = Some("no-such-user-here".into());
+    assert_eq!(field_of(&mut engine, nobody), ("nobody".to_string(), "user"));
+    let mut group = sleeper("grp");
+    group.group = Some("no-such-group-here".into());
+    assert_eq!(field_of(&mut engine, group), ("grp".to_string(), "group"));
+    let mut hot = sleeper("hot");
+    hot.kind = supervisor_core::Kind::Task(Box::new(supervisor_core::TaskSpec::every(Duration::ZERO)));
+    assert_eq!(field_of(&mut engine, hot), ("hot".to_string(), "kind.task.interval"));
+    let mut piped = sleeper("piped");
+    piped.stdout = supervisor_core::Output::Pipe("nowhere".into());
+    assert_eq!(field_of(&mut engine, piped), ("piped".to_string(), "stdout"));
+    assert_eq!(field_of(&mut engine, sleeper("")), (String::new(), "name"));
+    assert!(
+        matches!(engine.add_service(sleeper("web")), Err(supervisor_core::EngineError::Duplicate(n)) if n == "web")
+    );
+    // None of it cost the service that runs, or added anything.
+    let deadline = Instant::now() + LIMIT;
+    while engine.state("web") != Some(ServiceState::Running) {
+        assert!(Instant::now() < deadline, "web did not come up");
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert_eq!(engine.status().services.len(), 1);
+}

@@ -12,6 +12,7 @@ mod engine;
 mod exec;
 mod external;
 mod lifecycle;
+mod properties;
 mod reload;
 mod runtime_dirs;
 mod servicedirs;

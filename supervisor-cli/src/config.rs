@@ -221,6 +221,7 @@ impl Config {
         check_files(&mut diag, runtime_dir.as_deref(), &services);
         let config_file = base.join(path.file_name().unwrap_or_default());
         check_runtime_dirs(&mut diag, &config_file, runtime_dir.as_deref(), &services);
+        check_with_the_engines_rules(&mut diag, &services);
         if !diag.errors.is_empty() {
             let mut errors = diag.errors;
             errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
@@ -775,6 +776,25 @@ fn ids(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, kind: &str) -> Vec<u32> {
 }
 
 /// The `[service.NAME]` tables, in file order.
+/// Holds each service that has no error yet to the rules the engine
+/// applies ([`Service::validate`](supervisor_core::Service::validate)), so
+/// that the file is refused at load, with the key named, rather than at
+/// start.
+fn check_with_the_engines_rules(diag: &mut Diag<'_>, services: &[ServiceRead]) {
+    for r in services {
+        let name = r.service.name.as_str();
+        if diag.errors.iter().any(|e| e.service.as_deref() == Some(name)) {
+            continue;
+        }
+        if let Err(e) = r.service.validate() {
+            // `restart.min_uptime` is `min_uptime` in the file,
+            // `kind.task.interval` is `interval`.
+            let key = e.field.rsplit('.').next().filter(|k| *k != "external" && *k != "name");
+            diag.error(Some(r.name.clone()), Some(name), key, e.problem);
+        }
+    }
+}
+
 fn read_services(diag: &mut Diag<'_>, base: &Path, v: &Raw<'_>) -> Vec<ServiceRead> {
     let entries = check::tables_in_order(diag, "service", "[service.web]", v);
     let mut services = Vec::new();

@@ -24,7 +24,7 @@ use crate::machine::{Action, Event};
 use crate::model::protocol::Response;
 use crate::model::Group;
 use crate::model::ServiceState;
-use crate::model::{signal_name, Expected, Input, Output, Service, ServiceRequest};
+use crate::model::{signal_name, Expected, Input, InvalidService, Output, Service, ServiceRequest};
 use crate::os::output::ServiceOutput;
 use crate::os::persist::{SavedService, SavedState};
 use crate::os::pidfile::PidFile;
@@ -58,6 +58,7 @@ use handle::{Inbox, ReplyTo};
 
 /// Errors of engine calls.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EngineError {
     /// Two services with one name.
     #[error("a service named {0:?} already exists")]
@@ -68,6 +69,11 @@ pub enum EngineError {
     /// The engine is shutting down: it only stops services now.
     #[error("the supervisor is shutting down")]
     ShuttingDown,
+    /// The service's description breaks a rule (see
+    /// [`Service::validate`]), or names what this engine lacks: a user or
+    /// group that does not exist, a pipe that was not made.
+    #[error(transparent)]
+    Invalid(#[from] InvalidService),
     /// System error (poll, pipe, socket).
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -375,7 +381,11 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// [`EngineError::Duplicate`] when the name is taken.
+    /// [`EngineError::Duplicate`] when the name is taken;
+    /// [`EngineError::Invalid`] for a description that breaks a rule of
+    /// [`Service::validate`], a `user` or `group` that does not exist, or a
+    /// pipe not made with [`add_pipe`](Engine::add_pipe). Nothing changes
+    /// then.
     pub fn add_service(&mut self, mut svc: Service) -> Result<(), EngineError> {
         self.nudge();
         let reuse = match self.by_name.get(&svc.name) {
@@ -383,6 +393,7 @@ impl Engine {
             Some(_) => return Err(EngineError::Duplicate(svc.name)),
             None => None,
         };
+        self.check_service(&svc)?;
         // What an external service's commands start is not ours: a later
         // supervisor must not take it for a leftover of this one.
         let external = svc.kind.is_external();
@@ -448,6 +459,26 @@ impl Engine {
             self.advance_groups();
         }
         Ok(())
+    }
+
+    /// Checks `svc` on its own and against this engine.
+    pub(super) fn check_service(&self, svc: &Service) -> Result<(), InvalidService> {
+        svc.validate()?;
+        for (field, out) in [("stdout", &svc.stdout), ("stderr", &svc.stderr)] {
+            if let Output::Pipe(n) = out {
+                if !self.named_pipes.contains_key(n) {
+                    let problem = format!("no pipe named {n:?} (make it with Engine::add_pipe first)");
+                    return Err(InvalidService::new(&svc.name, field, problem));
+                }
+            }
+        }
+        if let Input::Pipe(n) = &svc.stdin {
+            if !self.named_pipes.contains_key(n) {
+                let problem = format!("no pipe named {n:?} (make it with Engine::add_pipe first)");
+                return Err(InvalidService::new(&svc.name, "stdin", problem));
+            }
+        }
+        spawn::check_ids(svc).map_err(|(field, problem)| InvalidService::new(&svc.name, field, problem))
     }
 
     /// Makes a pipe that services can use by name: [`Output::Pipe`] for

@@ -107,10 +107,10 @@ mod os;
 pub use engine::{Engine, EngineError, Handle, HandleError, ReloadRequest, StateChange, EVENT_BACKLOG};
 pub use front::control::AccessPolicy;
 pub use model::{
-    parse_signal, signal_name, split_words, Command, Environment, ExitStatus, Expected, ExternalSpec, Group, Health,
-    Input, Kind, KindStatus, LastRun, Limits, LsbStatus, Output, PassReport, RestartCommand, RestartMode,
-    RestartPolicy, Service, ServiceRequest, ServiceState, ServiceStatus, SplitError, StatusSnapshot, Strategy,
-    SupervisorStatus, TaskSpec, Timestamps, TranscriptConfig,
+    parse_signal, signal_name, split_words, valid_service_name, Command, Environment, ExitStatus, Expected,
+    ExternalSpec, Group, Health, Input, InvalidService, Kind, KindStatus, LastRun, Limits, LsbStatus, Output,
+    PassReport, RestartCommand, RestartMode, RestartPolicy, Service, ServiceRequest, ServiceState, ServiceStatus,
+    SplitError, StatusSnapshot, Strategy, SupervisorStatus, TaskSpec, Timestamps, TranscriptConfig, MAX_DURATION,
 };
 pub use nix::sys::signal::Signal;
 pub use os::daemon::{DaemonError, Daemonized, Daemonizer, Notifier, Readiness};

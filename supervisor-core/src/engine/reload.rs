@@ -100,9 +100,12 @@ impl Engine {
     ///
     /// # Errors
     ///
-    /// When a new service cannot be set up (its transcript).
+    /// [`EngineError::Invalid`] as for
+    /// [`add_service`](Engine::add_service) (the running service is then
+    /// left as it is); when a new service cannot be set up (its transcript).
     pub fn replace_service(&mut self, mut svc: Service) -> Result<bool, EngineError> {
         self.nudge();
+        self.check_service(&svc)?;
         if let Some(m) = &self.marker {
             svc.env.vars.insert(crate::os::previous::INSTANCE_ENV.to_string(), m.clone());
         }

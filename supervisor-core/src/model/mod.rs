@@ -13,6 +13,7 @@ mod service;
 mod status;
 mod task;
 mod transcript;
+mod validate;
 
 pub use external::ExternalSpec;
 pub use external::{Health, Operation, PassReport, RestartCommand, Step};
@@ -28,3 +29,4 @@ pub use status::{ExitStatus, KindStatus, ServiceState, ServiceStatus, StatusSnap
 pub use task::{LastRun, TaskSpec};
 pub(crate) use transcript::rfc3339_micros;
 pub use transcript::{Timestamps, TranscriptConfig};
+pub use validate::{valid_service_name, InvalidService, MAX_DURATION};

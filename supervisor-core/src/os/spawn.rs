@@ -185,6 +185,18 @@ fn resolve_ids(svc: &Service) -> Result<Option<(libc::uid_t, libc::gid_t, Vec<li
     Ok(Some((uid.as_raw(), gid.as_raw(), groups.into_iter().map(Gid::as_raw).collect())))
 }
 
+/// Whether the service's `user` and `group` exist: the field that names
+/// one that does not, and why.
+pub(crate) fn check_ids(svc: &Service) -> Result<(), (&'static str, String)> {
+    if let Some(u) = &svc.user {
+        lookup_user(u).map_err(|e| ("user", e.to_string()))?;
+    }
+    if let Some(g) = &svc.group {
+        lookup_group(g).map_err(|e| ("group", e.to_string()))?;
+    }
+    Ok(())
+}
+
 fn lookup_user(spec: &str) -> Result<User, SpawnError> {
     let found = match spec.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
@@ -244,8 +256,9 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
     let argv_s = svc.command.to_argv();
     let env = environment(svc);
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
-    let program_path = find_program(&argv_s[0], path_var, svc.directory.as_deref())
-        .ok_or_else(|| SpawnError::Setup(format!("program {:?} not found in PATH", argv_s[0])))?;
+    let program = argv_s.first().ok_or_else(|| SpawnError::Setup("empty command".into()))?;
+    let program_path = find_program(program, path_var, svc.directory.as_deref())
+        .ok_or_else(|| SpawnError::Setup(format!("program {program:?} not found in PATH")))?;
     let mut envp = Vec::with_capacity(env.len());
     for (k, v) in &env {
         let mut kv = k.clone();
