@@ -6,7 +6,7 @@
 //! come back, and shuts down cleanly.
 //!
 //! ```text
-//! cargo run --example embed
+//! cargo run -p supervisor-core --example embed
 //! ```
 
 use std::error::Error;
