@@ -370,7 +370,7 @@ fn find_child(parent: i32, comm: &str) -> Option<i32> {
 /// all its lines; then stops it and checks the lines.
 fn run_service(inst: &mut Instance, name: &str, layout: &Layout, lines: usize) -> Res<Run> {
     let expected = (lines * layout.line_len()) as u64;
-    let sel = Selection { names: vec![name.to_string()], ..Selection::default() };
+    let sel = Selection::named([name]);
     let mut client = inst.client()?;
     let before = Cpu::of(inst.pid())?;
     let t0 = Instant::now();

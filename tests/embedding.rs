@@ -75,7 +75,8 @@ fn events_carry_the_pid_and_how_it_ended() {
     let ended = all.last().expect("events");
     assert_eq!(ended.to, ServiceState::Exited);
     assert_eq!(ended.exit, Some(supervisor_core::ExitStatus::Code(3)));
-    assert!(ended.pid.is_some() && ended.pid == started.pid.or(ended.pid), "{all:?}");
+    assert!(started.pid.is_some(), "a start carries the new process: {all:?}");
+    assert_eq!(ended.pid, started.pid, "an exit carries the process that ended: {all:?}");
     assert_eq!(engine.status().supervisor.events_dropped, 0);
 }
 
@@ -208,4 +209,23 @@ fn add_service_refuses_bad_descriptions_and_keeps_what_runs() {
         engine.turn(Some(Duration::from_millis(50))).unwrap();
     }
     assert_eq!(engine.status().services.len(), 1);
+}
+
+#[test]
+fn a_shutdown_asked_after_the_end_is_answered_at_once() {
+    let mut engine = Engine::new("agent").unwrap();
+    engine.add_service(sleeper("web")).unwrap();
+    engine.shutdown();
+    let deadline = Instant::now() + LIMIT;
+    while !engine.is_finished() {
+        assert!(Instant::now() < deadline, "timed out");
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    let handle = engine.handle();
+    let late = thread::spawn(move || handle.shutdown());
+    while !late.is_finished() {
+        assert!(Instant::now() < deadline, "a late shutdown was never answered");
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert_eq!(late.join().unwrap(), Ok(()));
 }

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::front::control::{AccessPolicy, ControlServer};
 use crate::machine::Behaviour;
 use crate::machine::{Action, Event};
 use crate::model::protocol::Response;
@@ -36,6 +35,7 @@ use crate::os::supervise::SuperviseDir;
 
 mod events;
 mod external;
+mod frontend;
 mod groups;
 mod handle;
 mod host;
@@ -47,7 +47,7 @@ mod tasks;
 mod tracking;
 
 use crate::os::sys::{self, SignalPipe};
-use crate::os::transcript::Stream;
+use crate::os::transcript::OutputStream;
 use requests::Wait;
 
 pub use events::{StateChange, EVENT_BACKLOG};
@@ -55,6 +55,8 @@ pub use handle::{Handle, HandleError};
 pub use reload::ReloadRequest;
 
 use handle::{Inbox, ReplyTo};
+
+pub(crate) use frontend::{ClientId, FrontEnd};
 
 /// Errors of engine calls.
 #[derive(Debug, thiserror::Error)]
@@ -137,7 +139,7 @@ enum Source {
     Signals,
     Control,
     Member(usize, i32),
-    Output(usize, Stream),
+    Output(usize, OutputStream),
     Supervise(usize),
     Inbox,
 }
@@ -153,7 +155,7 @@ pub struct Engine {
     signals: SignalPipe,
     terminate_on_signals: bool,
     scope: ReapScope,
-    control: Option<ControlServer>,
+    control: Option<Box<dyn FrontEnd>>,
     waits: Vec<Wait>,
     shutdown_waiters: Vec<(ReplyTo, Value)>,
     shutting_down: bool,
@@ -287,16 +289,10 @@ impl Engine {
         std::mem::take(&mut self.caught)
     }
 
-    /// Serves the control protocol on a Unix socket at `path`.
-    ///
-    /// # Errors
-    ///
-    /// When the socket cannot be bound (another supervisor serves it, no
-    /// permission).
-    pub fn serve_control(&mut self, path: &Path, policy: AccessPolicy) -> Result<(), EngineError> {
+    /// Takes requests from `front` (the control socket) from now on.
+    pub(crate) fn attach_front_end(&mut self, front: Box<dyn FrontEnd>) {
         self.nudge();
-        self.control = Some(ControlServer::bind(path, policy)?);
-        Ok(())
+        self.control = Some(front);
     }
 
     /// Marks every process of every service with the environment variable
@@ -516,13 +512,24 @@ impl Engine {
     pub fn command(&mut self, name: &str, request: ServiceRequest) -> Result<(), EngineError> {
         self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
+        if self.apply_request(idx, request) {
+            Ok(())
+        } else {
+            Err(EngineError::ShuttingDown)
+        }
+    }
+
+    /// Carries out `request` for the service at `idx`: the one place where
+    /// requests (from the API, handles, the socket, `svc` letters) become
+    /// events of its machine. False when a shutdown refuses it.
+    pub(super) fn apply_request(&mut self, idx: usize, request: ServiceRequest) -> bool {
         if self.shutting_down && request != ServiceRequest::Stop {
-            return Err(EngineError::ShuttingDown);
+            return false;
         }
         self.release_holds(idx);
         self.queue.push_back((idx, request.into()));
         self.drain_queue();
-        Ok(())
+        true
     }
 
     /// Sends `sig` to a service's processes (main process, group and
@@ -580,7 +587,7 @@ impl Engine {
             self.turn(None)?;
         }
         if let Some(c) = self.control.as_mut() {
-            c.flush_all(Duration::from_secs(1));
+            c.close(Duration::from_secs(1));
         }
         self.control = None;
         Ok(())
@@ -651,10 +658,10 @@ impl Engine {
         self.fire_timers(now);
         if let Some(ctl) = self.control.as_mut() {
             let requests = if control_ready.is_empty() {
-                ctl.expire(now);
+                ctl.idle(now);
                 Vec::new()
             } else {
-                ctl.handle_ready(&control_ready, now)
+                ctl.ready(&control_ready, now)
             };
             for (client, req) in requests {
                 self.handle_request(ReplyTo::Socket(client), req);
@@ -745,10 +752,13 @@ impl Engine {
             if before != after {
                 log::debug!("{}: {} -> {}", slot.svc.name, before, after);
                 self.log_transition(idx, before, after);
-                self.emit(idx, before, after, exit, old_pid);
             }
             for a in actions {
                 self.perform(idx, a);
+            }
+            if before != after {
+                // After the actions: a start's event carries its new pid.
+                self.emit(idx, before, after, exit, old_pid);
             }
             if failed {
                 self.member_failed(idx);

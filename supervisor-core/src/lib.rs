@@ -115,7 +115,7 @@ pub use model::{
 pub use nix::sys::signal::Signal;
 pub use os::daemon::{DaemonError, Daemonized, Daemonizer, Notifier, Readiness};
 pub use os::pidfile::{PidFile, PidFileError, PidState};
-pub use os::transcript::Transcript;
+pub use os::transcript::{OutputStream, Transcript};
 
 pub mod protocol {
     //! The control protocol: one JSON request and one JSON response per
@@ -123,6 +123,8 @@ pub mod protocol {
     //! and a client for it.
     pub use crate::front::control::{ClientError, ControlClient};
     pub use crate::model::protocol::*;
+    /// A request's `id`: any JSON value, repeated in its response.
+    pub use serde_json::Value;
 }
 
 pub mod servicedir {

@@ -99,6 +99,7 @@ fn busy(config: &Config, name: &str, dir: &Path) -> Result<Option<String>, CliEr
         Ok(Err(InUse::Locked { path, pid })) => {
             Ok(Some(format!("{} is held for pid {pid}: the service runs (under another supervisor?)", path.display())))
         }
+        Ok(Err(other)) => Ok(Some(format!("{other:?}"))),
         Err(e) => Ok(Some(format!("cannot read {}: {e}", runtime_dir::pid_file(dir).display()))),
     }
 }

@@ -46,7 +46,9 @@ fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
 pub fn run_foreground(config: Config) -> Result<u8, CliError> {
     // Only returns when there is no `supervisord` of this build to run.
     hand_over(&config);
-    let notifier = Notifier::from_env();
+    // SAFETY: the supervisor process is single-threaded until it serves,
+    // and nothing in it has opened the descriptor that `up` handed down.
+    let notifier = unsafe { Notifier::from_env() };
     match serve(config, notifier) {
         Ok(code) => Ok(code),
         Err((e, Some(n))) => {
@@ -110,7 +112,9 @@ pub fn daemon_main() -> std::process::ExitCode {
     let code = match daemon_config() {
         Ok(config) => run_foreground(config),
         Err(e) => {
-            if let Some(n) = Notifier::from_env() {
+            // SAFETY: as in run_foreground: single-threaded, and the
+            // descriptor is the one `up` handed down.
+            if let Some(n) = unsafe { Notifier::from_env() } {
                 n.fail(&e.to_string());
             }
             Err(e)

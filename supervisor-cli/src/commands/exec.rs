@@ -69,13 +69,13 @@ pub struct ExecArgs {
 impl ExecArgs {
     /// The limits asked for.
     pub fn limits(&self) -> Limits {
-        Limits {
-            mem: self.limit_mem,
-            files: self.limit_files,
-            procs: self.limit_procs,
-            cpu: self.limit_cpu,
-            core: self.limit_core,
-        }
+        let mut limits = Limits::default();
+        limits.mem = self.limit_mem;
+        limits.files = self.limit_files;
+        limits.procs = self.limit_procs;
+        limits.cpu = self.limit_cpu;
+        limits.core = self.limit_core;
+        limits
     }
 }
 

@@ -47,20 +47,18 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReport {
             Some(o) if o == svc => (ReloadAction::Unchanged, Vec::new()),
             Some(o) => (ReloadAction::Restart, changed_settings(o, svc)),
         };
-        services.push(ReloadChange { name: svc.name.clone(), action, changed });
+        services.push(ReloadChange::new(svc.name.clone(), action, changed));
     }
     for o in &old.services {
         if !new.services.iter().any(|s| s.name == o.name) {
-            services.push(ReloadChange { name: o.name.clone(), action: ReloadAction::Remove, changed: Vec::new() });
+            services.push(ReloadChange::new(o.name.clone(), ReloadAction::Remove, Vec::new()));
         }
     }
-    ReloadReport {
-        path: new.path.display().to_string(),
-        applied: false,
-        services,
-        notes: supervisor_notes(old, new),
-        errors: Vec::new(),
-    }
+    let mut report = ReloadReport::default();
+    report.path = new.path.display().to_string();
+    report.services = services;
+    report.notes = supervisor_notes(old, new);
+    report
 }
 
 /// Notes on the `[supervisor]` settings that differ: applied at once
@@ -182,7 +180,7 @@ pub fn apply(engine: &mut Engine, new: &Config, plan: &ReloadReport) -> Vec<Stri
             ReloadAction::Restart => {
                 log::info!("{}: changed ({}); restarting it", svc.name, change.changed.join(", "))
             }
-            ReloadAction::Remove | ReloadAction::Unchanged => continue,
+            _ => continue,
         }
         if let Err(e) = engine.replace_service(svc.clone()) {
             problems.push(format!("{}: {e}", svc.name));
@@ -311,7 +309,10 @@ impl Reloader {
                 for e in &errors {
                     log::error!("{e}");
                 }
-                ReloadReport { path: path.display().to_string(), errors, ..ReloadReport::default() }
+                let mut report = ReloadReport::default();
+                report.path = path.display().to_string();
+                report.errors = errors;
+                report
             }
             Ok(new) if dry_run => {
                 let report = diff(&self.current, &new);

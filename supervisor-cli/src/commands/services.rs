@@ -23,7 +23,7 @@ fn selection(targets: &Targets) -> Result<Selection, CliError> {
     if targets.names.is_empty() && !targets.all {
         return Err(CliError::Usage("name the services, or use --all".into()));
     }
-    Ok(Selection { names: targets.names.clone(), all: targets.all })
+    Ok(if targets.all { Selection::every() } else { Selection::named(targets.names.iter().cloned()) })
 }
 
 /// The default wait: the slowest stop plus start in the configuration.

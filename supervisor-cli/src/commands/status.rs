@@ -96,23 +96,13 @@ mod tests {
     use supervisor_core::{Expected, ServiceState};
 
     fn svc(state: ServiceState, wanted: Expected) -> ServiceStatus {
-        ServiceStatus {
-            name: "x".into(),
-            state,
-            pid: None,
-            uptime_s: None,
-            since_s: 0.0,
-            restarts: 0,
-            expected: Expected::Running,
-            wanted,
-            last_exit: None,
-            error: None,
-            descendants: 0,
-            transcript: None,
-            dropped_bytes: 0,
-            transcript_error: None,
-            extra: Default::default(),
-        }
+        // As a supervisor sends it (the struct grows: built from JSON).
+        serde_json::from_value(serde_json::json!({
+            "name": "x", "state": state, "pid": null, "uptime_s": null, "since_s": 0.0, "restarts": 0,
+            "expected": "running", "wanted": wanted, "last_exit": null, "error": null, "descendants": 0,
+            "dropped_bytes": 0,
+        }))
+        .expect("a status")
     }
 
     #[test]

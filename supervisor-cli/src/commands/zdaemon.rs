@@ -191,7 +191,7 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
             return Ok(exit::OK);
         }
     }
-    let sel = Selection { names: vec![PROGRAM.to_owned()], all: false };
+    let sel = Selection::named([PROGRAM]);
     let wait = !waiting.no_wait;
     let command = if restart && running { Command::Restart { sel, wait } } else { Command::Start { sel, wait } };
     let start_timeout = config.extras.get(PROGRAM).map_or(Duration::from_secs(300), |e| e.start_timeout);
@@ -267,8 +267,7 @@ fn kill(config: &Config, service: Option<&str>, signal: &str) -> Result<u8, CliE
         CliError::NotRunning { name, socket, .. } => CliError::NotRunning { name, socket, code: exit::NOT_RUNNING },
         other => other,
     })?;
-    let command =
-        Command::Signal { signal: signal.to_owned(), sel: Selection { names: vec![name.clone()], all: false } };
+    let command = Command::Signal { signal: signal.to_owned(), sel: Selection::named([name.clone()]) };
     let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
     if let Some(s) = resp.services.iter().flatten().find(|s| !s.ok) {
         eprintln!("supervisor: {}: not signalled: {}", s.name, s.message.as_deref().unwrap_or("not running"));

@@ -258,12 +258,12 @@ impl Scope<'_, '_> {
         let parsed = match value.get_ref() {
             DeValue::String(s) => match parse_size(s) {
                 Ok(n) => n,
-                Err(SizeError::Invalid) => {
-                    self.mismatch(key, value, EXPECTED);
-                    return None;
-                }
                 Err(SizeError::TooLarge) => {
                     self.mismatch(key, value, &format!("a size of at most {} bytes", u64::MAX));
+                    return None;
+                }
+                Err(_) => {
+                    self.mismatch(key, value, EXPECTED);
                     return None;
                 }
             },

@@ -340,5 +340,5 @@ fn read_group(
         s.error(v.span(), Some(&key("services")), "a group needs at least one member");
         return None;
     }
-    Some(Group { name: name.to_string(), services: members, strategy })
+    Some(Group::new(name, members, strategy))
 }

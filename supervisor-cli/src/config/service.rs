@@ -307,7 +307,7 @@ fn limit_size(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, min: u64) -> Option
                 s.mismatch(key, v, &format!("a size of at most {} bytes", u64::MAX));
                 return None;
             }
-            Err(SizeError::Invalid) => None,
+            Err(_) => None,
         },
         DeValue::Integer(i) => integer_value(i).and_then(|n| u64::try_from(n).ok()),
         _ => None,

@@ -5,10 +5,7 @@ use std::time::Duration;
 
 use log::LevelFilter;
 use supervisor_core::limits::UNLIMITED;
-use supervisor_core::{
-    Command, Environment, Expected, Input, Limits, Output, RestartMode, RestartPolicy, Service, Signal, Timestamps,
-    TranscriptConfig,
-};
+use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, Signal, Timestamps, TranscriptConfig};
 
 use super::*;
 
@@ -126,45 +123,35 @@ keep = 3
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let expected = Service {
-        name: "web".into(),
-        command: argv(&["/usr/bin/python3", "-m", "http.server", "8000"]),
-        directory: Some(PathBuf::from("/srv/www")),
-        env: Environment { clear: true, vars },
-        umask: Some(0o027),
-        user: Some("root".into()),
-        group: Some("0".into()),
-        expected: Expected::Stopped,
-        restart: RestartPolicy {
-            mode: RestartMode::OnFailure,
-            exit_codes: vec![0, 3],
-            min_uptime: Duration::from_secs(2),
-            backoff_limit: Duration::from_secs(60),
-            backoff_step: Duration::from_secs(1),
-            forever: true,
-        },
-        stop_signal: Signal::SIGINT,
-        stop_timeout: Duration::from_millis(500),
-        stdin: Input::Null,
-        stdout: Output::File(PathBuf::from("/var/log/web.out")),
-        stderr: Output::Transcript,
-        transcript: Some(TranscriptConfig {
-            path: PathBuf::from("/var/log/web.transcript"),
-            timestamps: Timestamps::Tai64n,
-            tag: true,
-            max_size: Some(10_000_000),
-            keep: 3,
-        }),
-        pidfile: Some(PathBuf::from("/run/web.pid")),
-        finish: None,
-        finish_timeout: Duration::from_secs(10),
-        follow: false,
-        limits: Limits { mem: Some(512_000_000), files: Some(1024), procs: Some(200), cpu: Some(60), core: Some(0) },
-        lock: Some(PathBuf::from("/run/web.lock")),
-        runtime_dir: None,
-        coordinate: None,
-        kind: supervisor_core::Kind::Daemon,
-    };
+    let mut expected = Service::new("web", argv(&["/usr/bin/python3", "-m", "http.server", "8000"]));
+    expected.directory = Some(PathBuf::from("/srv/www"));
+    expected.env.clear = true;
+    expected.env.vars = vars;
+    expected.umask = Some(0o027);
+    expected.user = Some("root".into());
+    expected.group = Some("0".into());
+    expected.expected = Expected::Stopped;
+    let r = &mut expected.restart;
+    r.mode = RestartMode::OnFailure;
+    r.exit_codes = vec![0, 3];
+    r.min_uptime = Duration::from_secs(2);
+    r.backoff_limit = Duration::from_secs(60);
+    r.backoff_step = Duration::from_secs(1);
+    r.forever = true;
+    expected.stop_signal = Signal::SIGINT;
+    expected.stop_timeout = Duration::from_millis(500);
+    expected.stdout = Output::File(PathBuf::from("/var/log/web.out"));
+    expected.stderr = Output::Transcript;
+    let mut t = TranscriptConfig::new("/var/log/web.transcript");
+    t.timestamps = Timestamps::Tai64n;
+    t.tag = true;
+    t.max_size = Some(10_000_000);
+    t.keep = 3;
+    expected.transcript = Some(t);
+    expected.pidfile = Some(PathBuf::from("/run/web.pid"));
+    let l = &mut expected.limits;
+    (l.mem, l.files, l.procs, l.cpu, l.core) = (Some(512_000_000), Some(1024), Some(200), Some(60), Some(0));
+    expected.lock = Some(PathBuf::from("/run/web.lock"));
     assert_eq!(c.services, vec![expected]);
 }
 
@@ -630,11 +617,15 @@ fn outputs_go_to_the_transcript_by_default() {
 #[test]
 fn transcript_tables() {
     let t = transcript_of("[service.web.transcript]\npath = \"/var/log/web.log\"\ntimestamps = \"rfc3339\"\n").unwrap();
-    assert_eq!(t, TranscriptConfig { timestamps: Timestamps::Rfc3339, ..TranscriptConfig::new("/var/log/web.log") });
+    assert_eq!(
+        (t.path.to_str(), t.timestamps, t.tag, t.max_size, t.keep),
+        (Some("/var/log/web.log"), Timestamps::Rfc3339, false, None, 5)
+    );
     let t = transcript_of("transcript = { tag = true, keep = 0, max_size = 4096 }").unwrap();
-    let want =
-        TranscriptConfig { tag: true, keep: 0, max_size: Some(4096), ..TranscriptConfig::new("/rt/console/web.log") };
-    assert_eq!(t, want);
+    assert_eq!(
+        (t.path.to_str(), t.timestamps, t.tag, t.max_size, t.keep),
+        (Some("/rt/console/web.log"), Timestamps::None, true, Some(4096), 0)
+    );
     let t = transcript_of("transcript.timestamps = \"none\"\ntranscript.keep = 1000").unwrap();
     assert_eq!((t.timestamps, t.keep), (Timestamps::None, 1000));
     let t = transcript_of("transcript = {}").unwrap();
@@ -869,15 +860,13 @@ fn limits_and_locks() {
     assert_eq!(limits_of(""), Limits::default());
     assert_eq!(service("[service.web]\ncommand = \"x\"\n").lock, None);
     let l = limits_of("[service.web.limits]\nmem = \"1GiB\"\nfiles = 64\nprocs = 1\ncpu = \"1h\"\ncore = \"1MB\"");
-    assert_eq!(
-        l,
-        Limits { mem: Some(1 << 30), files: Some(64), procs: Some(1), cpu: Some(3600), core: Some(1_000_000) }
-    );
-    assert_eq!(limits_of("limits.mem = 4096"), Limits { mem: Some(4096), ..Limits::default() });
-    assert_eq!(limits_of("limits = { core = \"0\" }"), Limits { core: Some(0), ..Limits::default() });
+    let all = |l: Limits| (l.mem, l.files, l.procs, l.cpu, l.core);
+    assert_eq!(all(l), (Some(1 << 30), Some(64), Some(1), Some(3600), Some(1_000_000)));
+    assert_eq!(all(limits_of("limits.mem = 4096")), (Some(4096), None, None, None, None));
+    assert_eq!(all(limits_of("limits = { core = \"0\" }")), (None, None, None, None, Some(0)));
     let l = limits_of("limits = { mem = \"unlimited\", files = \"unlimited\", procs = \"unlimited\", cpu = \"unlimited\", core = \"unlimited\" }");
-    let all = Some(UNLIMITED);
-    assert_eq!(l, Limits { mem: all, files: all, procs: all, cpu: all, core: all });
+    let u = Some(UNLIMITED);
+    assert_eq!(all(l), (u, u, u, u, u));
     assert_eq!(limits_of("limits = {}"), Limits::default());
 
     // Relative to the configuration's directory, like every path.

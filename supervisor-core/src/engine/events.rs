@@ -23,8 +23,8 @@ pub struct StateChange {
     pub from: ServiceState,
     /// The state now.
     pub to: ServiceState,
-    /// The service's main process now, or (when it has none any more) the
-    /// one that just ended.
+    /// The service's main process now (for `starting`, the one just
+    /// spawned), or, when it has none any more, the one it had.
     pub pid: Option<i32>,
     /// How the main process ended, when that is what changed the state.
     pub exit: Option<ExitStatus>,
@@ -95,7 +95,7 @@ impl Engine {
             service: s.svc.name.clone(),
             from,
             to,
-            pid: s.m.pid().or(old_pid),
+            pid: s.leader.or(old_pid),
             exit,
             at: SystemTime::now(),
         };

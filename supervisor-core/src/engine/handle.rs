@@ -14,8 +14,8 @@ use std::sync::Arc;
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::Value;
 
+use super::ClientId;
 use super::Engine;
-use crate::front::control::ClientId;
 use crate::model::protocol::{Command, ErrorCode, Request, Response, Selection};
 use crate::model::{signal_name, ServiceRequest, StatusSnapshot};
 use nix::sys::signal::Signal;

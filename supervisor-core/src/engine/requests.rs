@@ -6,9 +6,9 @@ use serde_json::Value;
 use super::handle::ReplyTo;
 use super::Engine;
 use crate::machine::Behaviour;
-use crate::machine::Event;
 use crate::model::parse_signal;
 use crate::model::protocol::{Command, ErrorCode, Request, Response, Selection, ServiceResult};
+use crate::model::ServiceRequest;
 use crate::model::ServiceState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +69,7 @@ impl Engine {
             resp.id = id.clone();
             engine.reply(&to, &resp);
         };
-        let (sel, event, wait) = match req.command {
+        let (sel, request, wait) = match req.command {
             Command::Ping => {
                 let st = self.snapshot(std::iter::empty());
                 return reply(self, Response::with_status(Value::Null, st));
@@ -117,6 +117,10 @@ impl Engine {
                 return;
             }
             Command::Shutdown => {
+                if self.finished {
+                    // Asked again after the end: the answer is the same.
+                    return reply(self, Response::with_services(Value::Null, Vec::new()));
+                }
                 self.shutdown_waiters.push((to, id));
                 self.shutdown();
                 return;
@@ -145,14 +149,14 @@ impl Engine {
                 }
                 return reply(self, Response::with_services(Value::Null, results));
             }
-            Command::Start { sel, wait } => (sel, Event::Start, wait.then_some(WaitKind::Up)),
-            Command::Stop { sel, wait } => (sel, Event::Stop, wait.then_some(WaitKind::Down)),
-            Command::Restart { sel, wait } => (sel, Event::Restart, wait.then_some(WaitKind::Up)),
-            Command::Once { sel } => (sel, Event::Once, None),
-            Command::Pause { sel } => (sel, Event::Pause, None),
-            Command::Resume { sel } => (sel, Event::Resume, None),
+            Command::Start { sel, wait } => (sel, ServiceRequest::Start, wait.then_some(WaitKind::Up)),
+            Command::Stop { sel, wait } => (sel, ServiceRequest::Stop, wait.then_some(WaitKind::Down)),
+            Command::Restart { sel, wait } => (sel, ServiceRequest::Restart, wait.then_some(WaitKind::Up)),
+            Command::Once { sel } => (sel, ServiceRequest::Once, None),
+            Command::Pause { sel } => (sel, ServiceRequest::Pause, None),
+            Command::Resume { sel } => (sel, ServiceRequest::Resume, None),
         };
-        if self.shutting_down && !matches!(event, Event::Stop) {
+        if self.shutting_down && request != ServiceRequest::Stop {
             return reply(
                 self,
                 Response::error(Value::Null, ErrorCode::ShuttingDown, "the supervisor is shutting down"),
@@ -162,17 +166,18 @@ impl Engine {
             Ok(i) => i,
             Err(e) => return reply(self, *e),
         };
-        let ordered = self.names_a_group(&sel) && matches!(event, Event::Start | Event::Stop | Event::Restart);
+        use ServiceRequest as R;
+        let ordered = self.names_a_group(&sel) && matches!(request, R::Start | R::Stop | R::Restart);
         for &idx in &idxs {
             self.release_holds(idx);
             if !ordered {
-                self.queue.push_back((idx, event.clone()));
+                self.queue.push_back((idx, request.into()));
                 continue;
             }
             // Held, then released in the group's order.
             let slot = &mut self.slots[idx];
-            slot.held_stop = matches!(event, Event::Stop | Event::Restart);
-            slot.held_start = matches!(event, Event::Start | Event::Restart);
+            slot.held_stop = matches!(request, R::Stop | R::Restart);
+            slot.held_start = matches!(request, R::Start | R::Restart);
         }
         if ordered {
             self.advance_groups();

@@ -9,7 +9,7 @@ use nix::unistd::Pid;
 
 use super::{Engine, EngineError, Slot};
 use crate::machine::{Action, Event};
-use crate::model::{Command, Output};
+use crate::model::{Command, Output, ServiceRequest};
 use crate::model::{ExitStatus, ServiceState};
 use crate::os::spawn;
 use crate::os::supervise::{RunState, SuperviseDir, SvStatus};
@@ -106,13 +106,13 @@ impl Engine {
             None => return,
         };
         for letter in letters {
-            let event = match letter {
-                b'u' => Some(Event::Start),
-                b'd' => Some(Event::Stop),
-                b'o' => Some(Event::Once),
-                b'p' => Some(Event::Pause),
+            let request = match letter {
+                b'u' => Some(ServiceRequest::Start),
+                b'd' => Some(ServiceRequest::Stop),
+                b'o' => Some(ServiceRequest::Once),
+                b'p' => Some(ServiceRequest::Pause),
                 // CONT is sent whatever the state, as daemontools does.
-                b'c' if self.slots[idx].m.state() == ServiceState::Paused => Some(Event::Resume),
+                b'c' if self.slots[idx].m.state() == ServiceState::Paused => Some(ServiceRequest::Resume),
                 b'c' => {
                     if self.slots[idx].leader.is_some() {
                         self.signal_slot(idx, Signal::SIGCONT);
@@ -124,7 +124,7 @@ impl Engine {
                     // sent with `d`, as `svc -dx`); runit's `sv exit` sends
                     // `x` alone and means down, then leave. Both hold.
                     self.slots[idx].exit_when_down = true;
-                    Some(Event::Stop)
+                    Some(ServiceRequest::Stop)
                 }
                 other => {
                     match letter_signal(other) {
@@ -136,12 +136,8 @@ impl Engine {
                     None
                 }
             };
-            if let Some(ev) = event {
-                if self.shutting_down && ev != Event::Stop {
-                    continue;
-                }
-                self.queue.push_back((idx, ev));
-                self.drain_queue();
+            if let Some(request) = request {
+                self.apply_request(idx, request);
             }
         }
     }

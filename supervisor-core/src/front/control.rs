@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::Value;
 
+use crate::engine::{ClientId, Engine, EngineError, FrontEnd};
 use crate::model::protocol::{parse_request, ErrorCode, Request, Response, MAX_REQUEST};
 use crate::os::runtime_dir::make_private_dir;
 
@@ -71,9 +72,6 @@ fn supplementary_groups(pid: i32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Identifies a connected client.
-pub type ClientId = u64;
-
 #[derive(Debug)]
 struct Client {
     stream: UnixStream,
@@ -87,7 +85,7 @@ struct Client {
 
 /// The listening side.
 #[derive(Debug)]
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
     policy: AccessPolicy,
@@ -103,7 +101,7 @@ impl ControlServer {
     /// # Errors
     ///
     /// `AddrInUse` when another process serves `path`; any I/O error.
-    pub fn bind(path: &Path, policy: AccessPolicy) -> io::Result<ControlServer> {
+    fn bind(path: &Path, policy: AccessPolicy) -> io::Result<ControlServer> {
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         make_private_dir(dir, if policy.is_open() { 0o711 } else { 0o700 })?;
         if path.exists() {
@@ -124,7 +122,7 @@ impl ControlServer {
     }
 
     /// Descriptors to poll and the events wanted for each.
-    pub fn poll_fds(&self) -> Vec<(RawFd, i16)> {
+    fn poll_fds(&self) -> Vec<(RawFd, i16)> {
         let mut v = Vec::with_capacity(self.clients.len() + 1);
         if self.clients.len() < MAX_CLIENTS {
             v.push((self.listener.as_raw_fd(), libc::POLLIN));
@@ -146,7 +144,7 @@ impl ControlServer {
     }
 
     /// The next idle-timeout deadline, if any client is idle.
-    pub fn deadline(&self) -> Option<Instant> {
+    fn deadline(&self) -> Option<Instant> {
         self.clients.values().filter(|c| c.in_flight == 0).map(|c| c.last_active + IDLE_TIMEOUT).min()
     }
 
@@ -156,7 +154,7 @@ impl ControlServer {
     /// here.
     ///
     /// [`poll_fds`]: ControlServer::poll_fds
-    pub fn handle_ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
+    fn handle_ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
         let mut requests = Vec::new();
         if ready.contains(&self.listener.as_raw_fd()) {
             self.accept_all(now);
@@ -301,7 +299,7 @@ impl ControlServer {
 
     /// Queues the answer to one of a client's requests. A client that has
     /// gone is silently skipped.
-    pub fn respond(&mut self, id: ClientId, response: &Response) {
+    fn respond(&mut self, id: ClientId, response: &Response) {
         let Some(c) = self.clients.get_mut(&id) else { return };
         c.in_flight = c.in_flight.saturating_sub(1);
         c.output.extend(response.to_line());
@@ -330,13 +328,13 @@ impl ControlServer {
     }
 
     /// Drops idle clients whose time is up.
-    pub fn expire(&mut self, now: Instant) {
+    fn expire(&mut self, now: Instant) {
         self.clients.retain(|_, c| c.in_flight > 0 || now < c.last_active + IDLE_TIMEOUT);
     }
 
     /// Tries for a short while to deliver what is buffered (used just
     /// before the supervisor exits).
-    pub fn flush_all(&mut self, limit: Duration) {
+    fn flush_all(&mut self, limit: Duration) {
         let ids: Vec<ClientId> = self.clients.keys().copied().collect();
         for id in ids {
             if let Some(c) = self.clients.get_mut(&id) {
@@ -349,6 +347,48 @@ impl ControlServer {
     }
 }
 
+impl FrontEnd for ControlServer {
+    fn poll_fds(&self) -> Vec<(RawFd, i16)> {
+        ControlServer::poll_fds(self)
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        ControlServer::deadline(self)
+    }
+
+    fn ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
+        self.handle_ready(ready, now)
+    }
+
+    fn idle(&mut self, now: Instant) {
+        self.expire(now);
+    }
+
+    fn respond(&mut self, client: ClientId, response: &Response) {
+        ControlServer::respond(self, client, response);
+    }
+
+    fn close(&mut self, limit: Duration) {
+        self.flush_all(limit);
+    }
+}
+
+impl Engine {
+    /// Serves the control protocol on a Unix socket at `path`: one JSON
+    /// request and one JSON answer per line ([`protocol`](crate::protocol)),
+    /// for peers that `policy` admits (checked with `SO_PEERCRED`). The
+    /// requests go the way a [`Handle`](crate::Handle)'s do.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be bound (another supervisor serves it, no
+    /// permission).
+    pub fn serve_control(&mut self, path: &Path, policy: AccessPolicy) -> Result<(), EngineError> {
+        self.attach_front_end(Box::new(ControlServer::bind(path, policy)?));
+        Ok(())
+    }
+}
+
 impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = fs::remove_file(&self.path);
@@ -357,6 +397,7 @@ impl Drop for ControlServer {
 
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     /// Nobody serves the socket (no file, or refused).
     #[error("no supervisor is running at {path}: {source}")]

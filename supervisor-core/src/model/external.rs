@@ -9,6 +9,7 @@ use crate::model::{Expected, ServiceState};
 
 /// What `restart` does.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RestartCommand {
     /// `stop` then `start` (simplevisor's `restart = stop+start`).
     StopStart,
@@ -19,6 +20,7 @@ pub enum RestartCommand {
 /// The commands of an externally controlled service, as simplevisor's
 /// `<entry> type = service` gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExternalSpec {
     /// Prefix of the `start`, `stop`, `status` and `restart` commands
     /// (`/sbin/service httpd` runs `/sbin/service httpd start`).
@@ -29,7 +31,8 @@ pub struct ExternalSpec {
     pub stop: Option<Vec<String>>,
     /// The status command (ignored with `control`).
     pub status: Option<Vec<String>>,
-    /// The restart command (see [`ExternalSpec::step`]).
+    /// How to restart it; without one, `CONTROL restart` with `control`,
+    /// else `stop` then `start`.
     pub restart: Option<RestartCommand>,
     /// A regular expression looked for in the command lines of the process
     /// table, for `status` and `stop` when neither they nor `control` are
@@ -92,7 +95,7 @@ impl ExternalSpec {
     /// # Errors
     ///
     /// When `pattern` is not a valid regular expression.
-    pub fn pattern_regex(&self) -> Result<regex_lite::Regex, String> {
+    pub(crate) fn pattern_regex(&self) -> Result<regex_lite::Regex, String> {
         let text = match (&self.pattern, &self.start) {
             (Some(p), _) => p.clone(),
             (None, Some(s)) => regex_lite::escape(&s.join(" ")),
@@ -116,7 +119,7 @@ impl ExternalSpec {
     ///   the pattern are stopped; `status` if given, else the process table
     ///   is searched for the pattern; `restart` if given, else `stop` then
     ///   `start`.
-    pub fn step(&self, op: Operation) -> Step {
+    pub(crate) fn step(&self, op: Operation) -> Step {
         let with = |prefix: &Vec<String>, word: &str| {
             let mut v = prefix.clone();
             v.push(word.to_string());
@@ -225,6 +228,7 @@ impl std::fmt::Display for Health {
 
 /// What one pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PassReport {
     /// What the first `status` said (`None` for a restart, which does not
     /// ask first).

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 /// What happens to the other members when one fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Strategy {
     /// Only the failed member is restarted (by its own policy).
     #[default]
@@ -50,6 +51,7 @@ impl fmt::Display for Strategy {
 
 /// A named group of services.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Group {
     /// The group's name.
     pub name: String,
@@ -60,6 +62,11 @@ pub struct Group {
 }
 
 impl Group {
+    /// A group of `services` (started in this order) with `strategy`.
+    pub fn new(name: impl Into<String>, services: Vec<String>, strategy: Strategy) -> Group {
+        Group { name: name.into(), services, strategy }
+    }
+
     /// The members that a failure of the member at `pos` restarts besides
     /// itself, as positions in [`Group::services`].
     pub fn affected_by(&self, pos: usize) -> Vec<usize> {

@@ -6,6 +6,7 @@ pub const UNLIMITED: u64 = libc::RLIM_INFINITY;
 /// Soft resource limits for a program; `None` leaves a limit as it is
 /// inherited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Limits {
     /// Bytes of memory: `RLIMIT_DATA`, `RLIMIT_STACK`, `RLIMIT_MEMLOCK` and
     /// `RLIMIT_AS` (`softlimit -m`).
@@ -23,6 +24,7 @@ pub struct Limits {
 
 /// Why a size string was refused by [`parse_size`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SizeError {
     /// Not a number of bytes with an optional known unit.
     #[error("expected a size such as \"10MB\", \"512KiB\" or \"1000\" (bytes)")]

@@ -22,6 +22,7 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 
 /// Which services a command applies to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Selection {
     /// Services by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -31,6 +32,22 @@ pub struct Selection {
     pub all: bool,
 }
 
+impl Selection {
+    /// These services (or groups), by name.
+    pub fn named<I, S>(names: I) -> Selection
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Selection { names: names.into_iter().map(Into::into).collect(), all: false }
+    }
+
+    /// Every service.
+    pub fn every() -> Selection {
+        Selection { names: Vec::new(), all: true }
+    }
+}
+
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -38,6 +55,7 @@ fn is_false(b: &bool) -> bool {
 /// A command to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Command {
     /// Is anybody there? Answered with the supervisor's own status.
     Ping,
@@ -124,6 +142,7 @@ pub enum Command {
 
 /// A request: a command and the id its response will carry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Request {
     /// Chosen by the client; repeated in the response.
     #[serde(default)]
@@ -136,6 +155,7 @@ pub struct Request {
 /// Machine-readable error kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// Not JSON, or not a known command.
     BadRequest,
@@ -156,6 +176,7 @@ pub enum ErrorCode {
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorBody {
     /// The kind.
     pub code: ErrorCode,
@@ -165,6 +186,7 @@ pub struct ErrorBody {
 
 /// The outcome of a command for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ServiceResult {
     /// The service.
     pub name: String,
@@ -179,6 +201,7 @@ pub struct ServiceResult {
 
 /// A response to one request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Response {
     /// The request's id.
     #[serde(default)]
@@ -202,6 +225,7 @@ pub struct Response {
 /// What a reload does to one service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ReloadAction {
     /// New in the file: added (and started if expected running).
     Add,
@@ -227,6 +251,7 @@ impl ReloadAction {
 
 /// One service in a [`ReloadReport`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReloadChange {
     /// The service.
     pub name: String,
@@ -237,9 +262,17 @@ pub struct ReloadChange {
     pub changed: Vec<String>,
 }
 
+impl ReloadChange {
+    /// What happens to service `name`.
+    pub fn new(name: impl Into<String>, action: ReloadAction, changed: Vec<String>) -> ReloadChange {
+        ReloadChange { name: name.into(), action, changed }
+    }
+}
+
 /// The answer to `reload`: the plan (applied, or not for a dry run), or
 /// the errors that made the file unusable.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ReloadReport {
     /// The configuration file that was read.
     pub path: String,

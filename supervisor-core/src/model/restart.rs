@@ -17,6 +17,7 @@ use crate::model::ExitStatus;
 /// Which exits lead to a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum RestartMode {
     /// Restart after every exit not in the exit-code list (the default).
     #[default]
@@ -39,6 +40,7 @@ impl fmt::Display for RestartMode {
 
 /// When and how fast a service is restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RestartPolicy {
     /// Which exits restart.
     pub mode: RestartMode,

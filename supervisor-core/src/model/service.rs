@@ -77,6 +77,7 @@ impl fmt::Display for Command {
 
 /// Why a command line could not be split into words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum SplitError {
     /// A quote was opened and never closed.
     #[error("unterminated {0} quote")]
@@ -182,6 +183,7 @@ impl fmt::Display for Expected {
 
 /// Where a child's standard output or error goes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Output {
     /// The supervisor's own descriptor (the default).
     #[default]
@@ -200,6 +202,7 @@ pub enum Output {
 
 /// Where a child's standard input comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Input {
     /// `/dev/null` (the default).
     #[default]
@@ -211,6 +214,7 @@ pub enum Input {
 
 /// The environment a service is started with.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Environment {
     /// Start from an empty environment instead of the supervisor's.
     pub clear: bool,
@@ -222,6 +226,7 @@ pub struct Environment {
 ///
 /// Build one with [`Service::new`] and adjust the public fields.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Service {
     /// Unique name within an engine.
     pub name: String,
@@ -296,6 +301,7 @@ pub struct Service {
 
 /// What kind of service a [`Service`] is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Kind {
     /// A program kept running: started, watched, restarted by
     /// [`Service::restart`] (the default).

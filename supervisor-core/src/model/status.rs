@@ -12,6 +12,7 @@ use crate::model::{parse_signal, signal_name, Expected};
 /// Where a service is in its life cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ServiceState {
     /// Not running and not wanted.
     Stopped,
@@ -97,7 +98,7 @@ impl ExitStatus {
     }
 
     /// The final status in a `waitpid` result, if it is one.
-    pub fn from_wait(ws: WaitStatus) -> Option<ExitStatus> {
+    pub(crate) fn from_wait(ws: WaitStatus) -> Option<ExitStatus> {
         match ws {
             WaitStatus::Exited(_, code) => Some(ExitStatus::Code(code)),
             WaitStatus::Signaled(_, sig, _) => Some(ExitStatus::Signal(sig)),
@@ -143,6 +144,7 @@ impl<'de> Deserialize<'de> for ExitStatus {
 
 /// One service's status at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ServiceStatus {
     /// The service's name.
     pub name: String,
@@ -183,6 +185,7 @@ pub struct ServiceStatus {
 /// The part of a [`ServiceStatus`] that only loop tasks and external
 /// services have (absent from the JSON for daemons).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct KindStatus {
     /// `"task"` or `"external"`; absent for daemons.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -210,6 +213,7 @@ pub struct KindStatus {
 
 /// The supervisor's own part of a status snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct SupervisorStatus {
     /// The instance name.
     pub name: String,
@@ -225,6 +229,7 @@ pub struct SupervisorStatus {
 
 /// A status snapshot of a whole engine, as `status --json` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StatusSnapshot {
     /// The supervisor itself.
     pub supervisor: SupervisorStatus,

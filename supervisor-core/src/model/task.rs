@@ -9,6 +9,7 @@ use crate::model::ExitStatus;
 
 /// When and for how long a task runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TaskSpec {
     /// From the start of one run to the start of the next.
     pub interval: Duration,
@@ -28,6 +29,7 @@ impl TaskSpec {
 
 /// The last run of a task, as the status shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[non_exhaustive]
 pub struct LastRun {
     /// When it started (RFC 3339, UTC).
     pub started: String,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 /// What each line starts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Timestamps {
     /// Nothing.
     #[default]
@@ -20,6 +21,7 @@ pub enum Timestamps {
 
 /// Where and how a transcript is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TranscriptConfig {
     /// The file; rotated copies are `PATH.1` ... `PATH.KEEP`.
     pub path: PathBuf,

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 /// Why daemonizing, or waiting for the daemon, failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DaemonError {
     /// `fork` must not be used in a process with several threads.
     #[error("cannot daemonize a multi-threaded process ({0} threads)")]
@@ -247,9 +248,13 @@ impl Notifier {
     /// removes the variable so that children do not inherit it. `None`
     /// when the variable is absent or does not name an open pipe.
     ///
-    /// Call it at the start of `main`, before anything else may own the
-    /// descriptor.
-    pub fn from_env() -> Option<Notifier> {
+    /// # Safety
+    ///
+    /// The descriptor named by the variable becomes the notifier's own:
+    /// call it at the start of `main`, while the program is single-threaded
+    /// and before anything else may own that descriptor (it changes the
+    /// environment, too).
+    pub unsafe fn from_env() -> Option<Notifier> {
         let value = std::env::var(READY_FD_ENV).ok()?;
         std::env::remove_var(READY_FD_ENV);
         let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;

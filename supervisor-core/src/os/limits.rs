@@ -141,6 +141,7 @@ pub fn resource_name(resource: Resource) -> &'static str {
 
 /// Why a lock file could not be locked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LockError {
     /// Another open file description holds the lock (and the caller did
     /// not want to wait).

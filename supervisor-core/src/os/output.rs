@@ -24,7 +24,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use crate::model::{Output, Service};
 use crate::os::spawn::Pipes;
-use crate::os::transcript::{Stream, Transcript};
+use crate::os::transcript::{OutputStream, Transcript};
 
 /// The size asked for each pipe: a fast writer should not stall on a full
 /// pipe while the supervisor is busy elsewhere.
@@ -96,13 +96,13 @@ struct LineLog {
 }
 
 impl LineLog {
-    fn feed(&mut self, stream: Stream, data: &[u8]) {
+    fn feed(&mut self, stream: OutputStream, data: &[u8]) {
         if !log::log_enabled!(log::Level::Debug) {
             return;
         }
         let (i, tag) = match stream {
-            Stream::Out => (0, "out"),
-            Stream::Err => (1, "err"),
+            OutputStream::Out => (0, "out"),
+            OutputStream::Err => (1, "err"),
         };
         let buf = &mut self.partial[i];
         buf.extend_from_slice(data);
@@ -171,9 +171,9 @@ impl ServiceOutput {
     }
 
     /// The read ends to poll (those a writer may hold).
-    pub fn poll_fds(&self) -> impl Iterator<Item = (RawFd, Stream)> + '_ {
-        let out = self.out.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), Stream::Out));
-        let err = self.err.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), Stream::Err));
+    pub fn poll_fds(&self) -> impl Iterator<Item = (RawFd, OutputStream)> + '_ {
+        let out = self.out.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), OutputStream::Out));
+        let err = self.err.as_ref().filter(|p| p.live).map(|p| (p.read.as_raw_fd(), OutputStream::Err));
         out.into_iter().chain(err)
     }
 
@@ -181,10 +181,10 @@ impl ServiceOutput {
     /// transcript, through `buf` (one buffer shared by all services keeps
     /// the memory of a thousand idle services small). Returns the bytes
     /// read.
-    pub fn read_ready(&mut self, stream: Stream, buf: &mut [u8]) -> usize {
+    pub fn read_ready(&mut self, stream: OutputStream, buf: &mut [u8]) -> usize {
         let pipe = match stream {
-            Stream::Out => &mut self.out,
-            Stream::Err => &mut self.err,
+            OutputStream::Out => &mut self.out,
+            OutputStream::Err => &mut self.err,
         };
         let Some(pipe) = pipe else { return 0 };
         let mut total = 0;
@@ -215,7 +215,7 @@ impl ServiceOutput {
     /// Reads everything that is waiting in the pipes and writes the
     /// unfinished lines (the process has ended).
     pub fn drain(&mut self, buf: &mut [u8]) {
-        for stream in [Stream::Out, Stream::Err] {
+        for stream in [OutputStream::Out, OutputStream::Err] {
             while self.read_ready(stream, buf) >= READ_PER_TURN {}
         }
         self.transcript.finish_lines();

@@ -20,6 +20,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// Why a pidfile could not be taken.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PidFileError {
     /// A live process holds the lock.
     #[error("already running (pid {pid}): {path} is locked")]

@@ -210,6 +210,7 @@ const PLACEHOLDERS: &str = "{runtime_dir}, {coordinate} and {name}";
 
 /// Why a command word could not be expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PlaceholderError {
     /// `{x}` where `x` is not a placeholder.
     #[error(
@@ -335,6 +336,7 @@ pub fn expand_command(command: &Command, svc: &Service) -> Result<Command, Place
 /// What [`check_removable`] found in the way of removing a runtime
 /// directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InUse {
     /// A live process holds the pidfile lock (`run/start.pid`).
     Locked {

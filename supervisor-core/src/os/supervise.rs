@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a service directory cannot be supervised.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SuperviseError {
     /// Another supervisor holds `supervise/lock`.
     #[error("{0}: already supervised (supervise/lock is held)")]
@@ -262,12 +263,12 @@ impl SuperviseDir {
     }
 
     /// The control FIFO, to poll for readability.
-    pub fn control_fd(&self) -> RawFd {
+    pub(crate) fn control_fd(&self) -> RawFd {
         self.control.as_raw_fd()
     }
 
     /// The control letters that arrived.
-    pub fn read_control(&mut self) -> Vec<u8> {
+    pub(crate) fn read_control(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut buf = [0u8; 256];
         loop {
@@ -287,7 +288,7 @@ impl SuperviseDir {
     /// # Errors
     ///
     /// File system errors.
-    pub fn write_status(&mut self, st: &SvStatus) -> io::Result<()> {
+    pub(crate) fn write_status(&mut self, st: &SvStatus) -> io::Result<()> {
         let bytes = st.encode();
         if self.last == Some(bytes) {
             return Ok(());

@@ -29,18 +29,18 @@ const RETRY_OPEN: Duration = Duration::from_secs(1);
 
 /// Which stream a chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub enum OutputStream {
     /// Standard output.
     Out,
     /// Standard error.
     Err,
 }
 
-impl Stream {
+impl OutputStream {
     fn tag(self) -> &'static [u8] {
         match self {
-            Stream::Out => b"out ",
-            Stream::Err => b"err ",
+            OutputStream::Out => b"out ",
+            OutputStream::Err => b"err ",
         }
     }
 
@@ -138,7 +138,7 @@ impl Transcript {
 
     /// Takes a chunk read from one stream and writes every line it
     /// completes.
-    pub fn write(&mut self, stream: Stream, data: &[u8]) {
+    pub fn write(&mut self, stream: OutputStream, data: &[u8]) {
         let pending = &mut self.partial[stream.index()];
         let Some(last_nl) = memchr::memrchr(b'\n', data) else {
             pending.extend_from_slice(data);
@@ -163,7 +163,7 @@ impl Transcript {
     /// Writes what is left of unfinished lines (the process ended), each
     /// with a newline added.
     pub fn finish_lines(&mut self) {
-        for stream in [Stream::Out, Stream::Err] {
+        for stream in [OutputStream::Out, OutputStream::Err] {
             if !self.partial[stream.index()].is_empty() {
                 let mut line = std::mem::take(&mut self.partial[stream.index()]);
                 line.push(b'\n');
@@ -173,7 +173,7 @@ impl Transcript {
     }
 
     /// Formats whole lines (`lines` ends with a newline) and writes them.
-    fn emit(&mut self, stream: Stream, lines: &[u8]) {
+    fn emit(&mut self, stream: OutputStream, lines: &[u8]) {
         if self.file.is_none() {
             let now = Instant::now();
             if self.retry_open.is_none_or(|t| now >= t) {
@@ -347,9 +347,9 @@ mod tests {
         let mut cfg = TranscriptConfig::new(&path);
         cfg.tag = true;
         let mut t = Transcript::open("t", cfg);
-        t.write(Stream::Out, b"hel");
-        t.write(Stream::Err, b"oops\nhalf");
-        t.write(Stream::Out, b"lo\nworld\n");
+        t.write(OutputStream::Out, b"hel");
+        t.write(OutputStream::Err, b"oops\nhalf");
+        t.write(OutputStream::Out, b"lo\nworld\n");
         assert_eq!(read(&path), "err oops\nout hello\nout world\n");
         t.finish_lines();
         assert_eq!(read(&path), "err oops\nout hello\nout world\nerr half\n");
@@ -361,7 +361,7 @@ mod tests {
         let path = dir.path().join("t.log");
         fs::write(&path, "old\n").unwrap();
         let mut t = Transcript::open("t", TranscriptConfig::new(&path));
-        t.write(Stream::Out, b"new\n");
+        t.write(OutputStream::Out, b"new\n");
         assert_eq!(read(&path), "old\nnew\n");
     }
 
@@ -374,7 +374,7 @@ mod tests {
         cfg.keep = 3;
         let mut t = Transcript::open("t", cfg);
         for i in 0..40 {
-            t.write(Stream::Out, format!("line {i:04} xxxxxxxxxx\n").as_bytes());
+            t.write(OutputStream::Out, format!("line {i:04} xxxxxxxxxx\n").as_bytes());
         }
         let mut all = String::new();
         for name in ["t.log.3", "t.log.2", "t.log.1", "t.log"] {
@@ -397,11 +397,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.log");
         let mut t = Transcript::open("t", TranscriptConfig::new(&path));
-        t.write(Stream::Out, b"one\n");
+        t.write(OutputStream::Out, b"one\n");
         fs::rename(&path, dir.path().join("t.log.old")).unwrap();
-        t.write(Stream::Out, b"two\n");
+        t.write(OutputStream::Out, b"two\n");
         t.reopen();
-        t.write(Stream::Out, b"three\n");
+        t.write(OutputStream::Out, b"three\n");
         assert_eq!(read(&dir.path().join("t.log.old")), "one\ntwo\n");
         assert_eq!(read(&path), "three\n");
     }
@@ -414,16 +414,16 @@ mod tests {
         let path = sub.join("t.log");
         let mut t = Transcript::open("t", TranscriptConfig::new(&path));
         assert!(!path.exists(), "made with the first line, not before");
-        t.write(Stream::Out, b"first\n");
+        t.write(OutputStream::Out, b"first\n");
         fs::remove_file(&path).unwrap();
         fs::remove_dir(&sub).unwrap();
         t.reopen();
-        t.write(Stream::Out, b"lost\n");
+        t.write(OutputStream::Out, b"lost\n");
         assert_eq!(t.dropped(), 5);
         assert!(t.error().is_some());
         fs::create_dir(&sub).unwrap();
         t.retry_open = Some(Instant::now());
-        t.write(Stream::Out, b"back\n");
+        t.write(OutputStream::Out, b"back\n");
         assert_eq!(read(&path), "back\n");
         assert!(t.error().is_none());
     }
@@ -435,7 +435,7 @@ mod tests {
         let mut t = Transcript::open("t", TranscriptConfig::new(&path));
         let chunk = vec![b'x'; 50_000];
         for _ in 0..4 {
-            t.write(Stream::Out, &chunk);
+            t.write(OutputStream::Out, &chunk);
         }
         let text = read(&path);
         assert_eq!(text.lines().map(str::len).collect::<Vec<_>>(), [MAX_LINE, MAX_LINE, MAX_LINE]);
