@@ -565,7 +565,7 @@ impl Instance {
 
     /// Waits until the supervisor answers on its socket.
     fn wait_ready(&mut self) -> Res<()> {
-        wait_for("the control socket", Duration::from_secs(60), Duration::from_millis(2), || {
+        wait_for("the control socket", Duration::from_mins(1), Duration::from_millis(2), || {
             self.check_alive()?;
             Ok(self.client().ok())
         })?;
@@ -771,7 +771,7 @@ fn kill_and_time_restart(file: &Path) -> Res<i128> {
 /// Waits until every service runs, lets the supervisor settle, and reads
 /// its memory.
 fn settled_memory(inst: &mut Instance) -> Res<Memory> {
-    inst.wait_all(ServiceState::Running, Duration::from_secs(120))?;
+    inst.wait_all(ServiceState::Running, Duration::from_mins(2))?;
     std::thread::sleep(Duration::from_millis(500));
     Memory::of(inst.pid())
 }
@@ -885,7 +885,7 @@ fn bench_bare_loop(bins: &Bins, n: usize) -> Res<Bare> {
             Err(e) => return Err(e.into()),
         }
     }
-    let last = wait_all_stamped(&files, Duration::from_secs(120), || Ok(()))?;
+    let last = wait_all_stamped(&files, Duration::from_mins(2), || Ok(()))?;
     let up = Duration::from_nanos((last - t0) as u64);
     let start = Instant::now();
     for c in &children.0 {
@@ -966,14 +966,14 @@ fn fleet_round(bins: &Bins, settings: &Settings, detail: Option<&mut Report>) ->
     let files: Vec<PathBuf> = (0..n).map(|i| inst.path(&format!("stamps/{}", svc_name(i)))).collect();
     let t0 = mono_ns();
     inst.launch()?;
-    let last = wait_all_stamped(&files, Duration::from_secs(120), || inst.check_alive())?;
+    let last = wait_all_stamped(&files, Duration::from_mins(2), || inst.check_alive())?;
     let up = Duration::from_nanos((last - t0) as u64);
     println!("  up in {:.1} ms", ms(up));
     inst.wait_ready()?;
     if let Some(report) = detail {
         fleet_details(&mut inst, &files, settings, report)?;
     }
-    inst.wait_all(ServiceState::Running, Duration::from_secs(60))?;
+    inst.wait_all(ServiceState::Running, Duration::from_mins(1))?;
     let down = inst.cli(&["stop", "--all"])?;
     let stopped = inst.status()?.services.iter().filter(|s| s.state == ServiceState::Stopped).count();
     if stopped != n {

@@ -63,7 +63,7 @@ fn up_detaches_into_a_named_daemon_with_a_locked_pidfile() {
     assert!(cmdline(pid).starts_with("supervisor: t"), "ps shows the instance: {:?}", cmdline(pid));
     let parent = stat_field(pid, 4) as i32;
     assert!(!cmdline(parent).contains("supervisor"), "detached from `up`: parent {parent} is {:?}", cmdline(parent));
-    assert_ne!(stat_field(pid, 6), pid as i64, "not a session leader (forked twice)");
+    assert_ne!(stat_field(pid, 6), i64::from(pid), "not a session leader (forked twice)");
     assert_eq!(fs::read_link(format!("/proc/{pid}/cwd")).unwrap(), f.dir.path(), "chdir to `directory`");
     for fd in 0..3 {
         let target = fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
@@ -217,7 +217,7 @@ fn service_pidfile_is_written_locked_and_removed() {
     assert_eq!(state, supervisor_core::PidState::Held(pid));
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     let new = wait_for("a new pid in the pidfile", T, || read_pid(&f.path("a.pid")).filter(|p| *p != pid));
-    assert_eq!(f.wait_state("a", "running", T)["pid"].as_i64(), Some(new as i64));
+    assert_eq!(f.wait_state("a", "running", T)["pid"].as_i64(), Some(i64::from(new)));
     assert_eq!(f.cli_code(&["stop", "a"]).0, 0);
     assert!(!f.path("a.pid").exists(), "removed when the service stops");
 }

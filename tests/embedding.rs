@@ -113,7 +113,7 @@ fn dropping_the_engine_kills_its_services_and_fails_waiting_handles() {
         "stubborn",
         Command::argv([helper(), "ignore-term".into(), dir.path().join("pid").display().to_string()]),
     );
-    stubborn.stop_timeout = Duration::from_secs(60);
+    stubborn.stop_timeout = Duration::from_mins(1);
     stubborn.restart.min_uptime = Duration::from_millis(100);
     engine.add_service(stubborn).unwrap();
     let handle = engine.handle();
@@ -155,7 +155,7 @@ fn a_host_loop_drives_the_engine_with_its_descriptor_and_deadline() {
     // capped and counted.
     const CAP: Duration = Duration::from_secs(20);
     let mut stuck = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_mins(1);
     while !engine.is_finished() {
         assert!(Instant::now() < deadline, "the hosted engine did not finish");
         let wait = engine.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));

@@ -17,7 +17,7 @@ fn turn_until(engine: &mut Engine, what: &str, mut done: impl FnMut(&Engine) -> 
 }
 
 fn quick(name: &str, argv: &[&str]) -> Service {
-    let mut s = Service::new(name, Command::Argv(argv.iter().map(|a| a.to_string()).collect()));
+    let mut s = Service::new(name, Command::Argv(argv.iter().map(std::string::ToString::to_string).collect()));
     s.restart.min_uptime = Duration::from_millis(100);
     s
 }

@@ -163,7 +163,7 @@ fn user_switches_uid_gid_and_groups() {
     let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a user nobody");
     let name = std::ffi::CString::new("nobody").unwrap();
     let groups: Vec<String> =
-        nix::unistd::getgrouplist(&name, nobody.gid).unwrap().iter().map(|g| g.to_string()).collect();
+        nix::unistd::getgrouplist(&name, nobody.gid).unwrap().iter().map(std::string::ToString::to_string).collect();
     let dir = tempfile::tempdir().unwrap();
     // Writable by nobody.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();

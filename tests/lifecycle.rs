@@ -58,7 +58,7 @@ min_uptime = "100ms"
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
     let s = wait_for("a new pid", T, || {
         let s = f.service("crashy");
-        (s["state"] == "running" && s["pid"].as_i64() != Some(pid as i64)).then_some(s)
+        (s["state"] == "running" && s["pid"].as_i64() != Some(i64::from(pid))).then_some(s)
     });
     assert_eq!(s["restarts"], 1);
     assert_eq!(s["last_exit"]["signal"], "KILL");

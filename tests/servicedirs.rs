@@ -259,7 +259,7 @@ fn a_log_service_loses_no_line_while_either_side_restarts() {
     wait_down(&s);
     // Every writer's lines arrive whole and without a gap.
     let text = fs::read_to_string(&out).unwrap();
-    let mut per_pid: std::collections::BTreeMap<i32, Vec<u64>> = Default::default();
+    let mut per_pid = std::collections::BTreeMap::<i32, Vec<u64>>::new();
     for line in text.lines() {
         let (pid, n) = line.split_once(' ').unwrap_or_else(|| panic!("bad line {line:?}"));
         per_pid.entry(pid.parse().unwrap()).or_default().push(n.parse().unwrap_or_else(|_| panic!("{line:?}")));

@@ -357,7 +357,7 @@ fn split_seconds(line: &str) -> (String, Option<u64>) {
 /// status records do not change, and checks that the lines are the same
 /// (the seconds may differ by one).
 fn assert_same_svstat(dirs: &[&Path], expected: &[&str]) {
-    assert_same_svstat_when(dirs, expected, |_| true)
+    assert_same_svstat_when(dirs, expected, |_| true);
 }
 
 /// As [`assert_same_svstat`], at a moment when every status record
@@ -713,14 +713,14 @@ fn svcstop_with_and_without_a_stop_script() {
     let checked = sleeper();
     checked.script(
         "stop",
-        r#"echo ran > TMP/stop.ran
+        r"echo ran > TMP/stop.ran
 i=0
 while [ $i -lt 300 ]; do
     SUPERVISOR svstat . | grep -q ': down ' && exit 0
     sleep 0.05
     i=$((i + 1))
 done
-exit 1"#,
+exit 1",
     );
     let checked = checked.supervise();
     checked.wait_up();

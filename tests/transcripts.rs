@@ -562,11 +562,11 @@ fn start_with_file_size_limit(f: &mut Fixture, limit: u64) {
     unsafe {
         cmd.pre_exec(move || {
             let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-            if libc::getrlimit(libc::RLIMIT_FSIZE, &mut r) != 0 {
+            if libc::getrlimit(libc::RLIMIT_FSIZE, &raw mut r) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             r.rlim_cur = limit;
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &raw const r) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -583,9 +583,9 @@ fn lift_file_size_limit(f: &Fixture) {
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: prlimit only reads and writes the structures given.
     unsafe {
-        assert_eq!(libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut r), 0);
+        assert_eq!(libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &raw mut r), 0);
         r.rlim_cur = r.rlim_max;
-        assert_eq!(libc::prlimit(pid, libc::RLIMIT_FSIZE, &r, std::ptr::null_mut()), 0);
+        assert_eq!(libc::prlimit(pid, libc::RLIMIT_FSIZE, &raw const r, std::ptr::null_mut()), 0);
     }
 }
 

@@ -120,14 +120,15 @@ pub enum Flavour {
     /// The TOML schema of `docs/config.md`.
     #[default]
     Toml,
-    /// A zdaemon (ZConfig) file with a `<runner>` section.
+    /// A zdaemon (`ZConfig`) file with a `<runner>` section.
     Zdaemon,
-    /// A simplevisor (Config::General) file with `<entry>` blocks.
+    /// A simplevisor (`Config::General`) file with `<entry>` blocks.
     Simplevisor,
 }
 
 impl Flavour {
     /// Recognises the kind of a configuration file by its content.
+    #[must_use]
     pub fn detect(text: &str) -> Flavour {
         if simplevisor::looks_like(text) {
             Flavour::Simplevisor
@@ -222,15 +223,16 @@ impl Config {
         let config_file = base.join(path.file_name().unwrap_or_default());
         check_runtime_dirs(&mut diag, &config_file, runtime_dir.as_deref(), &services);
         check_with_the_engines_rules(&mut diag, &services);
-        if !diag.errors.is_empty() {
+        // Without a name (reported above) there is no runtime directory.
+        let (true, Some(name), Some(runtime_dir)) = (diag.errors.is_empty(), name, runtime_dir) else {
             let mut errors = diag.errors;
             errors.sort_by_key(|e| (e.line.unwrap_or(0), e.column.unwrap_or(0)));
             return Err(ConfigErrors(errors));
-        }
+        };
         Ok(Config {
             path: path.to_path_buf(),
-            name: name.expect("no error, so a name"),
-            runtime_dir: runtime_dir.expect("no error, so a name and a runtime directory"),
+            name,
+            runtime_dir,
             directory: settings.directory.unwrap_or_else(|| PathBuf::from("/")),
             umask: settings.umask,
             log_level: settings.log_level,
@@ -249,12 +251,14 @@ impl Config {
 
     /// The directory of the supervisor's pidfile, control socket and
     /// state: `RUNTIME_DIR/run`.
+    #[must_use]
     pub fn run_dir(&self) -> PathBuf {
         run_dir(&self.runtime_dir)
     }
 
     /// The control socket that clients use: `[supervisor] socket` when
     /// set, else `RUNTIME_DIR/run/control.sock`.
+    #[must_use]
     pub fn socket_path(&self) -> PathBuf {
         self.socket.clone().unwrap_or_else(|| self.bound_socket_path())
     }
@@ -262,26 +266,31 @@ impl Config {
     /// The socket that the supervisor binds: always
     /// `RUNTIME_DIR/run/control.sock`, in a private directory
     /// (`[supervisor] socket` is a symbolic link to it).
+    #[must_use]
     pub fn bound_socket_path(&self) -> PathBuf {
         self.run_dir().join(SOCKET_FILE)
     }
 
     /// The supervisor's pidfile: `RUNTIME_DIR/run/supervisor.pid`.
+    #[must_use]
     pub fn pidfile_path(&self) -> PathBuf {
         self.run_dir().join(PIDFILE_FILE)
     }
 
     /// The saved state of the services: `RUNTIME_DIR/run/state.json`.
+    #[must_use]
     pub fn state_path(&self) -> PathBuf {
         self.run_dir().join(STATE_FILE)
     }
 
     /// The directory of the supervisor's logs: `RUNTIME_DIR/log`.
+    #[must_use]
     pub fn log_dir(&self) -> PathBuf {
         log_dir(&self.runtime_dir)
     }
 
     /// The directory of the default transcripts: `RUNTIME_DIR/console`.
+    #[must_use]
     pub fn console_dir(&self) -> PathBuf {
         console_dir(&self.runtime_dir)
     }
@@ -299,8 +308,9 @@ impl Config {
     /// About the longest one service takes to get where a command sends
     /// it: its stop, then (but for an external service) a start until it
     /// counts as running.
+    #[must_use]
     pub fn longest_change(&self) -> std::time::Duration {
-        let start = |s: &Service| if s.kind.is_external() { Default::default() } else { s.restart.min_uptime };
+        let start = |s: &Service| if s.kind.is_external() { std::time::Duration::ZERO } else { s.restart.min_uptime };
         self.services.iter().map(|s| stop_time(s) + start(s)).max().unwrap_or_default()
     }
 }
@@ -550,10 +560,8 @@ fn check_runtime_dirs(diag: &mut Diag<'_>, config: &Path, runtime_dir: Option<&P
         let path = lexical(&path);
         let Some(&i) = path.ancestors().find_map(|a| dirs.get(a)).filter(|&&i| Some(i) != owner) else { continue };
         let dir = services[i].service.runtime_dir.as_deref().map(lexical).unwrap_or_default();
-        let holds = match dir == path {
-            true => format!("is {what}"),
-            false => format!("holds {what} ({:?})", path.display().to_string()),
-        };
+        let holds =
+            if dir == path { format!("is {what}") } else { format!("holds {what} ({:?})", path.display().to_string()) };
         let message = format!(
             "the runtime directory {:?} {holds}, which `supervisor cleanup` would remove: \
              give the service a directory of its own",
@@ -767,7 +775,7 @@ fn ids(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, kind: &str) -> Vec<u32> {
         match lookup {
             Ok(Some(id)) => out.push(id),
             Ok(None) => {
-                s.error(item.span(), Some(key), format!("expected an existing {kind}, found {name:?}: no such {kind}"))
+                s.error(item.span(), Some(key), format!("expected an existing {kind}, found {name:?}: no such {kind}"));
             }
             Err(e) => s.error(item.span(), Some(key), format!("cannot look up {kind} {name:?}: {e}")),
         }

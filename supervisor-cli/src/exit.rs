@@ -62,6 +62,7 @@ pub enum CliError {
 
 impl CliError {
     /// The process exit code for this error.
+    #[must_use]
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Usage(_) => USAGE,

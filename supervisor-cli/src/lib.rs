@@ -241,11 +241,13 @@ pub(crate) fn cli_binary() -> PathBuf {
 }
 
 /// `supervisord`: the supervisor process that `supervisor run` executes.
+#[must_use]
 pub fn daemon_main() -> ExitCode {
     commands::daemon::daemon_main()
 }
 
 /// Runs the command line of this process and returns its exit code.
+#[must_use]
 pub fn run() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

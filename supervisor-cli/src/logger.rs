@@ -125,6 +125,7 @@ pub fn reopen() {
 }
 
 /// Now as `2026-11-21T07:30:00.123456Z`.
+#[must_use]
 pub fn rfc3339_now() -> String {
     supervisor_core::Timestamps::Rfc3339.stamp(SystemTime::now()).trim_end().to_owned()
 }

@@ -83,6 +83,7 @@ pub enum EngineError {
 
 impl EngineError {
     /// As an I/O error (for callers that report I/O errors).
+    #[must_use]
     pub fn into_io(self) -> io::Error {
         match self {
             EngineError::Io(e) => e,
@@ -400,7 +401,8 @@ impl Engine {
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);
         let output = ServiceOutput::new(&svc)?;
-        let seed = svc.name.bytes().fold(std::process::id() as u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+        let seed =
+            svc.name.bytes().fold(u64::from(std::process::id()), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let slot = Slot {
             m: match (Behaviour::new(&svc, expected, now, seed), self.one_pass) {
                 (Behaviour::External(m), Some(dry_run)) => {
@@ -428,16 +430,13 @@ impl Engine {
             held_stop: false,
             group_stop_sent: false,
         };
-        let idx = match reuse {
-            Some(i) => {
-                self.slots[i] = slot;
-                i
-            }
-            None => {
-                self.by_name.insert(slot.svc.name.clone(), self.slots.len());
-                self.slots.push(slot);
-                self.slots.len() - 1
-            }
+        let idx = if let Some(i) = reuse {
+            self.slots[i] = slot;
+            i
+        } else {
+            self.by_name.insert(slot.svc.name.clone(), self.slots.len());
+            self.slots.push(slot);
+            self.slots.len() - 1
         };
         self.state_dirty = true;
         if !self.shutting_down {
@@ -778,7 +777,7 @@ impl Engine {
                 if sig == Signal::SIGKILL {
                     log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);
                 }
-                self.signal_slot(idx, sig)
+                self.signal_slot(idx, sig);
             }
             Action::Run(argv) => self.run_command(idx, argv),
             Action::FindPattern => self.find_pattern(idx, None),

@@ -160,12 +160,14 @@ pub mod process {
     //! Read-only questions about other processes, from `/proc`.
 
     /// Whether process `pid` exists and is not a zombie.
+    #[must_use]
     pub fn is_alive(pid: i32) -> bool {
         crate::os::procfs::read_stat(pid).is_some_and(|p| !p.zombie)
     }
 
     /// The direct children of process `pid` (empty when it has none, is
     /// gone, or the kernel does not say).
+    #[must_use]
     pub fn children(pid: i32) -> Vec<i32> {
         crate::os::procfs::children(pid).unwrap_or_default()
     }

@@ -36,7 +36,7 @@ use nix::unistd::{fork, setsid, ForkResult};
 
 fn sleep_forever() -> ! {
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_hours(1));
     }
 }
 
@@ -58,7 +58,7 @@ fn main() {
         }
         Some("stamp") => {
             let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock");
-            let ns = now.tv_sec() as i128 * 1_000_000_000 + now.tv_nsec() as i128;
+            let ns = i128::from(now.tv_sec()) * 1_000_000_000 + i128::from(now.tv_nsec());
             let mut f = std::fs::OpenOptions::new().create(true).append(true).open(arg(1)).expect("open");
             writeln!(f, "{} {ns}", std::process::id()).expect("write");
             drop(f);
@@ -96,7 +96,7 @@ fn main() {
             write_atomic(&arg(1), &format!("{}\n", std::process::id()));
             sleep_forever()
         }
-        Some("fork-child") | Some("escape") => {
+        Some("fork-child" | "escape") => {
             let escape = args[0] == "escape";
             let file = arg(1);
             // SAFETY: the process is single-threaded here.
@@ -138,7 +138,7 @@ fn main() {
         Some("report") => {
             let umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             let groups: Vec<String> =
-                nix::unistd::getgroups().unwrap_or_default().iter().map(|g| g.to_string()).collect();
+                nix::unistd::getgroups().unwrap_or_default().iter().map(std::string::ToString::to_string).collect();
             let mut text = format!(
                 "cwd={}\numask={:03o}\nuid={}\ngid={}\ngroups={}\n",
                 std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default(),

@@ -108,6 +108,7 @@ fn hand_over(config: &Config) {
 /// handed over (`SUPERVISOR_CONFIG`, `SUPERVISOR_OVERRIDES`) and runs the
 /// supervisor, as `run` does. Started by another build's `supervisor`, it
 /// hands back to that one, which then runs the supervisor itself.
+#[must_use]
 pub fn daemon_main() -> std::process::ExitCode {
     let code = match daemon_config() {
         Ok(config) => run_foreground(config),
@@ -306,12 +307,9 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
 ///
 /// When it does not finish within the timeout.
 pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliError> {
-    let mut client = match super::connect(config, exit::OK) {
-        Ok(c) => c,
-        Err(_) => {
-            println!("supervisor {} is not running", config.name);
-            return Ok(exit::OK);
-        }
+    let Ok(mut client) = super::connect(config, exit::OK) else {
+        println!("supervisor {} is not running", config.name);
+        return Ok(exit::OK);
     };
     let timeout = timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
     let resp = client.call(Command::Shutdown, timeout).map_err(failed)?;

@@ -68,6 +68,7 @@ pub struct ExecArgs {
 
 impl ExecArgs {
     /// The limits asked for.
+    #[must_use]
     pub fn limits(&self) -> Limits {
         let mut limits = Limits::default();
         limits.mem = self.limit_mem;

@@ -64,6 +64,7 @@ pub enum Front {
 
 impl Front {
     /// The command's name.
+    #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             Front::Start => "svcstart",
@@ -315,7 +316,7 @@ fn describe_exit(name: &str, status: ExitStatus) -> Result<(), String> {
         (Some(0), _) => Ok(()),
         (Some(code), _) => Err(format!("{name} exited with code {code}")),
         (None, Some(sig)) => {
-            let sig = Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| sig.to_string());
+            let sig = Signal::try_from(sig).map_or_else(|_| sig.to_string(), |s| s.as_str().to_string());
             Err(format!("{name} was killed by {sig}"))
         }
         (None, None) => Err(format!("{name} failed ({status})")),

@@ -39,6 +39,7 @@ const NEEDS_RESTART: &str = "needs a restart of the supervisor; ignored until th
 /// service of `new` in its order (added, restarted with the settings that
 /// differ, or unchanged), then the removed ones in `old`'s order, and
 /// notes on the `[supervisor]` settings. Not applied.
+#[must_use]
 pub fn diff(old: &Config, new: &Config) -> ReloadReport {
     let mut services = Vec::new();
     for svc in &new.services {
@@ -116,6 +117,7 @@ fn supervisor_notes(old: &Config, new: &Config) -> Vec<String> {
 
 /// The settings (fields of [`Service`]) that differ between two
 /// definitions of a service, in declaration order.
+#[must_use]
 pub fn changed_settings(old: &Service, new: &Service) -> Vec<String> {
     let a = fields(old);
     let b = fields(new);
@@ -178,7 +180,7 @@ pub fn apply(engine: &mut Engine, new: &Config, plan: &ReloadReport) -> Vec<Stri
         match change.action {
             ReloadAction::Add => log::info!("{}: added to the configuration", svc.name),
             ReloadAction::Restart => {
-                log::info!("{}: changed ({}); restarting it", svc.name, change.changed.join(", "))
+                log::info!("{}: changed ({}); restarting it", svc.name, change.changed.join(", "));
             }
             _ => continue,
         }
@@ -195,6 +197,7 @@ pub fn apply(engine: &mut Engine, new: &Config, plan: &ReloadReport) -> Vec<Stri
 
 /// The plan as `reload` prints it: a heading, one line per service, the
 /// notes.
+#[must_use]
 pub fn render(report: &ReloadReport) -> String {
     let mut out = String::new();
     let heading = if report.applied { "reloaded" } else { "dry run, nothing changed" };
@@ -272,18 +275,21 @@ pub struct Reloader {
 
 impl Reloader {
     /// Starts from `config`, which the supervisor runs.
+    #[must_use]
     pub fn new(config: Config) -> Reloader {
         let seen = stamp(&config.path);
         Reloader { current: config, seen, settling: None }
     }
 
     /// The configuration the supervisor runs.
+    #[must_use]
     pub fn config(&self) -> &Config {
         &self.current
     }
 
     /// The longest the engine may sleep in one turn: with `reload =
     /// "auto"` 1 s (less while a changed file settles), otherwise no limit.
+    #[must_use]
     pub fn max_wait(&self) -> Option<Duration> {
         if self.current.reload != ReloadMode::Auto {
             return None;
@@ -346,6 +352,7 @@ impl Reloader {
     }
 
     /// Whether the file's metadata differ from when it was last read.
+    #[must_use]
     pub fn file_changed(&self) -> bool {
         stamp(&self.current.path) != self.seen
     }

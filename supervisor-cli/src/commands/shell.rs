@@ -59,6 +59,7 @@ fn zdaemon_settings(config: Option<&Path>, zd: &ZdaemonArgs) -> Option<(bool, Op
 /// For a command line without a command: runs the shell when the
 /// configuration is zdaemon's with `default-to-interactive` on, and
 /// returns its exit code; `None` otherwise (the usage error stands).
+#[must_use]
 pub fn without_command(e: &clap::Error) -> Option<u8> {
     if !matches!(e.kind(), ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
         return None;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::exit::{self, CliError};
 
 /// The LSB `status` code of one service.
+#[must_use]
 pub fn lsb_code(s: &ServiceStatus) -> u8 {
     LsbStatus::of(s).code()
 }
@@ -76,6 +77,7 @@ pub fn table(snapshot: &StatusSnapshot) -> String {
 }
 
 /// `3d4h`, `1h2m`, `4m5s`, `12s`.
+#[must_use]
 pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);

@@ -213,11 +213,11 @@ pub fn svc(args: &SvcArgs) -> Result<u8, CliError> {
         if let Err(e) = send_control(dir, &letters) {
             match e.raw_os_error() {
                 Some(libc::ENXIO) => {
-                    eprintln!("supervisor svc: warning: unable to control {d}: supervise not running")
+                    eprintln!("supervisor svc: warning: unable to control {d}: supervise not running");
                 }
                 // The FIFO opened, but the write failed.
                 Some(libc::EPIPE | libc::EAGAIN) => {
-                    eprintln!("supervisor svc: warning: error writing commands to {d}: {}", error_str(&e))
+                    eprintln!("supervisor svc: warning: error writing commands to {d}: {}", error_str(&e));
                 }
                 _ => eprintln!("supervisor svc: warning: unable to control {d}: {}", error_str(&e)),
             }
@@ -238,7 +238,7 @@ pub(crate) enum Probe {
 }
 
 fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Looks at a directory in `svstat`'s order: the directory, `down`,
@@ -400,7 +400,7 @@ mod tests {
     use super::*;
 
     fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
+        v.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

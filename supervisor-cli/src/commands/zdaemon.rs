@@ -64,6 +64,7 @@ pub struct ZdaemonArgs {
 
 impl ZdaemonArgs {
     /// The options as [`Overrides`] of the configuration.
+    #[must_use]
     pub fn overrides(&self) -> Overrides {
         Overrides {
             program: self.program.clone(),
@@ -74,6 +75,7 @@ impl ZdaemonArgs {
     }
 
     /// The options as arguments of a `supervisor` command line.
+    #[must_use]
     pub fn to_args(&self) -> Vec<String> {
         Overrides { socket: self.socket_name.clone(), ..self.overrides() }.to_args()
     }

@@ -130,20 +130,17 @@ impl Scope<'_, '_> {
         valid: &[&'static str],
     ) -> BTreeMap<&'static str, &'v Raw<'i>> {
         let mut known = BTreeMap::new();
-        for (key, value) in table.iter() {
+        for (key, value) in table {
             let name = key.get_ref().as_ref();
-            match valid.iter().find(|v| **v == name) {
-                Some(v) => {
-                    known.insert(*v, value);
-                }
-                None => {
-                    let message = format!("unknown key; the valid keys are: {}", valid.join(", "));
-                    let full = match parent {
-                        Some(p) => format!("{p}.{name}"),
-                        None => name.to_owned(),
-                    };
-                    self.error(key.span(), Some(&full), message);
-                }
+            if let Some(v) = valid.iter().find(|v| **v == name) {
+                known.insert(*v, value);
+            } else {
+                let message = format!("unknown key; the valid keys are: {}", valid.join(", "));
+                let full = match parent {
+                    Some(p) => format!("{p}.{name}"),
+                    None => name.to_owned(),
+                };
+                self.error(key.span(), Some(&full), message);
             }
         }
         known
@@ -151,62 +148,57 @@ impl Scope<'_, '_> {
 
     /// A string.
     pub(super) fn string<'v>(&mut self, key: &str, value: &'v Raw<'_>) -> Option<&'v str> {
-        match value.get_ref() {
-            DeValue::String(s) => Some(s),
-            _ => {
-                self.mismatch(key, value, "a string");
-                None
-            }
+        if let DeValue::String(s) = value.get_ref() {
+            Some(s)
+        } else {
+            self.mismatch(key, value, "a string");
+            None
         }
     }
 
     /// A boolean.
     pub(super) fn boolean(&mut self, key: &str, value: &Raw<'_>) -> Option<bool> {
-        match value.get_ref() {
-            DeValue::Boolean(b) => Some(*b),
-            _ => {
-                self.mismatch(key, value, "true or false");
-                None
-            }
+        if let DeValue::Boolean(b) = value.get_ref() {
+            Some(*b)
+        } else {
+            self.mismatch(key, value, "true or false");
+            None
         }
     }
 
     /// A table.
     pub(super) fn table<'v, 'i>(&mut self, key: &str, value: &'v Raw<'i>) -> Option<&'v DeTable<'i>> {
-        match value.get_ref() {
-            DeValue::Table(t) => Some(t),
-            _ => {
-                self.mismatch(key, value, "a table");
-                None
-            }
+        if let DeValue::Table(t) = value.get_ref() {
+            Some(t)
+        } else {
+            self.mismatch(key, value, "a table");
+            None
         }
     }
 
     /// An array.
     pub(super) fn array<'v, 'i>(&mut self, key: &str, value: &'v Raw<'i>) -> Option<&'v [Raw<'i>]> {
-        match value.get_ref() {
-            DeValue::Array(a) => Some(a),
-            _ => {
-                self.mismatch(key, value, "an array");
-                None
-            }
+        if let DeValue::Array(a) = value.get_ref() {
+            Some(a)
+        } else {
+            self.mismatch(key, value, "an array");
+            None
         }
     }
 
     /// An integer in `range`; `expected` describes what is wanted.
     pub(super) fn integer(&mut self, key: &str, value: &Raw<'_>, range: Range<i64>, expected: &str) -> Option<i64> {
-        match value.get_ref() {
-            DeValue::Integer(i) => match integer_value(i) {
+        if let DeValue::Integer(i) = value.get_ref() {
+            match integer_value(i) {
                 Some(n) if range.contains(&n) => Some(n),
                 _ => {
                     self.mismatch(key, value, expected);
                     None
                 }
-            },
-            _ => {
-                self.mismatch(key, value, expected);
-                None
             }
+        } else {
+            self.mismatch(key, value, expected);
+            None
         }
     }
 

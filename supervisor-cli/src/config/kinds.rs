@@ -187,7 +187,7 @@ fn daemonized(spec: &mut ExternalSpec, pidfile: &Path) {
     let exe = crate::cli_binary().display().to_string();
     let base = |extra: &[&str]| {
         let mut v = vec![exe.clone(), "daemonize".into(), "--pidfile".into(), pidfile.display().to_string()];
-        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend(extra.iter().map(std::string::ToString::to_string));
         v
     };
     let timeout = format!("{}s", spec.timeout.as_secs().saturating_sub(1).max(1));

@@ -365,14 +365,14 @@ fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option
                 return None;
             }
             let mut argv = Vec::with_capacity(items.len());
-            for item in items.iter() {
+            for item in items {
                 match item.get_ref() {
                     DeValue::String(a) if a.contains('\0') => s.mismatch(key, item, "a string without NUL"),
                     DeValue::String(a) => argv.push(a.to_string()),
                     _ => s.mismatch(key, item, "a string (each argument is one string)"),
                 }
             }
-            if argv.first().is_some_and(|p| p.is_empty()) {
+            if argv.first().is_some_and(std::string::String::is_empty) {
                 s.mismatch(key, &items[0], "a program name or path as the first element");
                 return None;
             }
@@ -389,7 +389,7 @@ fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option
 /// booleans.
 fn env(s: &mut Scope<'_, '_>, v: &Raw<'_>, svc: &mut Service) {
     let Some(table) = s.table("env", v) else { return };
-    for (name, value) in table.iter() {
+    for (name, value) in table {
         let name_text = name.get_ref().as_ref();
         if name_text.is_empty() || name_text.contains(['=', '\0']) {
             let message = format!("invalid variable name {name_text:?}: it must be non-empty, without \"=\" or NUL");
@@ -403,14 +403,11 @@ fn env(s: &mut Scope<'_, '_>, v: &Raw<'_>, svc: &mut Service) {
             DeValue::Boolean(b) => Some(b.to_string()),
             _ => None,
         };
-        match text {
-            Some(t) => {
-                svc.env.vars.insert(name_text.to_owned(), t);
-            }
-            None => {
-                let expected = format!("a string, number or boolean for variable {name_text:?}");
-                s.mismatch("env", value, &expected);
-            }
+        if let Some(t) = text {
+            svc.env.vars.insert(name_text.to_owned(), t);
+        } else {
+            let expected = format!("a string, number or boolean for variable {name_text:?}");
+            s.mismatch("env", value, &expected);
         }
     }
 }
@@ -420,13 +417,14 @@ fn user_or_group(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Option<String
     let expected = format!("a {key} name or a numeric id");
     let spec = match v.get_ref() {
         DeValue::String(t) if !t.is_empty() && !t.contains('\0') => t.to_string(),
-        DeValue::Integer(i) => match integer_value(i).and_then(|n| u32::try_from(n).ok()) {
-            Some(n) => n.to_string(),
-            None => {
+        DeValue::Integer(i) => {
+            if let Some(n) = integer_value(i).and_then(|n| u32::try_from(n).ok()) {
+                n.to_string()
+            } else {
                 s.mismatch(key, v, &expected);
                 return None;
             }
-        },
+        }
         _ => {
             s.mismatch(key, v, &expected);
             return None;

@@ -61,7 +61,7 @@ fn service(text: &str) -> Service {
 }
 
 fn argv(words: &[&str]) -> Command {
-    Command::Argv(words.iter().map(|w| w.to_string()).collect())
+    Command::Argv(words.iter().map(std::string::ToString::to_string).collect())
 }
 
 #[test]

@@ -134,7 +134,7 @@ impl Engine {
         if slot.svc == svc {
             return Ok(false);
         }
-        let up = if slot.svc.expected != svc.expected { svc.expected == Expected::Running } else { slot.m.want_up() };
+        let up = if slot.svc.expected == svc.expected { slot.m.want_up() } else { svc.expected == Expected::Running };
         log::info!("{}: its definition changed; replacing it", svc.name);
         self.slots[idx].retired = true;
         self.reload.pending.push(Replacement { idx, svc, up });

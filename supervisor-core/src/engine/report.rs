@@ -103,20 +103,21 @@ impl Engine {
                 Behaviour::External(_) => log::info!("{name}: running"),
             },
             ServiceState::Stopped if matches!(s.m, Behaviour::External(_)) && before != ServiceState::Stopping => {
-                log::info!("{name}: stopped")
+                log::info!("{name}: stopped");
             }
             ServiceState::Backoff => {
                 let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
                 let delay = s.m.daemon().map_or(0.0, |m| m.backoff().delay().as_secs_f64());
-                log::warn!("{name}: {exit}; backing off for {delay}s")
+                log::warn!("{name}: {exit}; backing off for {delay}s");
             }
-            ServiceState::Fatal => match s.m.error() {
-                Some(e) => log::error!("{name}: fatal: {e}"),
-                None => {
+            ServiceState::Fatal => {
+                if let Some(e) = s.m.error() {
+                    log::error!("{name}: fatal: {e}");
+                } else {
                     let failures = s.m.daemon().map_or(0, |m| m.backoff().failures());
-                    log::error!("{name}: fatal after {failures} quick failures")
+                    log::error!("{name}: fatal after {failures} quick failures");
                 }
-            },
+            }
             // A task's run ended (not: the task was enabled).
             ServiceState::Idle if before != ServiceState::Stopped => {
                 if let Behaviour::Task(t) = &s.m {
@@ -135,10 +136,10 @@ impl Engine {
                 }
             }
             ServiceState::Dirty if before != ServiceState::Dirty => {
-                log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"))
+                log::warn!("{name}: dirty: {}", s.m.error().unwrap_or("status is neither running nor stopped"));
             }
             ServiceState::Exited => {
-                log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default())
+                log::info!("{name}: {}; not restarted", s.m.last_exit().map(|e| e.to_string()).unwrap_or_default());
             }
             ServiceState::Stopped if before == ServiceState::Stopping => log::info!("{name}: stopped"),
             _ => {}

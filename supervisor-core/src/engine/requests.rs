@@ -44,7 +44,9 @@ impl Engine {
                 // A group stands for its members, in order.
                 None => match self.groups.iter().find(|g| &g.name == n) {
                     Some(g) => {
-                        idxs.extend(g.services.iter().filter_map(|m| self.by_name.get(m).copied()).filter(|&i| live(i)))
+                        idxs.extend(
+                            g.services.iter().filter_map(|m| self.by_name.get(m).copied()).filter(|&i| live(i)),
+                        );
                     }
                     None => unknown.push(n.as_str()),
                 },
@@ -183,20 +185,19 @@ impl Engine {
             self.advance_groups();
         }
         self.drain_queue();
-        match wait {
-            Some(kind) => self.waits.push(Wait { to, id, kind, slots: idxs }),
-            None => {
-                let results = idxs
-                    .iter()
-                    .map(|&i| ServiceResult {
-                        name: self.slots[i].svc.name.clone(),
-                        state: self.slots[i].m.state(),
-                        ok: true,
-                        message: None,
-                    })
-                    .collect();
-                reply(self, Response::with_services(Value::Null, results))
-            }
+        if let Some(kind) = wait {
+            self.waits.push(Wait { to, id, kind, slots: idxs });
+        } else {
+            let results = idxs
+                .iter()
+                .map(|&i| ServiceResult {
+                    name: self.slots[i].svc.name.clone(),
+                    state: self.slots[i].m.state(),
+                    ok: true,
+                    message: None,
+                })
+                .collect();
+            reply(self, Response::with_services(Value::Null, results));
         }
     }
 

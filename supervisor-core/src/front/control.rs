@@ -46,11 +46,13 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// Whether anybody beyond root and the owner is allowed (then the
     /// socket file is made reachable and `SO_PEERCRED` alone decides).
+    #[must_use]
     pub fn is_open(&self) -> bool {
         !self.uids.is_empty() || !self.gids.is_empty()
     }
 
     /// Decides for a peer with these credentials.
+    #[must_use]
     pub fn allows(&self, uid: u32, gid: u32, pid: i32) -> bool {
         if uid == 0 || uid == nix::unistd::geteuid().as_raw() || self.uids.contains(&uid) {
             return true;
@@ -191,8 +193,8 @@ impl ControlServer {
                 let cred = getsockopt(&stream, PeerCredentials).ok();
                 log::warn!(
                     "control socket: refused peer uid {} pid {}",
-                    cred.map_or(-1, |c| c.uid() as i64),
-                    cred.map_or(-1, |c| c.pid() as i64)
+                    cred.map_or(-1, |c| i64::from(c.uid())),
+                    cred.map_or(-1, |c| i64::from(c.pid()))
                 );
                 let line = Response::error(Value::Null, ErrorCode::PermissionDenied, "permission denied").to_line();
                 let _ = (&stream).write(&line);
@@ -255,44 +257,41 @@ impl ControlServer {
 
     fn split_lines(id: ClientId, c: &mut Client, requests: &mut Vec<(ClientId, Request)>) {
         loop {
-            match c.input.iter().position(|b| *b == b'\n') {
-                Some(pos) => {
-                    let line: Vec<u8> = c.input.drain(..=pos).collect();
-                    if std::mem::take(&mut c.skipping) {
-                        continue;
+            if let Some(pos) = c.input.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = c.input.drain(..=pos).collect();
+                if std::mem::take(&mut c.skipping) {
+                    continue;
+                }
+                let line = &line[..line.len() - 1];
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                if line.len() > MAX_REQUEST {
+                    let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
+                    c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
+                    continue;
+                }
+                match parse_request(line) {
+                    Ok(req) if c.in_flight >= MAX_IN_FLIGHT => {
+                        let r = Response::error(req.id, ErrorCode::Busy, "too many requests in flight");
+                        c.output.extend(r.to_line());
                     }
-                    let line = &line[..line.len() - 1];
-                    if line.iter().all(u8::is_ascii_whitespace) {
-                        continue;
+                    Ok(req) => {
+                        c.in_flight += 1;
+                        requests.push((id, req));
                     }
-                    if line.len() > MAX_REQUEST {
+                    Err(resp) => c.output.extend(resp.to_line()),
+                }
+            } else {
+                if c.input.len() > MAX_REQUEST {
+                    if !c.skipping {
                         let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
                         c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
-                        continue;
                     }
-                    match parse_request(line) {
-                        Ok(req) if c.in_flight >= MAX_IN_FLIGHT => {
-                            let r = Response::error(req.id, ErrorCode::Busy, "too many requests in flight");
-                            c.output.extend(r.to_line());
-                        }
-                        Ok(req) => {
-                            c.in_flight += 1;
-                            requests.push((id, req));
-                        }
-                        Err(resp) => c.output.extend(resp.to_line()),
-                    }
+                    c.skipping = true;
+                    c.input.clear();
                 }
-                None => {
-                    if c.input.len() > MAX_REQUEST {
-                        if !c.skipping {
-                            let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
-                            c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
-                        }
-                        c.skipping = true;
-                        c.input.clear();
-                    }
-                    return;
-                }
+                return;
             }
         }
     }

@@ -36,6 +36,7 @@ pub use crate::os::spawn::is_executable;
 
 /// The restart policy of daemontools' `supervise`: at most one start per
 /// second, forever.
+#[must_use]
 pub fn daemontools_policy() -> RestartPolicy {
     RestartPolicy {
         mode: RestartMode::Always,
@@ -63,6 +64,7 @@ fn one(name: String, dir: &Path) -> Service {
 impl ServiceDir {
     /// Reads the service directory `dir`, to be supervised as `name`.
     /// `None` when it has no executable `run`.
+    #[must_use]
     pub fn load(dir: &Path, name: &str) -> Option<ServiceDir> {
         let dir = std::path::absolute(dir).ok()?;
         if !is_executable(&dir.join("run")) {
@@ -82,6 +84,7 @@ impl ServiceDir {
     }
 
     /// The name of the pipe between the main and the log service.
+    #[must_use]
     pub fn pipe_name(&self) -> &str {
         &self.main.name
     }

@@ -92,8 +92,8 @@ impl Behaviour {
     pub fn restarts(&self) -> u32 {
         match self {
             Behaviour::Daemon(m) => m.restarts(),
-            Behaviour::Task(m) => m.runs().min(u32::MAX as u64) as u32,
-            Behaviour::External(m) => m.repairs().min(u32::MAX as u64) as u32,
+            Behaviour::Task(m) => m.runs().min(u64::from(u32::MAX)) as u32,
+            Behaviour::External(m) => m.repairs().min(u64::from(u32::MAX)) as u32,
         }
     }
 

@@ -48,11 +48,13 @@ pub struct ExternalSpec {
 
 impl ExternalSpec {
     /// A service controlled through `control` (such as an init script).
+    #[must_use]
     pub fn control(prefix: Vec<String>) -> ExternalSpec {
         ExternalSpec { control: Some(prefix), ..ExternalSpec::start(Vec::new()) }
     }
 
     /// A service started by `start` and found in the process table.
+    #[must_use]
     pub fn start(start: Vec<String>) -> ExternalSpec {
         ExternalSpec {
             control: None,
@@ -199,6 +201,7 @@ pub enum Health {
 
 impl Health {
     /// The state for LSB return code `code`.
+    #[must_use]
     pub fn from_code(code: i32) -> Health {
         match code {
             0 => Health::Running,

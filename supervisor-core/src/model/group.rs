@@ -29,6 +29,7 @@ pub enum Strategy {
 
 impl Strategy {
     /// `"one_for_one"`, `"one_for_all"` or `"rest_for_one"`.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::OneForOne => "one_for_one",
@@ -38,6 +39,7 @@ impl Strategy {
     }
 
     /// Parses the names [`Strategy::as_str`] gives.
+    #[must_use]
     pub fn parse(text: &str) -> Option<Strategy> {
         [Strategy::OneForOne, Strategy::OneForAll, Strategy::RestForOne].into_iter().find(|s| s.as_str() == text)
     }
@@ -69,6 +71,7 @@ impl Group {
 
     /// The members that a failure of the member at `pos` restarts besides
     /// itself, as positions in [`Group::services`].
+    #[must_use]
     pub fn affected_by(&self, pos: usize) -> Vec<usize> {
         match self.strategy {
             Strategy::OneForOne => Vec::new(),

@@ -22,6 +22,7 @@ pub enum LsbStatus {
 
 impl LsbStatus {
     /// The process exit code.
+    #[must_use]
     pub fn code(self) -> u8 {
         match self {
             LsbStatus::Running => 0,
@@ -32,6 +33,7 @@ impl LsbStatus {
     }
 
     /// The status of one service.
+    #[must_use]
     pub fn of(s: &ServiceStatus) -> LsbStatus {
         match s.state {
             // A loop task between runs is up.

@@ -43,11 +43,13 @@ impl Selection {
     }
 
     /// Every service.
+    #[must_use]
     pub fn every() -> Selection {
         Selection { names: Vec::new(), all: true }
     }
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
 fn is_false(b: &bool) -> bool {
     !*b
 }
@@ -239,6 +241,7 @@ pub enum ReloadAction {
 
 impl ReloadAction {
     /// The word used in plans: `add`, `remove`, `restart`, `unchanged`.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ReloadAction::Add => "add",
@@ -306,17 +309,20 @@ impl Response {
     }
 
     /// A success with a status snapshot.
+    #[must_use]
     pub fn with_status(id: Value, status: StatusSnapshot) -> Response {
         Response { id, ok: true, error: None, status: Some(status), services: None, reload: None }
     }
 
     /// An answer about services: ok when every one is.
+    #[must_use]
     pub fn with_services(id: Value, services: Vec<ServiceResult>) -> Response {
         let ok = services.iter().all(|s| s.ok);
         Response { id, ok, error: None, status: None, services: Some(services), reload: None }
     }
 
     /// The answer to `reload`: ok unless the file had errors.
+    #[must_use]
     pub fn with_reload(id: Value, report: ReloadReport) -> Response {
         if report.errors.is_empty() {
             return Response { id, ok: true, error: None, status: None, services: None, reload: Some(report) };
@@ -333,6 +339,7 @@ impl Response {
     }
 
     /// The line to send, newline included.
+    #[must_use]
     pub fn to_line(&self) -> Vec<u8> {
         let mut v = serde_json::to_vec(self).unwrap_or_else(|_| br#"{"ok":false}"#.to_vec());
         v.push(b'\n');
@@ -342,6 +349,11 @@ impl Response {
 
 /// Parses one request line; on failure, the error response to send (with
 /// the id when the line was JSON with one).
+///
+/// # Errors
+///
+/// The `bad_request` response for a line that is not JSON or not a known
+/// command.
 pub fn parse_request(line: &[u8]) -> Result<Request, Box<Response>> {
     let bad = |id: Value, msg: String| Box::new(Response::error(id, ErrorCode::BadRequest, msg));
     let value: Value = serde_json::from_slice(line).map_err(|e| bad(Value::Null, format!("not valid JSON: {e}")))?;

@@ -30,6 +30,7 @@ pub enum ServiceRequest {
 
 impl ServiceRequest {
     /// The lowercase name, as the control protocol spells it.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceRequest::Start => "start",

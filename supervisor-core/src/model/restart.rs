@@ -72,6 +72,7 @@ impl Default for RestartPolicy {
 
 impl RestartPolicy {
     /// Whether this exit calls for a restart at all.
+    #[must_use]
     pub fn wants_restart(&self, exit: ExitStatus) -> bool {
         if let ExitStatus::Code(c) = exit {
             if self.exit_codes.contains(&c) {

@@ -58,6 +58,7 @@ impl Command {
 
     /// The argument vector that is executed (`/bin/sh -c LINE` for a
     /// shell command).
+    #[must_use]
     pub fn to_argv(&self) -> Vec<String> {
         match self {
             Command::Argv(v) => v.clone(),
@@ -320,11 +321,13 @@ impl Kind {
     /// An external service: what its commands leave running (the daemon an
     /// init script starts) is not the supervisor's, so it is not marked,
     /// tracked or stopped as a service's descendants are.
+    #[must_use]
     pub fn is_external(&self) -> bool {
         matches!(self, Kind::External(_))
     }
 
     /// `"daemon"`, `"task"` or `"external"`.
+    #[must_use]
     pub fn as_str(&self) -> &'static str {
         match self {
             Kind::Daemon => "daemon",
@@ -384,6 +387,7 @@ pub fn parse_signal(text: &str) -> Result<Signal, String> {
 }
 
 /// The short name of a signal, without `SIG`: `TERM`, `KILL`.
+#[must_use]
 pub fn signal_name(sig: Signal) -> &'static str {
     let s = sig.as_str();
     s.strip_prefix("SIG").unwrap_or(s)

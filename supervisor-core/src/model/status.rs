@@ -58,6 +58,7 @@ impl ServiceState {
     ];
 
     /// The lowercase name used in JSON and tables.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             ServiceState::Stopped => "stopped",
@@ -93,6 +94,7 @@ pub enum ExitStatus {
 
 impl ExitStatus {
     /// Exit code 0.
+    #[must_use]
     pub fn success(self) -> bool {
         self == ExitStatus::Code(0)
     }

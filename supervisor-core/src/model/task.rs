@@ -22,6 +22,7 @@ pub struct TaskSpec {
 
 impl TaskSpec {
     /// A task run every `interval`, without timeout or jitter.
+    #[must_use]
     pub fn every(interval: Duration) -> TaskSpec {
         TaskSpec { interval, timeout: None, jitter: Duration::ZERO }
     }

@@ -50,6 +50,7 @@ impl TranscriptConfig {
 impl Timestamps {
     /// The prefix of a line written at `now` (with its trailing space;
     /// empty for [`Timestamps::None`]).
+    #[must_use]
     pub fn stamp(self, now: SystemTime) -> String {
         let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
         match self {

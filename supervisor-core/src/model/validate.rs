@@ -41,6 +41,7 @@ impl InvalidService {
 /// `.` or `..`, and no white space or control characters (it is used in
 /// status tables, logs and the environment). A `/` is allowed: the `log/`
 /// service of a daemontools directory `web` is called `web/log`.
+#[must_use]
 pub fn valid_service_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255

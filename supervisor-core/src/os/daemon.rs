@@ -99,17 +99,20 @@ pub struct Notifier {
 
 impl Daemonizer {
     /// Directory `/`, umask 022.
+    #[must_use]
     pub fn new() -> Daemonizer {
         Daemonizer { directory: PathBuf::from("/"), umask: 0o022 }
     }
 
     /// The daemon's working directory.
+    #[must_use]
     pub fn directory(mut self, dir: impl Into<PathBuf>) -> Daemonizer {
         self.directory = dir.into();
         self
     }
 
     /// The daemon's file mode creation mask.
+    #[must_use]
     pub fn umask(mut self, umask: u32) -> Daemonizer {
         self.umask = umask;
         self
@@ -132,35 +135,32 @@ impl Daemonizer {
         // The caller must read blocking.
         crate::os::sys::set_nonblocking(r.as_raw_fd(), false).map_err(sys("fcntl"))?;
         crate::os::sys::set_nonblocking(w.as_raw_fd(), false).map_err(sys("fcntl"))?;
-        match crate::os::sys::fork().map_err(sys("fork"))? {
-            Some(child) => {
-                drop(w);
-                // The first child exits as soon as it has forked the daemon.
-                crate::os::reap::reap_blocking(&[child]);
-                Ok(Daemonized::Parent(Readiness { fd: r }))
+        if let Some(child) = crate::os::sys::fork().map_err(sys("fork"))? {
+            drop(w);
+            // The first child exits as soon as it has forked the daemon.
+            crate::os::reap::reap_blocking(&[child]);
+            Ok(Daemonized::Parent(Readiness { fd: r }))
+        } else {
+            drop(r);
+            // From here on, errors go to the caller through the pipe.
+            let notifier = Notifier { fd: w };
+            if let Err(e) = nix::unistd::setsid() {
+                notifier.fail(&format!("setsid: {e}"));
+                crate::os::sys::exit_now(1);
             }
-            None => {
-                drop(r);
-                // From here on, errors go to the caller through the pipe.
-                let notifier = Notifier { fd: w };
-                if let Err(e) = nix::unistd::setsid() {
-                    notifier.fail(&format!("setsid: {e}"));
+            match crate::os::sys::fork() {
+                Ok(Some(_)) => crate::os::sys::exit_now(0),
+                Ok(None) => {}
+                Err(e) => {
+                    notifier.fail(&format!("fork: {e}"));
                     crate::os::sys::exit_now(1);
                 }
-                match crate::os::sys::fork() {
-                    Ok(Some(_)) => crate::os::sys::exit_now(0),
-                    Ok(None) => {}
-                    Err(e) => {
-                        notifier.fail(&format!("fork: {e}"));
-                        crate::os::sys::exit_now(1);
-                    }
-                }
-                if let Err(e) = become_daemon(&dir, self.umask, notifier.fd.as_raw_fd()) {
-                    notifier.fail(&e);
-                    crate::os::sys::exit_now(1);
-                }
-                Ok(Daemonized::Daemon(notifier))
             }
+            if let Err(e) = become_daemon(&dir, self.umask, notifier.fd.as_raw_fd()) {
+                notifier.fail(&e);
+                crate::os::sys::exit_now(1);
+            }
+            Ok(Daemonized::Daemon(notifier))
         }
     }
 }
@@ -254,6 +254,7 @@ impl Notifier {
     /// call it at the start of `main`, while the program is single-threaded
     /// and before anything else may own that descriptor (it changes the
     /// environment, too).
+    #[must_use]
     pub unsafe fn from_env() -> Option<Notifier> {
         let value = std::env::var(READY_FD_ENV).ok()?;
         std::env::remove_var(READY_FD_ENV);

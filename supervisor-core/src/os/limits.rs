@@ -66,6 +66,7 @@ pub enum LimitError {
 
 impl Limits {
     /// Whether no limit is set.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         *self == Limits::default()
     }

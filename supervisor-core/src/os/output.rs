@@ -54,7 +54,7 @@ impl Pipe {
         } else {
             // The kept write end must block in children (a full pipe makes
             // the writer wait, it does not lose data).
-            crate::os::sys::set_nonblocking(pipe.write.as_ref().map_or(-1, |w| w.as_raw_fd()), false)?;
+            crate::os::sys::set_nonblocking(pipe.write.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd), false)?;
         }
         Ok(pipe)
     }
@@ -74,7 +74,7 @@ impl Pipe {
 pub struct Writers {
     /// The descriptors to give the child.
     pub pipes: Pipes,
-    _owned: Vec<OwnedFd>,
+    owned: Vec<OwnedFd>,
 }
 
 /// A service's captured output.
@@ -161,7 +161,7 @@ impl ServiceOutput {
             }
             let fd = p.open_writer()?;
             let raw = fd.as_raw_fd();
-            w._owned.push(fd);
+            w.owned.push(fd);
             Ok(Some(raw))
         };
         let out = take(&mut self.out)?;

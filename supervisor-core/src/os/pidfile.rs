@@ -126,6 +126,7 @@ impl PidFile {
     }
 
     /// The file's path.
+    #[must_use]
     pub fn path(&self) -> &Path {
         &self.path
     }

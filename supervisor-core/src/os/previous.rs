@@ -60,6 +60,7 @@ pub fn find(saved: Option<&SavedState>, marker: Option<&str>) -> Vec<ProcInfo> {
 /// the main process recorded in the state file at `state_file` (the same
 /// process: same start time), or any process marked as this service of
 /// this instance. `None` when there is none.
+#[must_use]
 pub fn leftover_process(state_file: &Path, marker: &str, name: &str) -> Option<i32> {
     let table = ProcTable::read();
     if let Ok(Some(saved)) = SavedState::load(state_file) {
@@ -121,7 +122,7 @@ fn send(live: &[(ProcInfo, Option<OwnedFd>)], sig: Signal) {
     }
 }
 
-fn gone(p: &ProcInfo, fd: &Option<OwnedFd>) -> bool {
+fn gone(p: &ProcInfo, fd: Option<&OwnedFd>) -> bool {
     match fd {
         Some(fd) => {
             let mut pfd = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
@@ -133,7 +134,7 @@ fn gone(p: &ProcInfo, fd: &Option<OwnedFd>) -> bool {
 
 fn wait_gone(live: &mut Vec<(ProcInfo, Option<OwnedFd>)>, deadline: Instant) {
     loop {
-        live.retain(|(p, fd)| !gone(p, fd));
+        live.retain(|(p, fd)| !gone(p, fd.as_ref()));
         if live.is_empty() || Instant::now() >= deadline {
             return;
         }

@@ -169,7 +169,7 @@ mod tests {
     fn parses_stat_with_odd_names() {
         let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 987654 0 0";
         let p = parse_stat(line).unwrap();
-        assert_eq!((p.pid, p.ppid, p.pgid, p.sid, p.start_time), (4242, 1, 4242, 4242, 987654));
+        assert_eq!((p.pid, p.ppid, p.pgid, p.sid, p.start_time), (4242, 1, 4242, 4242, 987_654));
         assert!(!p.zombie);
     }
 

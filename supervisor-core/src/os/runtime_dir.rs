@@ -76,6 +76,7 @@ pub fn make_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
 }
 
 /// `RUNTIME_DIR/run/start.pid`.
+#[must_use]
 pub fn pid_file(dir: &Path) -> PathBuf {
     dir.join(PID_FILE)
 }
@@ -247,6 +248,7 @@ pub enum PlaceholderError {
 /// of services that set a `runtime_dir` or a `coordinate`, so that the
 /// braces of other commands (`awk '{print}'`, `${HOME}`) keep their
 /// meaning.
+#[must_use]
 pub fn uses_placeholders(svc: &Service) -> bool {
     svc.runtime_dir.is_some() || svc.coordinate.is_some()
 }

@@ -244,7 +244,7 @@ pub fn is_executable(p: &Path) -> bool {
 /// The environment of the child, as `KEY=VALUE` pairs.
 fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
     let mut env: std::collections::BTreeMap<OsString, OsString> =
-        if svc.env.clear { Default::default() } else { std::env::vars_os().collect() };
+        if svc.env.clear { std::collections::BTreeMap::default() } else { std::env::vars_os().collect() };
     for (k, v) in &svc.env.vars {
         env.insert(k.into(), v.into());
     }
@@ -375,16 +375,16 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        libc::sigfillset(&raw mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
         let pid = libc::clone(
             child_entry,
             top as *mut libc::c_void,
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &args as *const ChildArgs<'_> as *mut libc::c_void,
+            &raw const args as *mut libc::c_void,
         );
         let err = nix::Error::last();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
         if pid < 0 {
             return Err(SpawnError::Fork(err));
         }
@@ -415,12 +415,16 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
 ///
 /// Only to be called in the forked child.
 unsafe fn child_fail(fd: RawFd, step: u32) -> ! {
-    let errno = *libc::__errno_location();
-    let mut buf = [0u8; 8];
-    buf[..4].copy_from_slice(&step.to_ne_bytes());
-    buf[4..].copy_from_slice(&errno.to_ne_bytes());
-    libc::write(fd, buf.as_ptr().cast(), buf.len());
-    libc::_exit(127)
+    // SAFETY: reading errno, write(2) and _exit(2) are async-signal-safe,
+    // and `buf` is on this child's own stack.
+    unsafe {
+        let errno = *libc::__errno_location();
+        let mut buf = [0u8; 8];
+        buf[..4].copy_from_slice(&step.to_ne_bytes());
+        buf[4..].copy_from_slice(&errno.to_ne_bytes());
+        libc::write(fd, buf.as_ptr().cast(), buf.len());
+        libc::_exit(127)
+    }
 }
 
 /// The child side: set-up, then exec.
@@ -438,79 +442,85 @@ unsafe fn child_after_fork(
     groups: &[libc::gid_t],
     status_fd: RawFd,
 ) -> ! {
-    if libc::setpgid(0, 0) != 0 {
-        child_fail(status_fd, 0);
-    }
-    // Default dispositions and an empty mask: ignored signals (Rust ignores
-    // SIGPIPE) and blocked ones would otherwise survive exec.
-    for sig in 1..libc::SIGRTMIN() {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            libc::signal(sig, libc::SIG_DFL);
+    // SAFETY: the caller guarantees this runs in the new child, with all
+    // signals blocked; every call below is an async-signal-safe system
+    // call on pointers into `prep`, `argv`, `envp`, `groups` (alive in the
+    // suspended parent) or this stack.
+    unsafe {
+        if libc::setpgid(0, 0) != 0 {
+            child_fail(status_fd, 0);
         }
-    }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
-        child_fail(status_fd, 6);
-    }
-    if libc::dup2(prep.stdin, 0) < 0 {
-        child_fail(status_fd, 1);
-    }
-    if let Some(fd) = prep.stdout {
-        if libc::dup2(fd, 1) < 0 {
+        // Default dispositions and an empty mask: ignored signals (Rust ignores
+        // SIGPIPE) and blocked ones would otherwise survive exec.
+        for sig in 1..libc::SIGRTMIN() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &raw const empty, std::ptr::null_mut()) != 0 {
+            child_fail(status_fd, 6);
+        }
+        if libc::dup2(prep.stdin, 0) < 0 {
             child_fail(status_fd, 1);
         }
-    }
-    if let Some(fd) = prep.stderr {
-        if libc::dup2(fd, 2) < 0 {
-            child_fail(status_fd, 1);
+        if let Some(fd) = prep.stdout {
+            if libc::dup2(fd, 1) < 0 {
+                child_fail(status_fd, 1);
+            }
         }
-    }
-    if let Some(dir) = &prep.dir {
-        if libc::chdir(dir.as_ptr()) != 0 {
-            child_fail(status_fd, 2);
+        if let Some(fd) = prep.stderr {
+            if libc::dup2(fd, 2) < 0 {
+                child_fail(status_fd, 1);
+            }
         }
-    }
-    if let Some(mask) = prep.umask {
-        libc::umask(mask);
-    }
-    // Limits before the user changes, as `softlimit` runs before
-    // `setuidgid` in a run script; lowering a soft limit needs no privilege.
-    for (resource, limit) in &prep.rlimits {
-        if libc::setrlimit(*resource as _, limit) != 0 {
-            child_fail(status_fd, 9);
+        if let Some(dir) = &prep.dir {
+            if libc::chdir(dir.as_ptr()) != 0 {
+                child_fail(status_fd, 2);
+            }
         }
+        if let Some(mask) = prep.umask {
+            libc::umask(mask);
+        }
+        // Limits before the user changes, as `softlimit` runs before
+        // `setuidgid` in a run script; lowering a soft limit needs no privilege.
+        for (resource, limit) in &prep.rlimits {
+            if libc::setrlimit(*resource as _, limit) != 0 {
+                child_fail(status_fd, 9);
+            }
+        }
+        if let Some((uid, gid, _)) = prep.ids {
+            if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
+                child_fail(status_fd, 3);
+            }
+            if libc::setgid(gid) != 0 {
+                child_fail(status_fd, 4);
+            }
+            if libc::setuid(uid) != 0 {
+                child_fail(status_fd, 5);
+            }
+        }
+        // Descriptors the host program left inheritable must not leak into the
+        // service: mark everything above stderr close-on-exec.
+        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+        if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
+            let errno = *libc::__errno_location();
+            if errno != libc::ENOSYS && errno != libc::EINVAL {
+                child_fail(status_fd, 8);
+            }
+        }
+        // The lock file's descriptor is the one that must survive exec: the
+        // lock lives as long as the program keeps it open. (Our descriptor
+        // table is a copy: this does not change the parent's flag.)
+        if let Some(fd) = &prep.lock {
+            if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) != 0 {
+                child_fail(status_fd, 10);
+            }
+        }
+        libc::execve(prep.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
+        child_fail(status_fd, 7)
     }
-    if let Some((uid, gid, _)) = prep.ids {
-        if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-            child_fail(status_fd, 3);
-        }
-        if libc::setgid(gid) != 0 {
-            child_fail(status_fd, 4);
-        }
-        if libc::setuid(uid) != 0 {
-            child_fail(status_fd, 5);
-        }
-    }
-    // Descriptors the host program left inheritable must not leak into the
-    // service: mark everything above stderr close-on-exec.
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    if libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) != 0 {
-        let errno = *libc::__errno_location();
-        if errno != libc::ENOSYS && errno != libc::EINVAL {
-            child_fail(status_fd, 8);
-        }
-    }
-    // The lock file's descriptor is the one that must survive exec: the
-    // lock lives as long as the program keeps it open. (Our descriptor
-    // table is a copy: this does not change the parent's flag.)
-    if let Some(fd) = &prep.lock {
-        if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) != 0 {
-            child_fail(status_fd, 10);
-        }
-    }
-    libc::execve(prep.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    child_fail(status_fd, 7)
 }
 
 #[cfg(test)]

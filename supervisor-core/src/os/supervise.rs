@@ -96,6 +96,7 @@ pub fn from_tai64n(b: &[u8]) -> Option<SystemTime> {
 
 impl SvStatus {
     /// The 20-byte record.
+    #[must_use]
     pub fn encode(&self) -> [u8; 20] {
         let mut b = [0u8; 20];
         b[..12].copy_from_slice(&tai64n(self.since));
@@ -116,6 +117,7 @@ impl SvStatus {
     }
 
     /// Reads a record of 18 bytes (daemontools) or 20 (runit, this crate).
+    #[must_use]
     pub fn decode(b: &[u8]) -> Option<SvStatus> {
         if b.len() < 18 {
             return None;
@@ -154,6 +156,7 @@ impl SvStatus {
 
     /// runit's `supervise/stat` text: `run`, `down` or `finish`, with
     /// `, paused`, `, got TERM`, `, want up`/`, want down` as they apply.
+    #[must_use]
     pub fn stat_text(&self) -> String {
         let mut s = String::from(match self.state {
             RunState::Down => "down",
@@ -176,6 +179,7 @@ impl SvStatus {
 }
 
 /// Whether a supervisor serves the directory (what `svok` checks).
+#[must_use]
 pub fn is_supervised(service_dir: &Path) -> bool {
     OpenOptions::new()
         .write(true)

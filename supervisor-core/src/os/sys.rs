@@ -294,13 +294,13 @@ pub fn epoll_watch(epoll: &OwnedFd, fd: RawFd, events: u32) -> io::Result<()> {
     let mut ev = libc::epoll_event { events, u64: fd as u64 };
     // SAFETY: `ev` is a valid epoll_event for the duration of the call;
     // epoll_ctl only reads it.
-    let modified = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &mut ev) };
+    let modified = unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &raw mut ev) };
     if modified == 0 {
         return Ok(());
     }
     // Not watched yet (or the descriptor number is a new file since).
     // SAFETY: as above.
-    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } < 0 {
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev) } < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -313,7 +313,7 @@ pub fn epoll_forget(epoll: &OwnedFd, fd: RawFd) {
     // SAFETY: `ev` is valid for the call (older kernels want a non-null
     // pointer even for EPOLL_CTL_DEL).
     unsafe {
-        libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &mut ev);
+        libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd, &raw mut ev);
     }
 }
 
@@ -352,7 +352,7 @@ impl SignalPipe {
         let id = unsafe {
             signal_hook_registry::register(sig as libc::c_int, move || {
                 let saved = *libc::__errno_location();
-                libc::write(fd, (&byte as *const u8).cast(), 1);
+                libc::write(fd, (&raw const byte).cast(), 1);
                 *libc::__errno_location() = saved;
             })
         }?;
@@ -375,7 +375,7 @@ impl SignalPipe {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     for b in &buf[..n] {
-                        if let Ok(s) = Signal::try_from(*b as i32) {
+                        if let Ok(s) = Signal::try_from(i32::from(*b)) {
                             if !out.contains(&s) {
                                 out.push(s);
                             }

@@ -68,6 +68,7 @@ impl Transcript {
     /// needed) when the first line arrives; one that cannot be opened is
     /// not an error: it is tried again later, and the output is counted as
     /// dropped meanwhile.
+    #[must_use]
     pub fn open(name: &str, cfg: TranscriptConfig) -> Transcript {
         // Nothing is opened yet: a thousand services that never write cost
         // no files and no descriptors.
@@ -85,16 +86,19 @@ impl Transcript {
     }
 
     /// The configuration.
+    #[must_use]
     pub fn config(&self) -> &TranscriptConfig {
         &self.cfg
     }
 
     /// Bytes that could not be written so far.
+    #[must_use]
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
 
     /// The current write error, if writing fails.
+    #[must_use]
     pub fn error(&self) -> Option<&str> {
         self.failing.as_deref()
     }
@@ -102,7 +106,7 @@ impl Transcript {
     fn try_open(&mut self, now: Instant) {
         match open_append(&self.cfg.path) {
             Ok(f) => {
-                self.size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                self.size = f.metadata().map_or(0, |m| m.len());
                 self.file = Some(f);
                 self.retry_open = None;
             }

@@ -208,7 +208,7 @@ impl<'f> Converter<'f> {
     /// reads it.
     fn seconds(&mut self, (value, at): (&str, Pos), service: Option<&str>, key: &str) -> Option<u64> {
         match parse_int(value) {
-            Some(n) if (1..=MAX_SECONDS as i128).contains(&n) => Some(n as u64),
+            Some(n) if (1..=i128::from(MAX_SECONDS)).contains(&n) => Some(n as u64),
             _ => {
                 let message = format!("expected a whole number of seconds from 1 to {MAX_SECONDS}, found {value:?}");
                 self.error(at, service, Some(key), message);
@@ -416,6 +416,7 @@ impl<'f> Converter<'f> {
     }
 
     /// A `type = supervisor` entry: `[group.NAME]`, and its children.
+    #[allow(clippy::unnecessary_wraps)] // the shape of the other entry readers
     fn supervisor(&mut self, block: &Block, forced: Option<&str>) -> Option<Child> {
         let f = self.fields(block, SUPERVISOR_KEYS, "a supervisor entry", None);
         let (name, name_at) = f.get("name").copied().unwrap_or(("supervisor", block.at));
@@ -432,13 +433,12 @@ impl<'f> Converter<'f> {
         let own = match f.get("expected") {
             Some(&(value, at)) => {
                 let lower = value.to_ascii_lowercase();
-                match ["none", "running", "stopped"].into_iter().find(|v| *v == lower) {
-                    Some(v) => v,
-                    None => {
-                        let message = format!("{label}expected \"none\", \"running\" or \"stopped\", found {value:?}");
-                        self.error(at, None, Some("expected"), message);
-                        "none"
-                    }
+                if let Some(v) = ["none", "running", "stopped"].into_iter().find(|v| *v == lower) {
+                    v
+                } else {
+                    let message = format!("{label}expected \"none\", \"running\" or \"stopped\", found {value:?}");
+                    self.error(at, None, Some("expected"), message);
+                    "none"
                 }
             }
             None => "none",

@@ -61,6 +61,7 @@ impl Reader {
         }
     }
 
+    #[allow(clippy::unnecessary_box_returns)] // it travels in a Result, where it is large
     fn error(&self, at: Pos, message: impl Into<String>) -> Box<ConfigError> {
         Box::new(error_at(&self.files, at, None, None, message))
     }
@@ -84,7 +85,7 @@ impl Reader {
                     let value = if indent.is_empty() {
                         h.body.join("\n")
                     } else {
-                        h.body.iter().map(|l| format!("{}\n", l.strip_prefix(indent).unwrap_or(l))).collect()
+                        h.body.iter().flat_map(|l| [l.strip_prefix(indent).unwrap_or(l), "\n"]).collect()
                     };
                     self.lines.push(Logical { chunk: Chunk::Heredoc(h.key.clone(), value), at: h.at });
                     heredoc = None;
@@ -210,7 +211,7 @@ impl Reader {
             }
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if self.chain.contains(&canonical) {
-                let message = format!("{:?} includes itself (through the files that include it)", target);
+                let message = format!("{target:?} includes itself (through the files that include it)");
                 return Err(self.error(at, message));
             }
             let bytes = std::fs::read(&path)
@@ -239,7 +240,7 @@ fn column_of(line: &str) -> usize {
 }
 
 /// Removes a C comment that starts and ends on the line, with the blanks
-/// around it (Config::General: `s/\s*\/\*.*\*\/\s*//`), if there is one.
+/// around it (`Config::General`: `s/\s*\/\*.*\*\/\s*//`), if there is one.
 fn strip_c_comment(line: &str) -> Option<String> {
     let start = line.find("/*")?;
     let end = start + 2 + line[start + 2..].rfind("*/")? + 2;
@@ -291,7 +292,7 @@ pub(super) fn include_target(line: &str) -> Option<&str> {
     (!target.is_empty()).then_some(target)
 }
 
-/// Whether an include is a glob (Config::General's `IncludeGlob`).
+/// Whether an include is a glob (`Config::General`'s `IncludeGlob`).
 fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '{'])
 }
@@ -454,7 +455,7 @@ pub(super) struct Block {
     pub(super) blocks: Vec<Block>,
 }
 
-/// Builds the block tree, as Config::General's `_parse` does: values lose
+/// Builds the block tree, as `Config::General`'s `_parse` does: values lose
 /// their enclosing double quotes, variables are interpolated (each block
 /// sees the options before it in its own and enclosing blocks), then
 /// `\$`, `\#`, `\"` and `\\` become `$`, `#`, `"` and `\`.
@@ -542,7 +543,7 @@ pub(super) fn parse(files: &[PathBuf], lines: &[Logical]) -> Result<Block, Box<C
     Ok(stack.pop().expect("the file").0)
 }
 
-/// Splits an option line as Config::General does (`split /\s*=\s*|\s+/,
+/// Splits an option line as `Config::General` does (`split /\s*=\s*|\s+/,
 /// $_, 2`): the key runs to the first blank or `=`.
 fn split_option(t: &str) -> (String, Option<String>) {
     let Some(end) = t.find(|c: char| c.is_whitespace() || c == '=') else {

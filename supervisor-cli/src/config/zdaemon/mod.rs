@@ -1,4 +1,4 @@
-//! zdaemon's configuration files (ZConfig), read as they are, and the TOML
+//! zdaemon's configuration files (`ZConfig`), read as they are, and the TOML
 //! keys that came with them.
 //!
 //! A zdaemon file such as
@@ -14,7 +14,7 @@
 //! </environment>
 //! ```
 //!
-//! is parsed with ZConfig's syntax (`key value` lines, `#` comment lines,
+//! is parsed with `ZConfig`'s syntax (`key value` lines, `#` comment lines,
 //! `<section>`...`</section>`, case-insensitive keys and section types,
 //! `%define NAME VALUE` with `$NAME`, `${NAME}` and `$$` in values), checked
 //! against zdaemon's schema, and translated into the TOML schema: one
@@ -139,12 +139,14 @@ pub struct Overrides {
 
 impl Overrides {
     /// Whether no option is set.
+    #[must_use]
     pub fn is_empty(&self) -> bool {
         self.program.is_none() && self.socket.is_none() && self.args.is_empty()
     }
 
     /// The options that give a re-executed `supervisor` the same
     /// configuration (before its subcommand).
+    #[must_use]
     pub fn to_args(&self) -> Vec<String> {
         let mut out = Vec::new();
         if let Some(p) = &self.program {
@@ -211,7 +213,7 @@ fn argv(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Option<Vec<String>> {
         },
         DeValue::Array(items) if !items.is_empty() => {
             let mut out = Vec::new();
-            for item in items.iter() {
+            for item in items {
                 match item.get_ref() {
                     DeValue::String(a) if !a.contains('\0') => out.push(a.to_string()),
                     _ => s.mismatch(key, item, "a string (each argument is one string)"),
@@ -229,7 +231,7 @@ fn argv(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>) -> Option<Vec<String>> {
 // ---------------------------------------------------------------------------
 // Recognising and loading.
 
-/// Whether `text` looks like a ZConfig file: its first construct (after
+/// Whether `text` looks like a `ZConfig` file: its first construct (after
 /// blank and `#` comment lines) is a `<section>` or a `%` directive, which
 /// no TOML file starts with.
 pub fn looks_like(text: &str) -> bool {
@@ -271,6 +273,7 @@ pub fn to_toml(path: &Path, text: &str) -> Result<String, ConfigErrors> {
 /// zdaemon's interactive settings of the file at `path`:
 /// `default-to-interactive` (true when not set, or when the file is not a
 /// zdaemon file) and `prompt`.
+#[must_use]
 pub fn interactive_settings(path: &Path) -> (bool, Option<String>) {
     let Ok(text) = std::fs::read_to_string(path) else { return (true, None) };
     match read_runner(path, &text) {
@@ -301,31 +304,28 @@ pub fn load_with(file: Option<&Path>, mut overrides: Overrides) -> Result<Config
     if let Some(p) = overrides.program.take() {
         overrides.program = Some(program_words(&p, &cwd).join(" "));
     }
-    let mut config = match file {
-        Some(path) => {
-            overrides.no_file = false;
-            Config::load(path)?
-        }
-        None => {
-            overrides.no_file = true;
-            let path = Path::new(COMMAND_LINE);
-            let err = |m: &str| ConfigErrors(vec![ConfigError::new(path, m)]);
-            let program = overrides.program.as_deref().ok_or_else(|| err("no configuration file and no -p"))?;
-            let socket = overrides.socket.clone().unwrap_or_else(|| cwd.join("zdsock"));
-            let r = Runner {
-                program: Some(At::new(program_words(program, &cwd), 0)),
-                socket: Some(At::new(socket.clone(), 0)),
-                ..Runner::default()
-            };
-            let name = format!("zdaemon-{}", short_hash(socket.as_os_str()));
-            let t = emit(&r, &name, None, None, &cwd);
-            match Config::parse(path, &t.toml) {
-                Ok(mut c) => {
-                    c.flavour = Flavour::Zdaemon;
-                    c
-                }
-                Err(e) => return Err(t.remap(path, e)),
+    let mut config = if let Some(path) = file {
+        overrides.no_file = false;
+        Config::load(path)?
+    } else {
+        overrides.no_file = true;
+        let path = Path::new(COMMAND_LINE);
+        let err = |m: &str| ConfigErrors(vec![ConfigError::new(path, m)]);
+        let program = overrides.program.as_deref().ok_or_else(|| err("no configuration file and no -p"))?;
+        let socket = overrides.socket.clone().unwrap_or_else(|| cwd.join("zdsock"));
+        let r = Runner {
+            program: Some(At::new(program_words(program, &cwd), 0)),
+            socket: Some(At::new(socket.clone(), 0)),
+            ..Runner::default()
+        };
+        let name = format!("zdaemon-{}", short_hash(socket.as_os_str()));
+        let t = emit(&r, &name, None, None, &cwd);
+        match Config::parse(path, &t.toml) {
+            Ok(mut c) => {
+                c.flavour = Flavour::Zdaemon;
+                c
             }
+            Err(e) => return Err(t.remap(path, e)),
         }
     };
     let refuse = |what: &str| {
@@ -378,6 +378,7 @@ impl Config {
     }
 
     /// Whether zdaemon's command forms apply: a zdaemon file, or `-p`.
+    #[must_use]
     pub fn is_zdaemon(&self) -> bool {
         self.flavour == Flavour::Zdaemon
     }

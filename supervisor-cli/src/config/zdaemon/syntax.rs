@@ -1,4 +1,4 @@
-//! ZConfig's syntax: `<section>`...`</section>`, `key value` lines, `#`
+//! `ZConfig`'s syntax: `<section>`...`</section>`, `key value` lines, `#`
 //! comment lines and `%define NAME VALUE` with its substitutions.
 
 use std::collections::BTreeMap;
@@ -64,7 +64,7 @@ fn split_first(s: &str) -> (&str, &str) {
     }
 }
 
-/// ZConfig's substitution: `$NAME` and `${NAME}` by `%define`d values,
+/// `ZConfig`'s substitution: `$NAME` and `${NAME}` by `%define`d values,
 /// `$$` by `$`.
 pub(super) fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
@@ -77,15 +77,14 @@ pub(super) fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Res
             rest = r;
             continue;
         }
-        let (name, after) = match rest.strip_prefix('{') {
-            Some(r) => match r.find('}') {
+        let (name, after) = if let Some(r) = rest.strip_prefix('{') {
+            match r.find('}') {
                 Some(end) => (&r[..end], &r[end + 1..]),
                 None => return Err(format!("unterminated ${{ in {value:?}")),
-            },
-            None => {
-                let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
-                (&rest[..end], &rest[end..])
             }
+        } else {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+            (&rest[..end], &rest[end..])
         };
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
         if !valid {
@@ -103,7 +102,7 @@ pub(super) fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Res
     Ok(out)
 }
 
-/// Parses ZConfig's syntax into a tree whose root has no type.
+/// Parses `ZConfig`'s syntax into a tree whose root has no type.
 pub(super) fn parse_tree(text: &str, errors: &mut Errors<'_>) -> Section {
     let mut stack = vec![Section::default()];
     let mut defines: BTreeMap<String, String> = BTreeMap::new();
@@ -132,7 +131,7 @@ pub(super) fn parse_tree(text: &str, errors: &mut Errors<'_>) -> Section {
                     }
                 }
                 d @ ("include" | "import") => {
-                    errors.at(n, None, format!("%{d} is not supported: put the whole configuration in one file"))
+                    errors.at(n, None, format!("%{d} is not supported: put the whole configuration in one file"));
                 }
                 other => errors.at(n, None, format!("unknown directive %{other} (only %define is supported)")),
             }
@@ -179,7 +178,7 @@ pub(super) fn parse_tree(text: &str, errors: &mut Errors<'_>) -> Section {
         let (key, value) = split_first(line);
         match substitute(value, &defines) {
             Ok(value) => {
-                stack.last_mut().expect("the root").entries.push(Entry { key: key.to_owned(), value, line: n })
+                stack.last_mut().expect("the root").entries.push(Entry { key: key.to_owned(), value, line: n });
             }
             Err(e) => errors.at(n, Some(key), e),
         }

@@ -26,6 +26,7 @@ const LOGFILE_KEYS: &[&str] = &["path", "level"];
 
 /// What a zdaemon file says, checked.
 #[derive(Debug, Default)]
+#[allow(clippy::struct_field_names)] // `runner_line`: the line of `<runner>` itself
 pub(super) struct Runner {
     pub(super) runner_line: usize,
     pub(super) program: Option<At<Vec<String>>>,
@@ -51,7 +52,7 @@ pub(super) struct Runner {
     pub(super) event_log: Vec<At<String>>,
 }
 
-/// ZConfig's `boolean`.
+/// `ZConfig`'s `boolean`.
 fn boolean(v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" => Ok(true),
@@ -60,12 +61,12 @@ fn boolean(v: &str) -> Result<bool, String> {
     }
 }
 
-/// ZConfig's `integer`, at least zero.
+/// `ZConfig`'s `integer`, at least zero.
 fn count(v: &str) -> Result<u64, String> {
     v.parse().map_err(|_| format!("expected a whole number of seconds, found {v:?}"))
 }
 
-/// ZConfig's `time-interval`: a number of seconds, optionally with a unit
+/// `ZConfig`'s `time-interval`: a number of seconds, optionally with a unit
 /// `s`, `m`, `h` or `d`.
 pub(super) fn interval(v: &str) -> Result<u64, String> {
     let bad = || format!("expected a time interval such as 10, 10s, 5m, 2h or 1d, found {v:?}");
@@ -102,7 +103,7 @@ pub(super) fn octal(v: &str) -> Result<u32, String> {
     }
 }
 
-/// A ZConfig logging level, as a TOML `log_level`.
+/// A `ZConfig` logging level, as a TOML `log_level`.
 fn level(v: &str) -> Result<&'static str, String> {
     match v.to_ascii_lowercase().as_str() {
         "critical" | "fatal" | "error" | "50" | "40" => Ok("error"),
@@ -130,12 +131,11 @@ fn unique<'s>(section: &'s Section, errors: &mut Errors<'_>, fold: bool) -> Vec<
     let mut out = Vec::new();
     for e in &section.entries {
         let key = if fold { e.key.to_ascii_lowercase() } else { e.key.clone() };
-        match seen.get(&key) {
-            Some(first) => errors.at(e.line, Some(&e.key), format!("repeated key (first set at line {first})")),
-            None => {
-                seen.insert(key, e.line);
-                out.push(e);
-            }
+        if let Some(first) = seen.get(&key) {
+            errors.at(e.line, Some(&e.key), format!("repeated key (first set at line {first})"));
+        } else {
+            seen.insert(key, e.line);
+            out.push(e);
         }
     }
     out
@@ -181,7 +181,7 @@ pub(super) fn read_runner(path: &Path, text: &str) -> Result<Runner, ConfigError
                 }
                 match eventlog {
                     Some(first) => {
-                        errors.at(s.line, None, format!("repeated <eventlog> (first at line {})", first.line))
+                        errors.at(s.line, None, format!("repeated <eventlog> (first at line {})", first.line));
                     }
                     None => eventlog = Some(s),
                 }
@@ -269,7 +269,7 @@ fn read_runner_keys(runner: &Section, base: &Path, r: &mut Runner, errors: &mut 
                 "default-to-interactive" => r.default_to_interactive = Some(At::new(boolean(v)?, n)),
                 "prompt" => r.prompt = Some(At::new(v.to_owned(), n)),
                 ignored if IGNORED_KEYS.contains(&ignored) => {
-                    r.ignored.push(At::new((ignored.to_owned(), v.to_owned()), n))
+                    r.ignored.push(At::new((ignored.to_owned(), v.to_owned()), n));
                 }
                 other => unreachable!("{other} is in RUNNER_KEYS"),
             }
@@ -438,12 +438,11 @@ pub(super) fn emit(
     if let Some(d) = &r.daemon {
         t.push(&format!("daemon = {}", d.value), d.line, Some("daemon"));
     }
-    match &r.directory {
-        Some(d) => t.push(&format!("directory = {}", quote_path(&d.value)), d.line, Some("directory")),
-        None => {
-            t.comment("zdaemon ran the program where it was started; here, in the file's directory.");
-            t.push(&format!("directory = {}", quote_path(cwd)), 0, None);
-        }
+    if let Some(d) = &r.directory {
+        t.push(&format!("directory = {}", quote_path(&d.value)), d.line, Some("directory"));
+    } else {
+        t.comment("zdaemon ran the program where it was started; here, in the file's directory.");
+        t.push(&format!("directory = {}", quote_path(cwd)), 0, None);
     }
     if let Some(u) = &r.umask {
         t.push(&format!("umask = \"{:03o}\"", u.value), u.line, Some("umask"));
