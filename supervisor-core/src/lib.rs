@@ -1,98 +1,118 @@
-//! Run, watch and control Unix daemons.
+//! Run, watch and control Unix daemons from your own program.
 //!
 //! `supervisor-core` is the engine behind the `supervisor` command, made to
-//! be embedded: describe [`Service`]s, add them to an [`Engine`], and call
-//! [`Engine::run`] (or [`Engine::turn`] from your own loop).
+//! be embedded in agents, deploy tools and test harnesses: describe
+//! [`Service`]s, add them to an [`Engine`], run it, and reach it from any
+//! thread through a [`Handle`].
+//!
+//! ```
+//! use supervisor_core::{Command, Engine, Handle, Service, ServiceState, StateChange};
+//!
+//! let mut engine = Engine::new("agent")?;
+//! engine.add_service(Service::new("web", Command::argv(["sleep", "30"])))?;
+//! let events = engine.subscribe();            // std::sync::mpsc::Receiver<StateChange>
+//! let handle: Handle = engine.handle();       // Clone + Send + Sync + 'static
+//! let other = std::thread::spawn(move || {
+//!     handle.stop("web")?;                    // wakes the engine at once; Ok once it accepted
+//!     let snap = handle.status()?;            // the same StatusSnapshot as the socket serves
+//!     handle.shutdown()                       // run() returns once everything is stopped
+//! });
+//! engine.run()?;
+//! other.join().expect("the thread")?;
+//! let last: Option<StateChange> = events.try_iter().last();
+//! assert_eq!(last.map(|c| c.to), Some(ServiceState::Stopped));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Theory of operation
 //!
-//! Each service has a pure state machine (`machine::daemon`): events go in
-//! (a command, a process that was spawned or exited, a timer that fired),
-//! the state changes, and actions come out (spawn, signal, arm a timer).
-//! It reads no clock and does no I/O, so its logic and the zdaemon-style
-//! backoff of [`RestartPolicy`] are tested without processes or sleeping.
+//! The crate is built in layers, each using only the ones below it:
 //!
-//! Services come in three [`Kind`]s, each with a machine of its own that
-//! speaks the same events and actions (`machine::behaviour`): daemons
-//! (`machine::daemon`), loop tasks run every interval without overlap
-//! (`machine::task`, atomservice), and external services controlled
-//! by `start`/`stop`/`status` commands with LSB exit codes
-//! (`machine::external`, simplevisor). [`Group`]s start their
-//! members in order, stop them in reverse, and restart the others when one
-//! fails, as their [`Strategy`] says.
+//! 1. **Descriptions** (`model/`): plain data with no I/O and no clock:
+//!    [`Service`] and its parts, [`ServiceState`], [`StatusSnapshot`], the
+//!    requests and answers of the [`protocol`]. [`Service::validate`] is
+//!    where the rules of a sound description live.
+//! 2. **Pure state machines** (`machine/`): one per service, by its
+//!    [`Kind`]: a daemon kept running with zdaemon's backoff
+//!    ([`RestartPolicy`]), a loop task run every interval without overlap
+//!    (atomservice), or an external service controlled by `start`, `stop`
+//!    and `status` commands with LSB exit codes (simplevisor). Events go in
+//!    (a request, a process that was spawned or exited, a timer that
+//!    fired), the state changes, and actions come out (spawn, signal, arm a
+//!    timer). They read no clock and do no I/O, so every transition is
+//!    tested without processes or sleeping.
+//! 3. **Operating-system plumbing** (`os/`): spawning, reaping, `/proc`,
+//!    pidfiles, transcripts, the files a supervisor keeps. All of the
+//!    crate's `unsafe` code is here, each block with its reason.
+//! 4. **The engine** (`engine/`): the thin, single-threaded loop that
+//!    feeds the machines and carries out their actions.
+//! 5. **Front ends** (`front/`): the control socket and daemontools
+//!    service directories. They reach the engine through the same typed
+//!    requests ([`ServiceRequest`]) as [`Engine::command`] and a
+//!    [`Handle`].
 //!
-//! The [`Engine`] is the thin, single-threaded loop around those machines.
-//! It sleeps in `poll(2)` until one of these needs it:
+//! **Waiting.** The engine sleeps in `poll(2)` until one of these needs it,
+//! with no periodic tick:
 //!
 //! - a signal: handlers registered with `signal-hook-registry` only write
 //!   the signal number into a self-pipe (`SIGCHLD`, and with
 //!   [`Engine::stop_on_signals`] `SIGTERM` and `SIGINT`);
+//! - a request from a [`Handle`]: a channel, and an eventfd that wakes the
+//!   engine at once;
 //! - a descriptor: the control socket and its clients, the pipes of the
-//!   services' transcripts, and a pidfd for each tracked descendant of a
-//!   service;
-//! - the nearest deadline: backoff, stop timeout, start confirmation.
+//!   services' transcripts, a pidfd for each tracked descendant;
+//! - the nearest deadline ([`Engine::next_deadline`]): a backoff, a stop
+//!   timeout, a task's next run.
 //!
-//! There is no periodic tick: an engine with nothing to do sleeps until
-//! something happens.
+//! [`Engine::run`] turns until a shutdown is complete. A program with a
+//! loop of its own instead waits on the engine's descriptor (the engine
+//! implements [`AsFd`](std::os::fd::AsFd): an epoll descriptor, readable
+//! whenever the engine has work) until [`Engine::next_deadline`], and calls
+//! [`Engine::turn`] with `Some(Duration::ZERO)`, which never blocks.
 //!
-//! **Spawning** (`os::spawn`) resolves everything in the parent (program in
-//! `PATH`, user and groups, output files), then makes the child the way
-//! `posix_spawn` does (`clone(CLONE_VM | CLONE_VFORK)`, all signals
-//! blocked), so a spawn costs the same with one service or thousands; the
-//! child makes only async-signal-safe calls: its own process group, default
-//! signal dispositions, stdio, directory, umask, soft resource limits,
-//! supplementary groups, gid, uid, exec (a lock file, taken by the parent,
-//! is handed down). A failure reaches the parent through a close-on-exec pipe
-//! before `spawn` returns, and shows in the status as an error (`exec /x: No
-//! such file or directory`) and a `fatal` state, not as a loop of
-//! mysterious exits.
+//! **Telling.** [`Engine::subscribe`] hands out every [`StateChange`], in
+//! order, through a bounded channel per subscriber: a slow subscriber
+//! loses events (counted in [`SupervisorStatus::events_dropped`]) and never
+//! holds the engine up. [`Engine::status`] and [`Handle::status`] give the
+//! [`StatusSnapshot`] that the control socket serves.
+//!
+//! **Spawning** resolves everything in the parent (program in `PATH`, user
+//! and groups, output files), then makes the child the way `posix_spawn`
+//! does (`clone(CLONE_VM | CLONE_VFORK)`, all signals blocked), so a spawn
+//! costs the same with one service or thousands; the child makes only
+//! async-signal-safe calls: its own process group, default signal
+//! dispositions, stdio, directory, umask, soft resource limits,
+//! supplementary groups, gid, uid, exec. A failure reaches the parent
+//! through a close-on-exec pipe before the spawn returns, and shows in the
+//! status as an error (`exec /x: No such file or directory`) and a `fatal`
+//! state, not as a loop of mysterious exits.
 //!
 //! **Stopping** sends the stop signal to the service's process group and to
 //! every descendant found in `/proc` (children that called `setsid` to leave
 //! the group included), then `SIGKILL` after the stop timeout. A service is
 //! `stopped` only when its main process is reaped and none of its
 //! descendants is left; descendants are watched with pidfds, which cannot be
-//! fooled by pid reuse. A main process that dies on its own with
-//! descendants left behind has them stopped the same way before it is
-//! restarted, so orphans never pile up.
+//! fooled by pid reuse.
 //!
-//! **Reaping** is done in one place (`os::reap`). A library must not reap its
-//! host's children, so by default the engine waits only for pids it
-//! spawned. A program that owns its process calls [`Engine::own_process`]:
-//! it becomes a child subreaper (orphaned descendants are re-parented to it
-//! and attributed to their service by the `SUPERVISOR_SERVICE` environment
+//! **Reaping** is done in one place. A library must not reap its host's
+//! children, so by default the engine waits only for pids it spawned. A
+//! program that owns its process calls [`Engine::own_process`]: it becomes a
+//! child subreaper (orphaned descendants are re-parented to it and
+//! attributed to their service by the `SUPERVISOR_SERVICE` environment
 //! marker) and reaps with `waitpid(-1)`.
 //!
-//! **Service directories** ([`servicedir`]): daemontools
-//! service directories become services, and their `supervise/` directories
-//! are kept byte-compatible with daemontools and runit, so that `svc`,
-//! `svstat`, `svok` and `sv` control this engine unchanged.
+//! **Dropping** an engine with live services kills them (`SIGKILL` to each
+//! one's process group and descendants) and reaps them, waiting at most
+//! 5 seconds; its handles then answer [`HandleError::EngineGone`]. For a
+//! graceful end, call [`Engine::shutdown`] (or [`Handle::shutdown`]) and
+//! let [`Engine::run`] return.
 //!
-//! **Control** ([`protocol`]): one JSON request and one JSON
-//! response per line on a Unix socket, checked with `SO_PEERCRED`, served
-//! with non-blocking I/O and size limits so that no client can stall the
-//! engine.
+//! **Bad input** is an error, never a panic: [`Engine::add_service`]
+//! refuses a description that breaks a rule with an [`InvalidService`]
+//! that names the service and the field, and nothing changes.
 //!
-//! # Example
-//!
-//! ```
-//! use std::time::Duration;
-//! use supervisor_core::{Command, Engine, Service, ServiceState};
-//!
-//! let mut engine = Engine::new("example")?;
-//! let mut svc = Service::new("sleeper", Command::parse("sleep 30")?);
-//! svc.restart.min_uptime = Duration::from_millis(100);
-//! engine.add_service(svc)?;
-//! while engine.state("sleeper") != Some(ServiceState::Running) {
-//!     engine.turn(Some(Duration::from_millis(50)))?;
-//! }
-//! let pid = engine.status().services[0].pid.expect("running");
-//! assert!(pid > 0);
-//! engine.shutdown();
-//! engine.run()?; // returns once the service is stopped
-//! assert_eq!(engine.state("sleeper"), Some(ServiceState::Stopped));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+//! The repository's `docs/embedding.md` walks through all of this;
+//! `examples/agent.rs` drives the engine from a `poll(2)` loop of its own.
 #![warn(missing_docs)]
 
 #[cfg(not(target_os = "linux"))]
