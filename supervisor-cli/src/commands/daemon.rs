@@ -264,7 +264,9 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     }
     let mut command = super::zdaemon::daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);
-    match daemonizer.daemonize().map_err(failed)? {
+    // SAFETY: nothing here owns a descriptor: the file was read and closed,
+    // the ping's socket dropped; the daemon only execs or exits.
+    match unsafe { daemonizer.daemonize() }.map_err(failed)? {
         Daemonized::Parent(readiness) => match readiness.wait(timeout) {
             Ok(()) => {
                 let pid = ping(config).map_or_else(|| "?".to_string(), |p| p.to_string());

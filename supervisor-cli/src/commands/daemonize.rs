@@ -84,7 +84,9 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
         return Ok(exit::OK);
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    match Daemonizer::new().directory(&cwd).daemonize().map_err(failed)? {
+    // SAFETY: the pidfile was read and closed; the daemon opens what it
+    // uses afterwards.
+    match unsafe { Daemonizer::new().directory(&cwd).daemonize() }.map_err(failed)? {
         Daemonized::Parent(readiness) => match readiness.wait(Duration::from_secs(30)) {
             Ok(()) => Ok(exit::OK),
             Err(e) => Err(failed(format!("{}: {e}", args.program[0]))),

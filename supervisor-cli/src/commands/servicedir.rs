@@ -198,7 +198,9 @@ pub fn scan(args: &ScanArgs) -> Result<u8, CliError> {
         return Err(failed(format!("{}: not a directory", dir.display())));
     }
     let notifier = if args.daemon {
-        match Daemonizer::new().daemonize().map_err(failed)? {
+        // SAFETY: nothing is open yet; the daemon opens what it uses
+        // afterwards.
+        match unsafe { Daemonizer::new().daemonize() }.map_err(failed)? {
             Daemonized::Parent(readiness) => {
                 readiness.wait(Duration::from_secs(10)).map_err(failed)?;
                 println!("supervisor scan {}: started", dir.display());

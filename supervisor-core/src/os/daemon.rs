@@ -13,7 +13,8 @@
 //! use std::time::Duration;
 //! use supervisor_core::{Daemonized, Daemonizer};
 //!
-//! match Daemonizer::new().daemonize()? {
+//! // SAFETY: first thing in main: no descriptor is owned yet.
+//! match unsafe { Daemonizer::new().daemonize() }? {
 //!     Daemonized::Parent(readiness) => {
 //!         readiness.wait(Duration::from_secs(10))?; // the daemon's own error, if any
 //!         println!("started");
@@ -125,7 +126,16 @@ impl Daemonizer {
     ///
     /// [`DaemonError::MultiThreaded`] when other threads exist (a forked
     /// copy of a multi-threaded process may deadlock); system call errors.
-    pub fn daemonize(&self) -> Result<Daemonized, DaemonError> {
+    ///
+    /// # Safety
+    ///
+    /// In the daemon, standard input, output and error are `/dev/null` and
+    /// every other descriptor but the notifier's is closed. The daemon must
+    /// not use, or drop, anything that owned one of them before (a `File`,
+    /// a socket, an `OwnedFd`): its number may name another file by then.
+    /// Call it early in `main`, before such things exist, or
+    /// [`forget`](std::mem::forget) them in the daemon.
+    pub unsafe fn daemonize(&self) -> Result<Daemonized, DaemonError> {
         let threads = thread_count();
         if threads > 1 {
             return Err(DaemonError::MultiThreaded(threads));
