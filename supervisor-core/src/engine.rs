@@ -6,32 +6,37 @@
 //! control socket and its clients, a child's exec-status pipe, the pidfd of
 //! a tracked descendant) or the nearest deadline (backoff, stop timeout,
 //! start confirmation, a task's next run, an external service's next
-//! check or command timeout). With nothing to do it sleeps without a
-//! timeout.
+//! check or command timeout), or a request from a handle (an eventfd).
+//! With nothing to do it sleeps without a timeout.
+//!
+//! Here: the engine's state, adding services and taking requests. Beside
+//! it: the loop itself (`turn`), starting processes (`spawning`), tracking
+//! and signalling them (`tracking`), requests and their answers
+//! (`requests`, `handle`, `frontend`), events (`events`), a host's own loop
+//! (`host`), status and logs (`report`), and what each kind of service or
+//! front end needs (`tasks`, `external`, `groups`, `svdir`, `reload`,
+//! `saved`).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::machine::Behaviour;
-use crate::machine::{Action, Event};
-use crate::model::protocol::Response;
-use crate::model::Group;
-use crate::model::ServiceState;
-use crate::model::{signal_name, Expected, Input, InvalidService, Output, Service, ServiceRequest};
+use crate::machine::{Behaviour, Event};
+use crate::model::{Expected, Group, Input, InvalidService, Output, Service, ServiceRequest};
 use crate::os::output::ServiceOutput;
-use crate::os::persist::{SavedService, SavedState};
+use crate::os::persist::SavedState;
 use crate::os::pidfile::PidFile;
-use crate::os::previous::{self, INSTANCE_ENV};
-use crate::os::procfs::{self, ProcTable};
+use crate::os::previous::INSTANCE_ENV;
+use crate::os::procfs::ProcTable;
 use crate::os::reap::ReapScope;
 use crate::os::spawn;
 use crate::os::supervise::SuperviseDir;
+use crate::os::sys::{self, SignalPipe};
 
 mod events;
 mod external;
@@ -42,21 +47,20 @@ mod host;
 mod reload;
 mod report;
 mod requests;
+mod saved;
+mod spawning;
 mod svdir;
 mod tasks;
 mod tracking;
-
-use crate::os::sys::{self, SignalPipe};
-use crate::os::transcript::OutputStream;
-use requests::Wait;
+mod turn;
 
 pub use events::{StateChange, EVENT_BACKLOG};
 pub use handle::{Handle, HandleError};
 pub use reload::ReloadRequest;
 
-use handle::{Inbox, ReplyTo};
-
 pub(crate) use frontend::{ClientId, FrontEnd};
+use handle::{Inbox, ReplyTo};
+use requests::Wait;
 
 /// Errors of engine calls.
 #[derive(Debug, thiserror::Error)]
@@ -132,17 +136,6 @@ struct Slot {
     held_stop: bool,
     /// The stop for `held_stop` was sent.
     group_stop_sent: bool,
-}
-
-/// What a polled descriptor belongs to.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Signals,
-    Control,
-    Member(usize, i32),
-    Output(usize, OutputStream),
-    Supervise(usize),
-    Inbox,
 }
 
 /// The supervision engine. See the crate documentation for an example.
@@ -296,79 +289,6 @@ impl Engine {
         self.control = Some(front);
     }
 
-    /// Marks every process of every service with the environment variable
-    /// `SUPERVISOR_INSTANCE=marker` (use something unique to the instance,
-    /// such as its runtime directory), so that a later supervisor of the
-    /// same instance can find what a crashed one left behind.
-    pub fn set_instance_marker(&mut self, marker: impl Into<String>) {
-        self.marker = Some(marker.into());
-    }
-
-    /// Keeps the wanted state of every service and the pid of its process
-    /// in the file at `path` (written atomically whenever they change),
-    /// and recovers from a previous supervisor of this instance: its
-    /// leftover processes (from the file, and by the instance marker) are
-    /// stopped (`TERM`, then `KILL` after `grace`) and waited for, and the
-    /// wanted states it saved apply to the services added afterwards.
-    /// Call it before [`add_service`](Engine::add_service).
-    ///
-    /// Returns how many leftover processes were stopped.
-    ///
-    /// # Errors
-    ///
-    /// When the file exists but cannot be read. A corrupt file is logged
-    /// and ignored: the configuration's expected states apply.
-    pub fn restore(&mut self, path: &Path, grace: Duration) -> Result<usize, EngineError> {
-        let saved = match SavedState::load(path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                log::warn!("ignoring a corrupt state file: {e}");
-                None
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let leftovers = previous::find(saved.as_ref(), self.marker.as_deref());
-        let stopped = previous::stop(&leftovers, grace);
-        self.saved = saved;
-        self.state_path = Some(path.to_path_buf());
-        Ok(stopped)
-    }
-
-    fn save_state(&mut self) {
-        let Some(path) = &self.state_path else { return };
-        if !std::mem::take(&mut self.state_dirty) {
-            return;
-        }
-        let state = SavedState {
-            // A removed service is forgotten: added again later, its
-            // configuration's `expected` applies.
-            services: self
-                .slots
-                .iter()
-                .filter(|s| !s.retired)
-                .map(|s| {
-                    let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
-                    (s.svc.name.clone(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
-                })
-                .collect(),
-        };
-        if self.last_saved.as_ref() == Some(&state) {
-            return;
-        }
-        // Wanted states must survive a reboot: flush them to disk. Pids
-        // only matter until then: a rename is enough, and keeps a restart
-        // storm from waiting on the disk.
-        let wanted = |s: &SavedState| s.services.iter().map(|(k, v)| (k.clone(), v.wanted)).collect::<Vec<_>>();
-        let durable = self.last_saved.as_ref().is_none_or(|old| wanted(old) != wanted(&state));
-        match state.save(path, durable) {
-            Ok(()) => self.last_saved = Some(state),
-            Err(e) => {
-                // Logged once per change of state, retried at the next one.
-                log::error!("cannot save the state to {}: {e}", path.display());
-            }
-        }
-    }
-
     /// The instance name.
     pub fn name(&self) -> &str {
         &self.name
@@ -476,29 +396,6 @@ impl Engine {
         spawn::check_ids(svc).map_err(|(field, problem)| InvalidService::new(&svc.name, field, problem))
     }
 
-    /// Makes a pipe that services can use by name: [`Output::Pipe`] for
-    /// one service's stdout, [`Input::Pipe`] for another's stdin (a
-    /// daemontools `log/` service). The engine keeps both ends for as long
-    /// as it lives, so the pipe outlives restarts of either side and no
-    /// line is lost. Does nothing if the name exists.
-    ///
-    /// [`Output::Pipe`]: crate::Output::Pipe
-    /// [`Input::Pipe`]: crate::Input::Pipe
-    ///
-    /// # Errors
-    ///
-    /// When the pipe cannot be made.
-    pub fn add_pipe(&mut self, name: &str) -> Result<(), EngineError> {
-        if !self.named_pipes.contains_key(name) {
-            let (r, w) = sys::pipe()?;
-            // Children read and write these: they must block.
-            sys::set_nonblocking(r.as_raw_fd(), false)?;
-            sys::set_nonblocking(w.as_raw_fd(), false)?;
-            self.named_pipes.insert(name.to_string(), (r, w));
-        }
-        Ok(())
-    }
-
     /// Asks a service to start, stop, restart, pause or resume. Returns
     /// once the request is accepted; the service gets there in later
     /// turns (watch [`state`](Engine::state) or the
@@ -576,316 +473,6 @@ impl Engine {
         self.finished
     }
 
-    /// Runs until a shutdown completes.
-    ///
-    /// # Errors
-    ///
-    /// When `poll` fails for a reason other than a signal.
-    pub fn run(&mut self) -> Result<(), EngineError> {
-        while !self.finished {
-            self.turn(None)?;
-        }
-        if let Some(c) = self.control.as_mut() {
-            c.close(Duration::from_secs(1));
-        }
-        self.control = None;
-        Ok(())
-    }
-
-    /// One turn of the loop: sleeps in `poll` until something needs
-    /// attention (or `max_wait` passes), then handles it.
-    ///
-    /// # Errors
-    ///
-    /// When `poll` fails for a reason other than a signal.
-    pub fn turn(&mut self, max_wait: Option<Duration>) -> Result<(), EngineError> {
-        self.table = None;
-        let (mut fds, sources) = self.poll_set();
-        let now = Instant::now();
-        let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
-        if let Some(m) = max_wait {
-            timeout = Some(timeout.map_or(m, |t| t.min(m)));
-        }
-        // Descendants without a pidfd (kernels before 5.3) cannot wake us.
-        // Without pidfds, descendants are checked now and then (the
-        // deadline includes it).
-        let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
-        sys::poll(&mut fds, timeout)?;
-        let now = Instant::now();
-
-        let mut control_ready = Vec::new();
-        let mut sigchld = false;
-        let mut inbox = false;
-        for (pfd, src) in fds.iter().zip(&sources) {
-            if pfd.revents == 0 {
-                continue;
-            }
-            match *src {
-                Source::Signals => {
-                    for sig in self.signals.drain() {
-                        match sig {
-                            Signal::SIGCHLD => sigchld = true,
-                            Signal::SIGTERM | Signal::SIGINT if self.terminate_on_signals => {
-                                log::info!("received SIG{}", signal_name(sig));
-                                self.shutdown();
-                            }
-                            other => {
-                                log::info!("received SIG{}", signal_name(other));
-                                self.caught.push(other);
-                            }
-                        }
-                    }
-                }
-                Source::Control => control_ready.push(pfd.fd),
-                Source::Output(idx, stream) => {
-                    if let Some(o) = self.slots[idx].output.as_mut() {
-                        o.read_ready(stream, &mut self.read_buf);
-                    }
-                }
-                Source::Supervise(idx) => self.handle_control_letters(idx),
-                Source::Inbox => inbox = true,
-                Source::Member(idx, pid) => {
-                    self.slots[idx].members.retain(|m| m.pid != pid);
-                    sigchld = true;
-                }
-            }
-        }
-        if sigchld || unwatched {
-            self.reap_children();
-        }
-        self.expire_finishers(now);
-        self.fire_timers(now);
-        if let Some(ctl) = self.control.as_mut() {
-            let requests = if control_ready.is_empty() {
-                ctl.idle(now);
-                Vec::new()
-            } else {
-                ctl.ready(&control_ready, now)
-            };
-            for (client, req) in requests {
-                self.handle_request(ReplyTo::Socket(client), req);
-            }
-        }
-        if inbox {
-            self.read_inbox();
-        }
-        self.drain_queue();
-        self.advance_groups();
-        self.drain_queue();
-        self.apply_replacements();
-        self.settle_waits();
-        self.check_finished();
-        self.save_state();
-        self.write_supervise_status();
-        self.sync_host();
-        Ok(())
-    }
-
-    fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Source>) {
-        let mut fds = Vec::new();
-        let mut src = Vec::new();
-        let mut add = |fd: RawFd, events: i16, s: Source| {
-            fds.push(libc::pollfd { fd, events, revents: 0 });
-            src.push(s);
-        };
-        add(self.signals.fd(), libc::POLLIN, Source::Signals);
-        add(self.inbox.fd(), libc::POLLIN, Source::Inbox);
-        if let Some(c) = &self.control {
-            for (fd, ev) in c.poll_fds() {
-                add(fd, ev, Source::Control);
-            }
-        }
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(sd) = &s.supervise {
-                add(sd.control_fd(), libc::POLLIN, Source::Supervise(i));
-            }
-            if let Some(o) = &s.output {
-                for (fd, stream) in o.poll_fds() {
-                    add(fd, libc::POLLIN, Source::Output(i, stream));
-                }
-            }
-            for m in &s.members {
-                if let Some(fd) = &m.pidfd {
-                    add(fd.as_raw_fd(), libc::POLLIN, Source::Member(i, m.pid));
-                }
-            }
-        }
-        (fds, src)
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        for idx in 0..self.slots.len() {
-            if self.slots[idx].timer.is_some_and(|t| t <= now) {
-                self.slots[idx].timer = None;
-                let run_due = self.gate_tasks.is_some() && self.slots[idx].m.state() == ServiceState::Idle;
-                match self.gate_tasks.as_mut() {
-                    Some(due) if run_due => due.push(idx),
-                    _ => self.queue.push_back((idx, Event::Timer)),
-                }
-            }
-        }
-    }
-
-    fn proc_table(&mut self) -> &ProcTable {
-        self.table.get_or_insert_with(ProcTable::read)
-    }
-
-    fn drain_queue(&mut self) {
-        while let Some((idx, ev)) = self.queue.pop_front() {
-            let now = Instant::now();
-            let slot = &mut self.slots[idx];
-            let before = slot.m.state();
-            let external = slot.svc.kind.is_external();
-            let failure_event = matches!(ev, Event::Exited { .. } | Event::Found { .. }).then(|| ev.clone());
-            let exit = match &ev {
-                Event::Exited { status, .. } => Some(*status),
-                Event::AllGone => slot.m.last_exit(),
-                _ => None,
-            };
-            let old_pid = slot.m.pid();
-            let actions = slot.m.handle(&slot.svc, ev, now);
-            let after = slot.m.state();
-            let failed = failure_event
-                .is_some_and(|e| Self::is_failure(external, before, after, &e, self.slots[idx].m.want_up()));
-            let slot = &mut self.slots[idx];
-            if before != after {
-                log::debug!("{}: {} -> {}", slot.svc.name, before, after);
-                self.log_transition(idx, before, after);
-            }
-            for a in actions {
-                self.perform(idx, a);
-            }
-            if before != after {
-                // After the actions: a start's event carries its new pid.
-                self.emit(idx, before, after, exit, old_pid);
-            }
-            if failed {
-                self.member_failed(idx);
-            }
-            if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
-                self.slots[idx].persisted_up = self.slots[idx].m.want_up();
-                self.state_dirty = true;
-            }
-        }
-    }
-
-    fn perform(&mut self, idx: usize, action: Action) {
-        match action {
-            Action::ArmTimer(t) => self.slots[idx].timer = Some(t),
-            Action::CancelTimer => self.slots[idx].timer = None,
-            Action::Signal(sig) => {
-                if sig == Signal::SIGKILL {
-                    log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);
-                }
-                self.signal_slot(idx, sig);
-            }
-            Action::Run(argv) => self.run_command(idx, argv),
-            Action::FindPattern => self.find_pattern(idx, None),
-            Action::KillPattern(sig) => self.find_pattern(idx, Some(sig)),
-            Action::Spawn => self.spawn_slot(idx, None),
-        }
-    }
-
-    /// Forks and execs the service's program, or `command` in its place
-    /// (an external service's command, which has no pidfile), and tells
-    /// its machine how that went.
-    fn spawn_slot(&mut self, idx: usize, command: Option<&Service>) {
-        {
-            if self.slots[idx].finishing.is_some() {
-                self.slots[idx].spawn_held = true;
-                return;
-            }
-            // An external service's commands get the directories; the
-            // pidfile is what its start command writes.
-            let prepared = match command {
-                None => crate::os::runtime_dir::before_spawn(&self.slots[idx].svc),
-                Some(_) => crate::os::runtime_dir::prepare_for(&self.slots[idx].svc).map_err(|e| e.to_string()),
-            };
-            if let Err(error) = prepared {
-                log::error!("{}: cannot start: {error}", self.slots[idx].svc.name);
-                self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
-                return;
-            }
-            let slot = &mut self.slots[idx];
-            let writers = match slot.output.as_mut().map(ServiceOutput::writers).transpose() {
-                Ok(w) => w.unwrap_or_default(),
-                Err(e) => {
-                    let error = format!("transcript pipe: {e}");
-                    log::error!("{}: cannot start: {error}", slot.svc.name);
-                    self.queue.push_back((idx, Event::SpawnFailed { error, transient: true }));
-                    return;
-                }
-            };
-            let mut pipes = writers.pipes;
-            let named = Self::named_pipes_in(&self.named_pipes, &slot.svc);
-            pipes.stdout = pipes.stdout.or(named.stdout);
-            pipes.stderr = pipes.stderr.or(named.stderr);
-            pipes.stdin = named.stdin;
-            let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
-            // The child has its copies; ours would keep the pipe open.
-            drop(writers);
-            match spawned {
-                Ok(sp) => {
-                    match command {
-                        Some(c) => log::debug!("{}: running {} (pid {})", slot.svc.name, c.command, sp.pid),
-                        None => log::info!("{}: started pid {}", slot.svc.name, sp.pid),
-                    }
-                    slot.changed_at = SystemTime::now();
-                    if command.is_none() {
-                        Self::write_pidfile(slot, sp.pid);
-                    }
-                    slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
-                    self.state_dirty = true;
-                    slot.leader = Some(sp.pid);
-                    slot.pgid = Some(sp.pid);
-                    self.leaders.insert(sp.pid, idx);
-                    self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
-                    if let Some(error) = sp.exec_error {
-                        log::error!("{}: {error}", self.slots[idx].svc.name);
-                        self.queue.push_back((idx, Event::SpawnFailed { error, transient: false }));
-                    }
-                }
-                Err(e) => {
-                    log::error!("{}: cannot start: {e}", slot.svc.name);
-                    let transient = e.is_transient();
-                    self.queue.push_back((idx, Event::SpawnFailed { error: e.to_string(), transient }));
-                }
-            }
-        }
-    }
-
-    /// The descriptors of the named pipes a service uses.
-    fn named_pipes_in(pipes: &HashMap<String, (OwnedFd, OwnedFd)>, svc: &Service) -> spawn::Pipes {
-        let end = |n: &String, read: bool| pipes.get(n).map(|(r, w)| if read { r.as_raw_fd() } else { w.as_raw_fd() });
-        let out = |o: &Output| match o {
-            Output::Pipe(n) => end(n, false),
-            _ => None,
-        };
-        spawn::Pipes {
-            stdout: out(&svc.stdout),
-            stderr: out(&svc.stderr),
-            stdin: match &svc.stdin {
-                Input::Pipe(n) => end(n, true),
-                Input::Null => None,
-            },
-        }
-    }
-
-    fn named_pipes_for(&self, svc: &Service) -> spawn::Pipes {
-        Self::named_pipes_in(&self.named_pipes, svc)
-    }
-
-    fn write_pidfile(slot: &mut Slot, pid: i32) {
-        let Some(path) = crate::os::runtime_dir::pidfile(&slot.svc) else { return };
-        let result = match slot.pidfile.as_mut() {
-            Some(pf) => pf.write_pid(pid),
-            None => PidFile::acquire_with(&path, pid).map(|pf| slot.pidfile = Some(pf)),
-        };
-        if let Err(e) = result {
-            log::error!("{}: {e}", slot.svc.name);
-        }
-    }
-
     /// Runs `hook` whenever a `reopen` request arrives, so that the host
     /// can reopen its own log files together with the transcripts.
     pub fn set_reopen_hook(&mut self, hook: impl FnMut() + Send + 'static) {
@@ -910,21 +497,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-
-    fn check_finished(&mut self) {
-        if !self.shutting_down || self.finished {
-            return;
-        }
-        let all_down =
-            self.slots.iter().all(|s| s.leader.is_none() && s.members.is_empty() && !s.held_stop && s.m.is_at_rest());
-        if all_down {
-            log::info!("all services stopped");
-            self.finished = true;
-            for (to, id) in std::mem::take(&mut self.shutdown_waiters) {
-                self.reply(&to, &Response::with_services(id, Vec::new()));
-            }
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use supervisor_core::{split_words, ExternalSpec, Group, Kind, RestartCommand, Se
 use toml::de::{DeTable, DeValue};
 
 use super::check::{found, valid_name, Diag, Raw, Scope, NAME_RULE};
-use super::simplevisor::convert::unquote;
+use super::simplevisor::values::unquote;
 
 /// What `kind` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,10 +47,12 @@
 //! Every error names the simplevisor file (an included one where the
 //! problem is), the line, the entry and the key.
 
-pub(super) mod convert;
+mod convert;
+mod glob;
 mod syntax;
 #[cfg(test)]
 mod tests;
+pub(super) mod values;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

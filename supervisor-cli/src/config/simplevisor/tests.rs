@@ -1,5 +1,5 @@
-use super::convert::{unquote, words};
-use super::syntax::{expand_braces, wildcard};
+use super::glob::{expand_braces, wildcard};
+use super::values::{unquote, words};
 use super::*;
 
 /// The TOML for `text`, checked: valid TOML, and a valid configuration.

@@ -1,0 +1,146 @@
+//! File name patterns in `<<include ...>>`, as `Config::General` expands
+//! them (Perl's `bsd_glob`): `*`, `?`, `[...]` and `{a,b}`.
+
+use std::path::{Path, PathBuf};
+
+/// Whether an include is a glob (`Config::General`'s `IncludeGlob`).
+pub(super) fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// The regular files that a glob matches, sorted, as Perl's `bsd_glob`
+/// with `GLOB_BRACE` finds them: `*`, `?`, `[...]` within one name (a
+/// leading `.` must be matched explicitly), `{a,b}` alternatives, `\`
+/// escapes.
+pub(super) fn glob(pattern: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for alternative in expand_braces(&pattern.to_string_lossy()) {
+        let mut current = vec![if alternative.starts_with('/') { PathBuf::from("/") } else { PathBuf::new() }];
+        for component in alternative.split('/').filter(|c| !c.is_empty()) {
+            let mut next = Vec::new();
+            for base in &current {
+                if !has_glob(component) {
+                    next.push(base.join(unescape_glob(component)));
+                    continue;
+                }
+                let dir = if base.as_os_str().is_empty() { Path::new(".") } else { base.as_path() };
+                let Ok(entries) = std::fs::read_dir(dir) else { continue };
+                let pattern: Vec<char> = component.chars().collect();
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    let chars: Vec<char> = name.chars().collect();
+                    if (!name.starts_with('.') || component.starts_with('.')) && wildcard(&pattern, &chars) {
+                        next.push(base.join(name));
+                    }
+                }
+            }
+            current = next;
+        }
+        out.extend(current.into_iter().filter(|p| p.is_file()));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `{a,b}` alternatives, expanded (`{}` and unbalanced braces are kept).
+pub(super) fn expand_braces(s: &str) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '{' => {
+                let (mut level, mut j, mut commas) = (0, i, Vec::new());
+                while j < chars.len() {
+                    match chars[j] {
+                        '\\' => j += 1,
+                        '{' => level += 1,
+                        '}' => {
+                            level -= 1;
+                            if level == 0 {
+                                break;
+                            }
+                        }
+                        ',' if level == 1 => commas.push(j),
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if j >= chars.len() || j == i + 1 {
+                    i += 1;
+                    continue;
+                }
+                let prefix: String = chars[..i].iter().collect();
+                let suffix: String = chars[j + 1..].iter().collect();
+                let mut bounds = vec![i];
+                bounds.extend(commas);
+                bounds.push(j);
+                let mut out = Vec::new();
+                for w in bounds.windows(2) {
+                    let middle: String = chars[w[0] + 1..w[1]].iter().collect();
+                    out.extend(expand_braces(&format!("{prefix}{middle}{suffix}")));
+                }
+                return out;
+            }
+            _ => i += 1,
+        }
+    }
+    vec![s.to_owned()]
+}
+
+/// A glob component without its backslash escapes.
+fn unescape_glob(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' { chars.next().unwrap_or('\\') } else { c });
+    }
+    out
+}
+
+/// Whether `name` matches the glob `pattern` (one path component).
+pub(super) fn wildcard(pattern: &[char], name: &[char]) -> bool {
+    match pattern.first() {
+        None => name.is_empty(),
+        Some('*') => (0..=name.len()).any(|i| wildcard(&pattern[1..], &name[i..])),
+        Some('?') => !name.is_empty() && wildcard(&pattern[1..], &name[1..]),
+        Some('[') => match (char_class(pattern), name.first()) {
+            (Some((set, rest)), Some(&c)) => set(c) && wildcard(rest, &name[1..]),
+            (Some(_), None) => false,
+            (None, Some(&c)) => c == '[' && wildcard(&pattern[1..], &name[1..]),
+            (None, None) => false,
+        },
+        Some('\\') if pattern.len() > 1 => name.first() == Some(&pattern[1]) && wildcard(&pattern[2..], &name[1..]),
+        Some(c) => name.first() == Some(c) && wildcard(&pattern[1..], &name[1..]),
+    }
+}
+
+/// A `[...]` class at the start of `pattern`: its test and the rest of the
+/// pattern, or `None` when it is not closed.
+#[allow(clippy::type_complexity)]
+fn char_class(pattern: &[char]) -> Option<(Box<dyn Fn(char) -> bool + '_>, &[char])> {
+    let mut i = 1;
+    let negate = matches!(pattern.get(i), Some('!' | '^'));
+    if negate {
+        i += 1;
+    }
+    let start = i;
+    let mut ranges = Vec::new();
+    while i < pattern.len() {
+        if pattern[i] == ']' && i > start {
+            let rest = &pattern[i + 1..];
+            return Some((Box::new(move |c| ranges.iter().any(|&(lo, hi)| lo <= c && c <= hi) != negate), rest));
+        }
+        let lo = pattern[i];
+        if pattern.get(i + 1) == Some(&'-') && pattern.get(i + 2).is_some_and(|&c| c != ']') {
+            ranges.push((lo, pattern[i + 2]));
+            i += 3;
+        } else {
+            ranges.push((lo, lo));
+            i += 1;
+        }
+    }
+    None
+}

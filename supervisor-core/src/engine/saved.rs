@@ -1,0 +1,87 @@
+//! What survives the supervisor: the instance marker on every process, and
+//! the state file (wanted states and pids) that a later supervisor of the
+//! same instance recovers from.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use super::{Engine, EngineError};
+use crate::model::Expected;
+use crate::os::persist::{SavedService, SavedState};
+use crate::os::previous;
+
+impl Engine {
+    /// Marks every process of every service with the environment variable
+    /// `SUPERVISOR_INSTANCE=marker` (use something unique to the instance,
+    /// such as its runtime directory), so that a later supervisor of the
+    /// same instance can find what a crashed one left behind.
+    pub fn set_instance_marker(&mut self, marker: impl Into<String>) {
+        self.marker = Some(marker.into());
+    }
+
+    /// Keeps the wanted state of every service and the pid of its process
+    /// in the file at `path` (written atomically whenever they change),
+    /// and recovers from a previous supervisor of this instance: its
+    /// leftover processes (from the file, and by the instance marker) are
+    /// stopped (`TERM`, then `KILL` after `grace`) and waited for, and the
+    /// wanted states it saved apply to the services added afterwards.
+    /// Call it before [`add_service`](Engine::add_service).
+    ///
+    /// Returns how many leftover processes were stopped.
+    ///
+    /// # Errors
+    ///
+    /// When the file exists but cannot be read. A corrupt file is logged
+    /// and ignored: the configuration's expected states apply.
+    pub fn restore(&mut self, path: &Path, grace: Duration) -> Result<usize, EngineError> {
+        let saved = match SavedState::load(path) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                log::warn!("ignoring a corrupt state file: {e}");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let leftovers = previous::find(saved.as_ref(), self.marker.as_deref());
+        let stopped = previous::stop(&leftovers, grace);
+        self.saved = saved;
+        self.state_path = Some(path.to_path_buf());
+        Ok(stopped)
+    }
+
+    pub(super) fn save_state(&mut self) {
+        let Some(path) = &self.state_path else { return };
+        if !std::mem::take(&mut self.state_dirty) {
+            return;
+        }
+        let state = SavedState {
+            // A removed service is forgotten: added again later, its
+            // configuration's `expected` applies.
+            services: self
+                .slots
+                .iter()
+                .filter(|s| !s.retired)
+                .map(|s| {
+                    let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
+                    (s.svc.name.clone(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
+                })
+                .collect(),
+        };
+        if self.last_saved.as_ref() == Some(&state) {
+            return;
+        }
+        // Wanted states must survive a reboot: flush them to disk. Pids
+        // only matter until then: a rename is enough, and keeps a restart
+        // storm from waiting on the disk.
+        let wanted = |s: &SavedState| s.services.iter().map(|(k, v)| (k.clone(), v.wanted)).collect::<Vec<_>>();
+        let durable = self.last_saved.as_ref().is_none_or(|old| wanted(old) != wanted(&state));
+        match state.save(path, durable) {
+            Ok(()) => self.last_saved = Some(state),
+            Err(e) => {
+                // Logged once per change of state, retried at the next one.
+                log::error!("cannot save the state to {}: {e}", path.display());
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! One turn of the loop: wait in `poll(2)`, take what is ready, feed the
+//! machines, carry out their actions.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use super::handle::ReplyTo;
+use super::{Engine, EngineError};
+use crate::machine::{Action, Event};
+use crate::model::protocol::Response;
+use crate::model::{signal_name, ServiceState};
+use crate::os::procfs::ProcTable;
+use crate::os::sys;
+use crate::os::transcript::OutputStream;
+
+/// What a polled descriptor belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source {
+    Signals,
+    Control,
+    Member(usize, i32),
+    Output(usize, OutputStream),
+    Supervise(usize),
+    Inbox,
+}
+
+impl Engine {
+    /// Runs until a shutdown completes.
+    ///
+    /// # Errors
+    ///
+    /// When `poll` fails for a reason other than a signal.
+    pub fn run(&mut self) -> Result<(), EngineError> {
+        while !self.finished {
+            self.turn(None)?;
+        }
+        if let Some(c) = self.control.as_mut() {
+            c.close(Duration::from_secs(1));
+        }
+        self.control = None;
+        Ok(())
+    }
+
+    /// One turn of the loop: sleeps in `poll` until something needs
+    /// attention (or `max_wait` passes), then handles it.
+    ///
+    /// # Errors
+    ///
+    /// When `poll` fails for a reason other than a signal.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> Result<(), EngineError> {
+        self.table = None;
+        let (mut fds, sources) = self.poll_set();
+        let now = Instant::now();
+        let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+        if let Some(m) = max_wait {
+            timeout = Some(timeout.map_or(m, |t| t.min(m)));
+        }
+        // Descendants without a pidfd (kernels before 5.3) cannot wake us.
+        // Without pidfds, descendants are checked now and then (the
+        // deadline includes it).
+        let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
+        sys::poll(&mut fds, timeout)?;
+        let now = Instant::now();
+
+        let mut control_ready = Vec::new();
+        let mut sigchld = false;
+        let mut inbox = false;
+        for (pfd, src) in fds.iter().zip(&sources) {
+            if pfd.revents == 0 {
+                continue;
+            }
+            match *src {
+                Source::Signals => {
+                    for sig in self.signals.drain() {
+                        match sig {
+                            Signal::SIGCHLD => sigchld = true,
+                            Signal::SIGTERM | Signal::SIGINT if self.terminate_on_signals => {
+                                log::info!("received SIG{}", signal_name(sig));
+                                self.shutdown();
+                            }
+                            other => {
+                                log::info!("received SIG{}", signal_name(other));
+                                self.caught.push(other);
+                            }
+                        }
+                    }
+                }
+                Source::Control => control_ready.push(pfd.fd),
+                Source::Output(idx, stream) => {
+                    if let Some(o) = self.slots[idx].output.as_mut() {
+                        o.read_ready(stream, &mut self.read_buf);
+                    }
+                }
+                Source::Supervise(idx) => self.handle_control_letters(idx),
+                Source::Inbox => inbox = true,
+                Source::Member(idx, pid) => {
+                    self.slots[idx].members.retain(|m| m.pid != pid);
+                    sigchld = true;
+                }
+            }
+        }
+        if sigchld || unwatched {
+            self.reap_children();
+        }
+        self.expire_finishers(now);
+        self.fire_timers(now);
+        if let Some(ctl) = self.control.as_mut() {
+            let requests = if control_ready.is_empty() {
+                ctl.idle(now);
+                Vec::new()
+            } else {
+                ctl.ready(&control_ready, now)
+            };
+            for (client, req) in requests {
+                self.handle_request(ReplyTo::Socket(client), req);
+            }
+        }
+        if inbox {
+            self.read_inbox();
+        }
+        self.drain_queue();
+        self.advance_groups();
+        self.drain_queue();
+        self.apply_replacements();
+        self.settle_waits();
+        self.check_finished();
+        self.save_state();
+        self.write_supervise_status();
+        self.sync_host();
+        Ok(())
+    }
+
+    pub(super) fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Source>) {
+        let mut fds = Vec::new();
+        let mut src = Vec::new();
+        let mut add = |fd: RawFd, events: i16, s: Source| {
+            fds.push(libc::pollfd { fd, events, revents: 0 });
+            src.push(s);
+        };
+        add(self.signals.fd(), libc::POLLIN, Source::Signals);
+        add(self.inbox.fd(), libc::POLLIN, Source::Inbox);
+        if let Some(c) = &self.control {
+            for (fd, ev) in c.poll_fds() {
+                add(fd, ev, Source::Control);
+            }
+        }
+        for (i, s) in self.slots.iter().enumerate() {
+            if let Some(sd) = &s.supervise {
+                add(sd.control_fd(), libc::POLLIN, Source::Supervise(i));
+            }
+            if let Some(o) = &s.output {
+                for (fd, stream) in o.poll_fds() {
+                    add(fd, libc::POLLIN, Source::Output(i, stream));
+                }
+            }
+            for m in &s.members {
+                if let Some(fd) = &m.pidfd {
+                    add(fd.as_raw_fd(), libc::POLLIN, Source::Member(i, m.pid));
+                }
+            }
+        }
+        (fds, src)
+    }
+
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].timer.is_some_and(|t| t <= now) {
+                self.slots[idx].timer = None;
+                let run_due = self.gate_tasks.is_some() && self.slots[idx].m.state() == ServiceState::Idle;
+                match self.gate_tasks.as_mut() {
+                    Some(due) if run_due => due.push(idx),
+                    _ => self.queue.push_back((idx, Event::Timer)),
+                }
+            }
+        }
+    }
+
+    pub(super) fn proc_table(&mut self) -> &ProcTable {
+        self.table.get_or_insert_with(ProcTable::read)
+    }
+
+    pub(super) fn drain_queue(&mut self) {
+        while let Some((idx, ev)) = self.queue.pop_front() {
+            let now = Instant::now();
+            let slot = &mut self.slots[idx];
+            let before = slot.m.state();
+            let external = slot.svc.kind.is_external();
+            let failure_event = matches!(ev, Event::Exited { .. } | Event::Found { .. }).then(|| ev.clone());
+            let exit = match &ev {
+                Event::Exited { status, .. } => Some(*status),
+                Event::AllGone => slot.m.last_exit(),
+                _ => None,
+            };
+            let old_pid = slot.m.pid();
+            let actions = slot.m.handle(&slot.svc, ev, now);
+            let after = slot.m.state();
+            let failed = failure_event
+                .is_some_and(|e| Self::is_failure(external, before, after, &e, self.slots[idx].m.want_up()));
+            let slot = &mut self.slots[idx];
+            if before != after {
+                log::debug!("{}: {} -> {}", slot.svc.name, before, after);
+                self.log_transition(idx, before, after);
+            }
+            for a in actions {
+                self.perform(idx, a);
+            }
+            if before != after {
+                // After the actions: a start's event carries its new pid.
+                self.emit(idx, before, after, exit, old_pid);
+            }
+            if failed {
+                self.member_failed(idx);
+            }
+            if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
+                self.slots[idx].persisted_up = self.slots[idx].m.want_up();
+                self.state_dirty = true;
+            }
+        }
+    }
+
+    pub(super) fn perform(&mut self, idx: usize, action: Action) {
+        match action {
+            Action::ArmTimer(t) => self.slots[idx].timer = Some(t),
+            Action::CancelTimer => self.slots[idx].timer = None,
+            Action::Signal(sig) => {
+                if sig == Signal::SIGKILL {
+                    log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);
+                }
+                self.signal_slot(idx, sig);
+            }
+            Action::Run(argv) => self.run_command(idx, argv),
+            Action::FindPattern => self.find_pattern(idx, None),
+            Action::KillPattern(sig) => self.find_pattern(idx, Some(sig)),
+            Action::Spawn => self.spawn_slot(idx, None),
+        }
+    }
+
+    pub(super) fn check_finished(&mut self) {
+        if !self.shutting_down || self.finished {
+            return;
+        }
+        let all_down =
+            self.slots.iter().all(|s| s.leader.is_none() && s.members.is_empty() && !s.held_stop && s.m.is_at_rest());
+        if all_down {
+            log::info!("all services stopped");
+            self.finished = true;
+            for (to, id) in std::mem::take(&mut self.shutdown_waiters) {
+                self.reply(&to, &Response::with_services(id, Vec::new()));
+            }
+        }
+    }
+}
