@@ -11,7 +11,9 @@
 //! 6. transcript throughput: a service that writes 200 MB of 100-byte lines
 //!    as fast as it can, plain and with timestamps and rotation, beside the
 //!    same writer piped into `cat > FILE`, and the supervisor's CPU time per
-//!    MB (see `transcript.rs`).
+//!    MB (see `transcript.rs`);
+//! 7. the round trip of `handle.status()` from another thread to an idle
+//!    engine with 100 services, in this process (see `handle.rs`).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found
 //! next to this executable's target directory:
@@ -24,7 +26,7 @@
 //! `BENCH_QUICK=1` (a smoke run: 10 kills, 100 services instead of 1000,
 //! 2 s of idleness, 20 MB of transcript instead of 200 MB),
 //! `BENCH_ONLY=PART,...` (run only some parts: `restart`, `rss`, `hundred`,
-//! `fleet`, `transcript`). Without the `--bench` argument that `cargo bench`
+//! `fleet`, `transcript`, `handle`). Without the `--bench` argument that `cargo bench`
 //! passes (as under `cargo test --benches`), nothing is measured.
 //!
 //! Every supervisor is run in its own temporary directory, and stopped at
@@ -45,6 +47,7 @@ use supervisor_core::protocol::Command as Request;
 use supervisor_core::protocol::ControlClient;
 use supervisor_core::{ServiceState, StatusSnapshot};
 
+mod handle;
 mod transcript;
 
 /// Errors are reported, not recovered from.
@@ -95,6 +98,9 @@ fn run() -> Res<()> {
     if settings.wants("transcript") {
         transcript::bench_transcript(&bins, &settings, &mut report)?;
     }
+    if settings.wants("handle") {
+        handle::bench_handle(&bins, &settings, &mut report)?;
+    }
     report.print();
     Ok(())
 }
@@ -126,7 +132,7 @@ struct Settings {
 }
 
 /// The parts that `BENCH_ONLY` can name, in the order they run.
-const PARTS: [&str; 5] = ["restart", "rss", "hundred", "fleet", "transcript"];
+const PARTS: [&str; 6] = ["restart", "rss", "hundred", "fleet", "transcript", "handle"];
 
 impl Settings {
     /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.
@@ -302,6 +308,16 @@ fn proc_status_kb(pid: i32, field: &str) -> Res<u64> {
     Ok(value.trim().trim_end_matches("kB").trim().parse()?)
 }
 
+/// A `kB` field of `/proc/PID/smaps_rollup` (`Pss`, `Pss_Anon`, ...).
+fn smaps_rollup_kb(pid: i32, field: &str) -> Res<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/smaps_rollup"))?;
+    Ok(value.trim().trim_end_matches("kB").trim().parse()?)
+}
+
 /// What the memory of a process is made of, in kB.
 #[derive(Debug, Clone, Copy)]
 struct Memory {
@@ -309,6 +325,10 @@ struct Memory {
     anon: u64,
     file: u64,
     hwm: u64,
+    /// Proportional set size (shared pages divided among their users).
+    pss: u64,
+    /// Its anonymous part: the process's private memory.
+    pss_anon: u64,
 }
 
 impl Memory {
@@ -319,6 +339,8 @@ impl Memory {
             anon: proc_status_kb(pid, "RssAnon")?,
             file: proc_status_kb(pid, "RssFile")?,
             hwm: proc_status_kb(pid, "VmHWM")?,
+            pss: smaps_rollup_kb(pid, "Pss")?,
+            pss_anon: smaps_rollup_kb(pid, "Pss_Anon")?,
         })
     }
 
@@ -327,14 +349,16 @@ impl Memory {
         self.rss as f64 / KIB_PER_MIB
     }
 
-    /// `3.2 MiB (anon 1.1, file 2.1, peak 3.5)`.
+    /// `3.2 MiB (anon 1.1, file 2.1, peak 3.5; PSS 2.0, anon 1.1)`.
     fn text(&self) -> String {
         format!(
-            "{:.2} MiB (anon {:.2}, file {:.2}, peak {:.2})",
+            "{:.2} MiB (anon {:.2}, file {:.2}, peak {:.2}; PSS {:.2}, anon {:.2})",
             self.rss_mib(),
             self.anon as f64 / KIB_PER_MIB,
             self.file as f64 / KIB_PER_MIB,
-            self.hwm as f64 / KIB_PER_MIB
+            self.hwm as f64 / KIB_PER_MIB,
+            self.pss as f64 / KIB_PER_MIB,
+            self.pss_anon as f64 / KIB_PER_MIB
         )
     }
 }
