@@ -351,12 +351,6 @@ impl Reloader {
         engine.answer_reload(req, Response::with_reload(Value::Null, report));
     }
 
-    /// Whether the file's metadata differ from when it was last read.
-    #[must_use]
-    pub fn file_changed(&self) -> bool {
-        stamp(&self.current.path) != self.seen
-    }
-
     /// With `reload = "auto"`: reloads when the file's metadata changed
     /// (an invalid file is logged once per change, and the running
     /// configuration stays). A file modified less than [`SETTLE`] ago, or
