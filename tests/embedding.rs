@@ -229,3 +229,22 @@ fn a_shutdown_asked_after_the_end_is_answered_at_once() {
     }
     assert_eq!(late.join().unwrap(), Ok(()));
 }
+
+#[test]
+fn a_thread_with_only_a_handle_subscribes() {
+    let mut engine = Engine::new("agent").unwrap();
+    engine.add_service(sleeper("web")).unwrap();
+    let handle = engine.handle();
+    let runner = thread::spawn(move || engine.run());
+    let events = handle.subscribe().unwrap();
+    // Once status answers, the subscription (sent first) has been taken.
+    wait_state(&handle, "web", ServiceState::Running);
+    handle.stop("web").unwrap();
+    let stopped = wait_for("web's stop event", LIMIT, || {
+        events.try_iter().find(|c| c.service == "web" && c.to == ServiceState::Stopped)
+    });
+    assert_eq!(stopped.from, ServiceState::Stopping);
+    handle.shutdown().unwrap();
+    runner.join().unwrap().unwrap();
+    assert!(handle.subscribe().is_err(), "no subscription to a dropped engine");
+}

@@ -41,6 +41,10 @@ pub(super) struct Subscribers {
 }
 
 impl Subscribers {
+    pub(super) fn add(&mut self, tx: SyncSender<StateChange>) {
+        self.senders.push(tx);
+    }
+
     /// Whether anybody listens (so that no event is built for nobody).
     pub(super) fn any(&self) -> bool {
         !self.senders.is_empty()
@@ -72,7 +76,7 @@ impl Engine {
     /// [`SupervisorStatus::events_dropped`]: crate::SupervisorStatus::events_dropped
     pub fn subscribe(&mut self) -> Receiver<StateChange> {
         let (tx, rx) = sync_channel(EVENT_BACKLOG);
-        self.events.senders.push(tx);
+        self.events.add(tx);
         rx
     }
 

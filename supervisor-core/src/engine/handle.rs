@@ -8,12 +8,13 @@
 //! settle) is shared.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::Value;
 
+use super::events::{StateChange, EVENT_BACKLOG};
 use super::ClientId;
 use super::Engine;
 use crate::model::protocol::{Command, ErrorCode, Request, Response, Selection};
@@ -29,8 +30,14 @@ pub(crate) enum ReplyTo {
     Handle(Sender<Response>),
 }
 
-/// A request from a [`Handle`] and the channel for its answer.
-type Letter = (Command, Sender<Response>);
+/// What a [`Handle`] sends.
+#[derive(Debug)]
+enum Letter {
+    /// A request, and the channel for its answer.
+    Request(Command, Sender<Response>),
+    /// A new subscriber to the state changes.
+    Subscribe(SyncSender<StateChange>),
+}
 
 /// The engine's end of its handles: the channel they write to, and the
 /// eventfd that wakes its `poll`.
@@ -219,10 +226,25 @@ impl Handle {
         self.call(Command::Shutdown).map(drop)
     }
 
+    /// A receiver of every state change from now on (once the engine has
+    /// taken the request: changes it makes before that are not in it), as
+    /// [`Engine::subscribe`] gives one; for a thread that holds only a
+    /// handle.
+    ///
+    /// # Errors
+    ///
+    /// [`HandleError::EngineGone`].
+    pub fn subscribe(&self) -> Result<Receiver<StateChange>, HandleError> {
+        let (tx, rx) = sync_channel(EVENT_BACKLOG);
+        self.tx.send(Letter::Subscribe(tx)).map_err(|_| HandleError::EngineGone)?;
+        let _ = self.wake.write(1);
+        Ok(rx)
+    }
+
     /// Sends `command` and waits for its answer.
     fn call(&self, command: Command) -> Result<Response, HandleError> {
         let (tx, rx) = channel();
-        self.tx.send((command, tx)).map_err(|_| HandleError::EngineGone)?;
+        self.tx.send(Letter::Request(command, tx)).map_err(|_| HandleError::EngineGone)?;
         let _ = self.wake.write(1);
         let response = rx.recv().map_err(|_| HandleError::EngineGone)?;
         match response.error {
@@ -250,8 +272,13 @@ impl Engine {
     /// Takes what handles sent since the last turn.
     pub(super) fn read_inbox(&mut self) {
         let _ = self.inbox.wake.read();
-        while let Ok((command, tx)) = self.inbox.rx.try_recv() {
-            self.handle_request(ReplyTo::Handle(tx), Request { id: Value::Null, command });
+        while let Ok(letter) = self.inbox.rx.try_recv() {
+            match letter {
+                Letter::Request(command, tx) => {
+                    self.handle_request(ReplyTo::Handle(tx), Request { id: Value::Null, command });
+                }
+                Letter::Subscribe(tx) => self.events.add(tx),
+            }
         }
     }
 
