@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use supervisor_core::{Command, Engine, Handle, Service, ServiceState};
 
-use super::{Bins, Report, Res, Settings};
+use super::{Bins, Report, Res, Settings, Summary};
 
 /// Services on the engine.
 const SERVICES: usize = 100;
@@ -31,8 +31,8 @@ pub fn bench_handle(bins: &Bins, settings: &Settings, report: &mut Report) -> Re
     });
     engine.run()?;
     let samples = caller.join().map_err(|_| "the caller thread panicked")??;
-    let s = Percentiles::of(&samples);
-    let value = format!("median {:.1} us, p99 {:.1} us (max {:.1}, n {})", s.median, s.p99, s.max, samples.len());
+    let s = Summary::of(&samples);
+    let value = format!("median {:.1} us, p99 {:.1} us (max {:.1}, n {})", s.median, s.p99, s.max, s.n);
     report.check("handle.status() round trip, idle, 100 services", value, "median < 1000 us", s.median < 1000.0);
     Ok(())
 }
@@ -69,20 +69,4 @@ fn measure(handle: &Handle, calls: usize) -> Result<Vec<f64>, String> {
         }
     }
     Ok(samples)
-}
-
-/// Median, 99th percentile and maximum (nearest rank).
-struct Percentiles {
-    median: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Percentiles {
-    fn of(samples: &[f64]) -> Percentiles {
-        let mut v = samples.to_vec();
-        v.sort_by(f64::total_cmp);
-        let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Percentiles { median: rank(0.5), p99: rank(0.99), max: v[v.len() - 1] }
-    }
 }

@@ -263,11 +263,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Median, 90th percentile and maximum of samples (nearest rank).
+/// Median, 90th and 99th percentiles and maximum of samples (nearest
+/// rank).
 #[derive(Debug, Clone, Copy)]
 struct Summary {
     median: f64,
     p90: f64,
+    p99: f64,
     max: f64,
     n: usize,
 }
@@ -278,7 +280,7 @@ impl Summary {
         let mut v = samples.to_vec();
         v.sort_by(f64::total_cmp);
         let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-        Summary { median: rank(0.5), p90: rank(0.9), max: v[v.len() - 1], n: v.len() }
+        Summary { median: rank(0.5), p90: rank(0.9), p99: rank(0.99), max: v[v.len() - 1], n: v.len() }
     }
 
     /// `median 1.234 ms, p90 2.345 ms (max 3.456, n 50)`.
