@@ -1,6 +1,11 @@
 //! `run`, `up` and `shutdown`: the supervisor process itself.
 
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use supervisor_core::protocol::Command;
@@ -195,7 +200,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
-    let socket_link = try_!(super::zdaemon::SocketLink::create(&config));
+    let socket_link = try_!(SocketLink::create(&config));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
         config.name,
@@ -262,7 +267,7 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
         // `[supervisor] daemon = false` (zdaemon's `daemon off`).
         return run_foreground(config.clone());
     }
-    let mut command = super::zdaemon::daemon_command(config)?;
+    let mut command = daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);
     // SAFETY: nothing here owns a descriptor: the file was read and closed,
     // the ping's socket dropped; the daemon only execs or exits.
@@ -321,4 +326,82 @@ pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliErr
     client.wait_closed(Duration::from_secs(10)).map_err(failed)?;
     println!("supervisor {} stopped", config.name);
     Ok(exit::OK)
+}
+
+/// The `supervisor` command that `up` runs as the daemon (before its
+/// `run` argument): the configuration file in `SUPERVISOR_CONFIG`, and
+/// zdaemon's options on the command line.
+///
+/// # Errors
+///
+/// When the configuration file cannot be found again.
+pub fn daemon_command(config: &Config) -> Result<std::process::Command, CliError> {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg0(format!("supervisor: {}", config.name));
+    if config.overrides.no_file {
+        cmd.env_remove("SUPERVISOR_CONFIG");
+    } else {
+        let cfg =
+            fs::canonicalize(&config.path).map_err(|e| CliError::Failed(format!("{}: {e}", config.path.display())))?;
+        cmd.env("SUPERVISOR_CONFIG", cfg);
+    }
+    cmd.args(config.overrides.to_args());
+    Ok(cmd)
+}
+
+/// `[supervisor] socket`: a symbolic link to the socket the supervisor
+/// binds, made while it serves and removed when it ends.
+#[derive(Debug)]
+pub struct SocketLink {
+    path: PathBuf,
+    target: PathBuf,
+}
+
+impl SocketLink {
+    /// Makes the link of `config`, if it has a `socket`, replacing a stale
+    /// link or socket that nothing serves.
+    ///
+    /// # Errors
+    ///
+    /// When something else serves that path, or a file that is not a
+    /// socket is there, or the link cannot be made.
+    pub fn create(config: &Config) -> io::Result<Option<SocketLink>> {
+        let Some(path) = config.socket.clone() else { return Ok(None) };
+        let target = config.bound_socket_path();
+        if path == target {
+            return Ok(None);
+        }
+        let err = |kind, m: String| io::Error::new(kind, m);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) => {
+                let kind = meta.file_type();
+                if kind.is_symlink() && fs::read_link(&path).ok().as_ref() == Some(&target) {
+                    return Ok(Some(SocketLink { path, target }));
+                }
+                if !kind.is_symlink() && !kind.is_socket() {
+                    let m = format!("socket {}: a file that is not a socket is in the way", path.display());
+                    return Err(err(io::ErrorKind::AlreadyExists, m));
+                }
+                if UnixStream::connect(&path).is_ok() {
+                    let m = format!("socket {}: another supervisor serves it", path.display());
+                    return Err(err(io::ErrorKind::AddrInUse, m));
+                }
+                fs::remove_file(&path).map_err(|e| err(e.kind(), format!("remove {}: {e}", path.display())))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(e.kind(), format!("socket {}: {e}", path.display()))),
+        }
+        std::os::unix::fs::symlink(&target, &path)
+            .map_err(|e| err(e.kind(), format!("link {} to {}: {e}", path.display(), target.display())))?;
+        Ok(Some(SocketLink { path, target }))
+    }
+}
+
+impl Drop for SocketLink {
+    fn drop(&mut self) {
+        if fs::read_link(&self.path).ok().as_ref() == Some(&self.target) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }

@@ -18,11 +18,7 @@
 //! `fg` and `kill` work with every configuration: on the zdaemon program,
 //! on the only service, or on `--service NAME`.
 
-use std::fs;
-use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
@@ -444,82 +440,4 @@ pub fn run_start_tests(config: &Config, names: &[String], began: Instant) -> Res
         }
     }
     Ok(exit::OK)
-}
-
-/// The `supervisor` command that `up` runs as the daemon (before its
-/// `run` argument): the configuration file in `SUPERVISOR_CONFIG`, and
-/// zdaemon's options on the command line.
-///
-/// # Errors
-///
-/// When the configuration file cannot be found again.
-pub fn daemon_command(config: &Config) -> Result<std::process::Command, CliError> {
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg0(format!("supervisor: {}", config.name));
-    if config.overrides.no_file {
-        cmd.env_remove("SUPERVISOR_CONFIG");
-    } else {
-        let cfg =
-            fs::canonicalize(&config.path).map_err(|e| CliError::Failed(format!("{}: {e}", config.path.display())))?;
-        cmd.env("SUPERVISOR_CONFIG", cfg);
-    }
-    cmd.args(config.overrides.to_args());
-    Ok(cmd)
-}
-
-/// `[supervisor] socket`: a symbolic link to the socket the supervisor
-/// binds, made while it serves and removed when it ends.
-#[derive(Debug)]
-pub struct SocketLink {
-    path: PathBuf,
-    target: PathBuf,
-}
-
-impl SocketLink {
-    /// Makes the link of `config`, if it has a `socket`, replacing a stale
-    /// link or socket that nothing serves.
-    ///
-    /// # Errors
-    ///
-    /// When something else serves that path, or a file that is not a
-    /// socket is there, or the link cannot be made.
-    pub fn create(config: &Config) -> io::Result<Option<SocketLink>> {
-        let Some(path) = config.socket.clone() else { return Ok(None) };
-        let target = config.bound_socket_path();
-        if path == target {
-            return Ok(None);
-        }
-        let err = |kind, m: String| io::Error::new(kind, m);
-        match fs::symlink_metadata(&path) {
-            Ok(meta) => {
-                let kind = meta.file_type();
-                if kind.is_symlink() && fs::read_link(&path).ok().as_ref() == Some(&target) {
-                    return Ok(Some(SocketLink { path, target }));
-                }
-                if !kind.is_symlink() && !kind.is_socket() {
-                    let m = format!("socket {}: a file that is not a socket is in the way", path.display());
-                    return Err(err(io::ErrorKind::AlreadyExists, m));
-                }
-                if UnixStream::connect(&path).is_ok() {
-                    let m = format!("socket {}: another supervisor serves it", path.display());
-                    return Err(err(io::ErrorKind::AddrInUse, m));
-                }
-                fs::remove_file(&path).map_err(|e| err(e.kind(), format!("remove {}: {e}", path.display())))?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err(e.kind(), format!("socket {}: {e}", path.display()))),
-        }
-        std::os::unix::fs::symlink(&target, &path)
-            .map_err(|e| err(e.kind(), format!("link {} to {}: {e}", path.display(), target.display())))?;
-        Ok(Some(SocketLink { path, target }))
-    }
-}
-
-impl Drop for SocketLink {
-    fn drop(&mut self) {
-        if fs::read_link(&self.path).ok().as_ref() == Some(&self.target) {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
 }
