@@ -86,7 +86,7 @@ fn timeout_until(deadline: Option<Instant>) -> PollTimeout {
 fn print_change(t0: SystemTime, change: &StateChange) {
     let at = change.at.duration_since(t0).unwrap_or_default().as_secs_f64();
     let pid = change.pid.map(|p| format!(" pid {p}")).unwrap_or_default();
-    let exit = change.exit.map(|x| format!(", {x}")).unwrap_or_default();
+    let exit = change.exit.map(|x| format!("; the last one {x}")).unwrap_or_default();
     println!("{at:6.3}s {:<5} {} -> {}{pid}{exit}", change.service, change.from, change.to);
 }
 
