@@ -188,7 +188,7 @@ impl Handle {
             ServiceRequest::Pause => Command::Pause { sel },
             ServiceRequest::Resume => Command::Resume { sel },
         };
-        self.call(command).map(drop)
+        self.call(command, name).map(drop)
     }
 
     /// Sends `signal` to a service's processes (its process group and
@@ -200,7 +200,7 @@ impl Handle {
     /// See [`HandleError`].
     pub fn signal(&self, name: &str, signal: Signal) -> Result<bool, HandleError> {
         let sel = Selection { names: vec![name.to_owned()], all: false };
-        let response = self.call(Command::Signal { signal: signal_name(signal).to_owned(), sel })?;
+        let response = self.call(Command::Signal { signal: signal_name(signal).to_owned(), sel }, name)?;
         Ok(response.services.unwrap_or_default().iter().any(|r| r.ok))
     }
 
@@ -211,7 +211,7 @@ impl Handle {
     ///
     /// [`HandleError::EngineGone`].
     pub fn status(&self) -> Result<StatusSnapshot, HandleError> {
-        let response = self.call(Command::Status { names: Vec::new() })?;
+        let response = self.call(Command::Status { names: Vec::new() }, "")?;
         response.status.ok_or_else(|| HandleError::Refused("the engine sent no status".into()))
     }
 
@@ -223,7 +223,7 @@ impl Handle {
     ///
     /// [`HandleError::EngineGone`].
     pub fn shutdown(&self) -> Result<(), HandleError> {
-        self.call(Command::Shutdown).map(drop)
+        self.call(Command::Shutdown, "").map(drop)
     }
 
     /// A receiver of every state change from now on (once the engine has
@@ -241,8 +241,9 @@ impl Handle {
         Ok(rx)
     }
 
-    /// Sends `command` and waits for its answer.
-    fn call(&self, command: Command) -> Result<Response, HandleError> {
+    /// Sends `command` (about service `name`, if any) and waits for its
+    /// answer.
+    fn call(&self, command: Command, name: &str) -> Result<Response, HandleError> {
         let (tx, rx) = channel();
         self.tx.send(Letter::Request(command, tx)).map_err(|_| HandleError::EngineGone)?;
         let _ = self.wake.write(1);
@@ -250,17 +251,12 @@ impl Handle {
         match response.error {
             None => Ok(response),
             Some(e) => Err(match e.code {
-                ErrorCode::UnknownService => HandleError::UnknownService(unknown_name(&e.message)),
+                ErrorCode::UnknownService => HandleError::UnknownService(name.to_owned()),
                 ErrorCode::ShuttingDown => HandleError::ShuttingDown,
                 _ => HandleError::Refused(e.message),
             }),
         }
     }
-}
-
-/// The names in an "unknown service(s): a, b" message.
-fn unknown_name(message: &str) -> String {
-    message.split_once(": ").map_or(message, |(_, names)| names).to_owned()
 }
 
 impl Engine {
