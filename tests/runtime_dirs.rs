@@ -219,14 +219,18 @@ min_uptime = "100ms"
     f.start();
     f.wait_state("sh", "running", T);
     f.wait_state("plain", "running", T);
-    let out = wait_for("the shell to write", T, || fs::read_to_string(f.path("sh-rt/data/out")).ok());
+    // The shell creates the file, then writes: wait for the line.
+    let out = wait_for("the shell to write", T, || {
+        fs::read_to_string(f.path("sh-rt/data/out")).ok().filter(|s| s.ends_with('\n'))
+    });
     assert_eq!(out.trim(), "sh c.1");
     // Without runtime_dir or coordinate, braces are left alone.
     let out = wait_for("printf to write", T, || fs::read_to_string(f.path("plain.out")).ok().filter(|s| !s.is_empty()));
     assert_eq!(out.trim(), "{braces}");
     let (code, _, err) = f.cli_code(&["stop", "sh"]);
     assert_eq!(code, 0, "{err}");
-    let done = wait_for("finish", T, || fs::read_to_string(f.path("sh-rt/data/finished")).ok());
+    let done =
+        wait_for("finish", T, || fs::read_to_string(f.path("sh-rt/data/finished")).ok().filter(|s| s.ends_with('\n')));
     assert_eq!(done.trim(), "{done}");
 }
 

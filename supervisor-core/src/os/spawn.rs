@@ -161,9 +161,6 @@ fn open_output(
 
 /// Resolves the user and group to (uid, gid, supplementary groups).
 fn resolve_ids(svc: &Service) -> Result<Option<(libc::uid_t, libc::gid_t, Vec<libc::gid_t>)>, SpawnError> {
-    if svc.user.is_none() && svc.group.is_none() {
-        return Ok(None);
-    }
     let user = match &svc.user {
         None => None,
         Some(u) => Some(lookup_user(u)?),
@@ -171,7 +168,7 @@ fn resolve_ids(svc: &Service) -> Result<Option<(libc::uid_t, libc::gid_t, Vec<li
     let gid = match (&svc.group, &user) {
         (Some(g), _) => lookup_group(g)?,
         (None, Some(u)) => u.gid,
-        (None, None) => unreachable!(),
+        (None, None) => return Ok(None),
     };
     let (uid, groups) = match &user {
         Some(u) => {
