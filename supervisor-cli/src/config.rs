@@ -35,7 +35,7 @@ mod check;
 mod error;
 mod kinds;
 mod service;
-pub(crate) mod simplevisor;
+pub mod simplevisor;
 #[cfg(test)]
 mod tests;
 pub mod zdaemon;
