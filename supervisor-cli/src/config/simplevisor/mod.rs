@@ -64,6 +64,7 @@ use syntax::{comment_start, include_target, parse, Reader};
 /// Whether `text` is a simplevisor configuration: its first construct,
 /// after blank lines and comments, is an `<entry>` or `<simplevisor>`
 /// block (in any case) or a `<<include FILE>>`.
+#[must_use]
 pub fn looks_like(text: &str) -> bool {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut in_comment = false;
