@@ -59,6 +59,31 @@ min_uptime = "100ms"
 }
 
 #[test]
+fn a_double_forked_escapee_gets_the_stop_signal_with_the_group() {
+    // The daemon leaves by double fork and setsid: it is re-parented to the
+    // supervisor (a subreaper) and no longer in the service's tree or group.
+    let mut f = Fixture::new(
+        r#"
+[service.daemon]
+command = ["HELPER", "double-escape", "DIR/daemon.pid"]
+min_uptime = "100ms"
+stop_timeout = "60s"
+"#,
+    );
+    f.start();
+    f.wait_state("daemon", "running", T);
+    let daemon = wait_for("the escaped daemon", T, || read_pid(&f.path("daemon.pid")));
+    assert!(alive(daemon));
+    let (code, _, err) = f.cli_code(&["stop", "daemon"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!alive(daemon), "the escapee outlived its service's stop");
+    // It was asked to stop (TERM), not killed at the end of the timeout.
+    let term = std::fs::read_to_string(f.path("daemon.pid.term")).unwrap_or_default();
+    assert_eq!(term.trim(), "TERM", "the escapee never got the stop signal; log:\n{}", f.log());
+    assert!(!f.log().contains("stop timed out"), "{}", f.log());
+}
+
+#[test]
 fn a_crash_that_leaves_an_escaped_grandchild_is_cleaned_up_before_the_restart() {
     let mut f = Fixture::new(
         r#"

@@ -12,6 +12,10 @@
 //! sv-test-helper fork-child FILE         fork a child in the same group; it writes its pid to FILE
 //! sv-test-helper escape FILE             fork a child that calls setsid (leaves the group) and
 //!                                        writes its pid to FILE; both sleep forever
+//! sv-test-helper double-escape FILE    fork a child that calls setsid, forks the real daemon and exits
+//!                                        (the daemon is orphaned, in a session of its own); the
+//!                                        daemon writes its pid to FILE, and "TERM" to FILE.term when
+//!                                        SIGTERM comes, then exits
 //! sv-test-helper signals FILE            append each received signal's name (HUP, USR1, ...) to FILE,
 //!                                        after writing "ready" to FILE.ready; TERM still ends it
 //! sv-test-helper report FILE             write cwd, umask, uid, gid, groups and environment to FILE
@@ -107,6 +111,30 @@ fn main() {
                     }
                     write_atomic(&file, &format!("{}\n", std::process::id()));
                     sleep_forever()
+                }
+                ForkResult::Parent { .. } => sleep_forever(),
+            }
+        }
+        Some("double-escape") => {
+            let file = arg(1);
+            // SAFETY: the process is single-threaded here.
+            match unsafe { fork() }.expect("fork") {
+                ForkResult::Child => {
+                    setsid().expect("setsid");
+                    // SAFETY: still single-threaded.
+                    match unsafe { fork() }.expect("fork") {
+                        ForkResult::Child => {
+                            let mut term = SigSet::empty();
+                            term.add(Signal::SIGTERM);
+                            term.thread_block().expect("block");
+                            write_atomic(&file, &format!("{}\n", std::process::id()));
+                            if term.wait().expect("sigwait") == Signal::SIGTERM {
+                                write_atomic(&format!("{file}.term"), "TERM\n");
+                            }
+                            exit(0)
+                        }
+                        ForkResult::Parent { .. } => exit(0),
+                    }
                 }
                 ForkResult::Parent { .. } => sleep_forever(),
             }
@@ -232,6 +260,8 @@ fn main() {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: sv-test-helper sleep|exit|ignore-term|fork-child|escape|signals|report|connect-as ...");
+    eprintln!(
+        "usage: sv-test-helper sleep|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as ..."
+    );
     exit(2)
 }

@@ -156,7 +156,11 @@ impl Engine {
     /// Sends `sig` to the main process's group and every descendant.
     pub(super) fn signal_slot(&mut self, idx: usize, sig: Signal) {
         if sig != Signal::SIGCONT {
-            self.track_members(idx, &[]);
+            // Descendants that left the tree by a double fork are children
+            // of ours (the subreaper) with the service's marker: they get
+            // the signal with the rest, not only the KILL at the end.
+            let escaped = self.unknown_children_of(idx);
+            self.track_members(idx, &escaped);
         }
         // Each process gets the signal once: the service's process group
         // as a whole; then the groups that descendants made for themselves
