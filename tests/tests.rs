@@ -13,6 +13,7 @@ mod exec;
 mod external;
 mod lifecycle;
 mod properties;
+mod reliability;
 mod reload;
 mod runtime_dirs;
 mod servicedirs;

@@ -56,6 +56,7 @@ impl Engine {
             return;
         }
         let state = SavedState {
+            boot_id: crate::os::procfs::boot_id().map(str::to_owned),
             // A removed service is forgotten: added again later, its
             // configuration's `expected` applies.
             services: self

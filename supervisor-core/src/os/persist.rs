@@ -29,11 +29,23 @@ pub struct SavedService {
 /// The whole saved state of an engine.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SavedState {
+    /// The boot the pids belong to (`/proc/sys/kernel/random/boot_id`):
+    /// start times count from boot, so after a reboot a saved pid with a
+    /// matching start time may name an unrelated process.
+    #[serde(default)]
+    pub boot_id: Option<String>,
     /// By service name.
     pub services: BTreeMap<String, SavedService>,
 }
 
 impl SavedState {
+    /// The services whose saved pid may still be theirs: none when the
+    /// file comes from another boot (or does not say which).
+    pub fn live_pids(&self) -> impl Iterator<Item = (&String, i32, u64)> {
+        let this_boot = self.boot_id.is_some() && self.boot_id.as_deref() == crate::os::procfs::boot_id();
+        self.services.iter().filter(move |_| this_boot).filter_map(|(name, s)| Some((name, s.pid?, s.start_time?)))
+    }
+
     /// Reads the file; `None` when there is none.
     ///
     /// # Errors

@@ -34,8 +34,7 @@ pub fn find(saved: Option<&SavedState>, marker: Option<&str>) -> Vec<ProcInfo> {
         }
     };
     if let Some(saved) = saved {
-        for s in saved.services.values() {
-            let (Some(pid), Some(start)) = (s.pid, s.start_time) else { continue };
+        for (_, pid, start) in saved.live_pids() {
             if table.get(pid).is_some_and(|p| p.start_time == start) {
                 for p in table.members(pid, &[pid]) {
                     add(p);
@@ -64,11 +63,9 @@ pub fn find(saved: Option<&SavedState>, marker: Option<&str>) -> Vec<ProcInfo> {
 pub fn leftover_process(state_file: &Path, marker: &str, name: &str) -> Option<i32> {
     let table = ProcTable::read();
     if let Ok(Some(saved)) = SavedState::load(state_file) {
-        if let Some(s) = saved.services.get(name) {
-            if let (Some(pid), Some(start)) = (s.pid, s.start_time) {
-                if table.get(pid).is_some_and(|p| p.start_time == start && !p.zombie) {
-                    return Some(pid);
-                }
+        for (_, pid, start) in saved.live_pids().filter(|(n, _, _)| *n == name) {
+            if table.get(pid).is_some_and(|p| p.start_time == start && !p.zombie) {
+                return Some(pid);
             }
         }
     }

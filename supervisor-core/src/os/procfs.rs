@@ -40,6 +40,14 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
     })
 }
 
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), read once.
+pub fn boot_id() -> Option<&'static str> {
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_owned()))
+        .as_deref()
+}
+
 /// Reads one process's stat line; `None` when it is gone.
 pub fn read_stat(pid: i32) -> Option<ProcInfo> {
     parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
