@@ -55,3 +55,39 @@ fn reliability_a_state_file_from_another_boot_never_signals_a_live_process() {
         println!("state file from {}: bystander untouched", boot_id.map_or("no boot", |_| "another boot"));
     }
 }
+
+#[test]
+fn reliability_services_do_not_inherit_the_command_lines_control_variables() {
+    let mut f = Fixture::new("[service.env]\ncommand = [\"HELPER\", \"report\", \"DIR/env.txt\"]\n");
+    f.start();
+    let report = crate::util::wait_for("the report", T, || fs::read_to_string(f.path("env.txt")).ok());
+    let leaked: Vec<&str> = report
+        .lines()
+        .filter(|l| {
+            l.starts_with("env SUPERVISOR_")
+                && !l.starts_with("env SUPERVISOR_SERVICE=")
+                && !l.starts_with("env SUPERVISOR_INSTANCE=")
+        })
+        .collect();
+    assert!(leaked.is_empty(), "leaked into the service: {leaked:?}");
+}
+
+#[test]
+fn reliability_a_low_open_files_limit_does_not_stop_a_hundred_services() {
+    // The supervisor raises its own soft limit to the hard one; services
+    // get back the limit it was started with.
+    let mut services = String::new();
+    for i in 0..100 {
+        services.push_str(&format!(
+            "[service.s{i}]\ncommand = [\"HELPER\", \"limits\", \"DIR/limits-{i}\"]\nmin_uptime = \"50ms\"\n"
+        ));
+    }
+    let mut f = Fixture::new(&services);
+    f.start_with_ulimit("-Sn 64");
+    for i in 0..100 {
+        f.wait_state(&format!("s{i}"), "running", T);
+    }
+    let limits = crate::util::wait_for("a service's limits", T, || fs::read_to_string(f.path("limits-99")).ok());
+    assert!(limits.lines().any(|l| l == "nofile=64"), "{limits}");
+    println!("100 services up with a soft limit of 64 open files; each service kept 64");
+}

@@ -121,8 +121,18 @@ impl Fixture {
     /// Starts `supervisor run` in the foreground (its log goes to
     /// `supervisor.stderr`) and waits until it answers.
     pub fn start(&mut self) {
+        self.start_with_ulimit("");
+    }
+
+    /// As [`Fixture::start`], with the shell's `ulimit` options (`-Sn 64`)
+    /// applied to the supervisor first.
+    pub fn start_with_ulimit(&mut self, ulimit: &str) {
         let log = fs::File::create(self.path("supervisor.stderr")).expect("log");
-        let child = Command::new(supervisor_bin())
+        let script =
+            if ulimit.is_empty() { "exec \"$@\"".to_string() } else { format!("ulimit {ulimit} && exec \"$@\"") };
+        let child = Command::new("/bin/sh")
+            .args(["-c", &script, "sh"])
+            .arg(supervisor_bin())
             .arg("-c")
             .arg(&self.config)
             .arg("run")

@@ -46,3 +46,18 @@ pub fn default_ignored_signals() {
         }
     }
 }
+
+/// The variables through which the command line talks to the supervisor
+/// process it starts; services must not inherit them (a service's own
+/// `supervisor status` would otherwise act on its supervisor's file).
+const CONTROL_ENV: [&str; 5] =
+    ["SUPERVISOR_CONFIG", "SUPERVISOR_OVERRIDES", "SUPERVISOR_BUILD_ID", "SUPERVISOR_CLI", "SUPERVISOR_IN_PROCESS"];
+
+/// Removes [`CONTROL_ENV`] from this process's environment, which the
+/// services inherit. Call it while the process is single-threaded (the
+/// supervisor process, before it starts anything).
+pub fn scrub_control_env() {
+    for var in CONTROL_ENV {
+        std::env::remove_var(var);
+    }
+}

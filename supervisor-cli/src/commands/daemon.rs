@@ -178,6 +178,11 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     }
     logger::init(config.log_level);
     crate::os::set_process_name(&format!("sv: {}", config.name));
+    crate::os::scrub_control_env();
+    match supervisor_core::limits::raise_open_files_limit() {
+        Ok(n) => log::debug!("open files: soft limit raised to {n} (services keep the one they inherit)"),
+        Err(e) => log::warn!("cannot raise the limit on open files: {e}"),
+    }
     if let Err(e) = make_runtime_dirs(&config) {
         return Err((e, notifier));
     }

@@ -21,6 +21,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::model::Limits;
 
@@ -79,7 +80,9 @@ impl Limits {
             out.extend(MEMORY_RESOURCES.iter().map(|r| (*r, m)));
         }
         let singles = [
-            (Resource::RLIMIT_NOFILE, self.files),
+            // Without a limit of its own, a service gets back the soft limit
+            // that the supervisor had before it raised its own.
+            (Resource::RLIMIT_NOFILE, self.files.or_else(|| INHERITED_NOFILE.get().copied())),
             (Resource::RLIMIT_NPROC, self.procs),
             (Resource::RLIMIT_CPU, self.cpu),
             (Resource::RLIMIT_CORE, self.core),
@@ -118,6 +121,33 @@ impl Limits {
         }
         Ok(())
     }
+}
+
+/// The soft limit on open files that this process had before
+/// [`raise_open_files_limit`] raised it.
+static INHERITED_NOFILE: OnceLock<u64> = OnceLock::new();
+
+/// Raises this process's soft limit on open files to its hard limit, so
+/// that a supervisor of many services does not run out of descriptors
+/// (each service costs it a few). Services started afterwards still get
+/// the soft limit the process had before (unless their
+/// [`Limits::files`](crate::Limits::files) says otherwise): programs that
+/// use `select(2)` break with descriptors above 1023. Returns the new soft
+/// limit.
+///
+/// # Errors
+///
+/// When the limit cannot be read or set.
+pub fn raise_open_files_limit() -> Result<u64, LimitError> {
+    let nofile = Resource::RLIMIT_NOFILE;
+    let (soft, hard) =
+        getrlimit(nofile).map_err(|e| LimitError::Get { resource: resource_name(nofile), errno: e as i32 })?;
+    INHERITED_NOFILE.get_or_init(|| soft);
+    if soft < hard {
+        setrlimit(nofile, hard, hard)
+            .map_err(|e| LimitError::Set { resource: resource_name(nofile), errno: e as i32 })?;
+    }
+    Ok(hard)
 }
 
 /// `want`, but at most `hard` (`RLIM_INFINITY` is the largest value).
