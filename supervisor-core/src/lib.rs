@@ -161,7 +161,7 @@ pub mod limits {
     //! Soft resource limits and lock files, as daemontools' `softlimit` and
     //! `setlock` set them.
     pub use crate::model::{parse_size, Limits, SizeError, UNLIMITED};
-    pub use crate::os::limits::{take_lock, LimitError, LockError};
+    pub use crate::os::limits::{raise_open_files_limit, take_lock, LimitError, LockError};
 }
 
 pub mod runtime_dir {
