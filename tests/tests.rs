@@ -16,6 +16,7 @@ mod properties;
 mod reliability;
 mod reload;
 mod runtime_dirs;
+mod security;
 mod servicedirs;
 mod simplevisor;
 mod stopping;

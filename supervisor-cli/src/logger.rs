@@ -58,7 +58,8 @@ static LOGGER: EventLog =
     EventLog { file: Mutex::new(None), more: Mutex::new(Vec::new()), stdout: AtomicBool::new(false) };
 
 fn open(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC).open(path)
+    // Never through a symbolic link planted where the log goes.
+    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(path)
 }
 
 /// Installs the logger at `level` (once; later calls only change the level).

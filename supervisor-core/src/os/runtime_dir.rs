@@ -33,9 +33,9 @@
 //! runs as the convention says.
 
 use std::fmt;
-use std::fs::{self, DirBuilder};
+use std::fs::{self, DirBuilder, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::unistd::{Gid, Group, Uid, User};
@@ -66,13 +66,33 @@ pub const MODE: u32 = 0o755;
 ///
 /// The I/O error, with the path.
 pub fn make_private_dir(dir: &Path, mode: u32) -> io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("create directory {}: {e}", dir.display())))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| io::Error::new(e.kind(), format!("set mode of {}: {e}", dir.display())))
+    let named = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("{what} {}: {e}", dir.display()));
+    match fs::DirBuilder::new().recursive(true).mode(mode).create(dir) {
+        // Something is there that is not a directory: said below.
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(named("create directory", e)),
+        _ => {}
+    }
+    // The mode is set on what was opened, never through a symbolic link
+    // planted in its place, and only on a directory of our own.
+    let opened = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP | libc::ENOTDIR) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a symbolic link or not a directory; refusing to use it", dir.display()),
+            ),
+            _ => named("open directory", e),
+        })?;
+    let owner = opened.metadata().map_err(|e| named("stat", e))?.uid();
+    let me = nix::unistd::geteuid().as_raw();
+    if owner != me {
+        let message =
+            format!("{} belongs to uid {owner}, not to this process (uid {me}); refusing to use it", dir.display());
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, message));
+    }
+    opened.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| named("set mode of", e))
 }
 
 /// `RUNTIME_DIR/run/start.pid`.
@@ -518,5 +538,21 @@ mod tests {
         );
         drop(held);
         before_spawn(&s).unwrap();
+    }
+
+    #[test]
+    fn a_private_directory_is_never_a_planted_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o755)).unwrap();
+        let console = dir.path().join("console");
+        std::os::unix::fs::symlink(&elsewhere, &console).unwrap();
+        let e = make_private_dir(&console, 0o700).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777, 0o755);
+        let fresh = dir.path().join("a/b");
+        make_private_dir(&fresh, 0o700).unwrap();
+        assert_eq!(fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
     }
 }

@@ -19,7 +19,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -214,19 +214,30 @@ pub struct SuperviseDir {
     last: Option<[u8; 20]>,
 }
 
-fn mkfifo(path: &Path) -> Result<(), SuperviseError> {
+/// Makes the FIFO at `path` (an existing one is kept) and opens it for
+/// reading, mode 0600. Never through a symbolic link planted in its place:
+/// that would let whoever planted it have the supervisor chmod or read
+/// another file.
+fn mkfifo(path: &Path) -> Result<File, SuperviseError> {
     match nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)) {
         Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(io_err(path)(e.into())),
     }
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(io_err(path))
+    let fifo = open_fifo(path, false)?;
+    let meta = fifo.metadata().map_err(io_err(path))?;
+    if !meta.file_type().is_fifo() {
+        let e = io::Error::new(io::ErrorKind::InvalidInput, "not a FIFO; refusing to use it");
+        return Err(io_err(path)(e));
+    }
+    fifo.set_permissions(fs::Permissions::from_mode(0o600)).map_err(io_err(path))?;
+    Ok(fifo)
 }
 
 fn open_fifo(path: &Path, write: bool) -> Result<File, SuperviseError> {
     OpenOptions::new()
         .read(!write)
         .write(write)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(path)
         .map_err(io_err(path))
 }
@@ -258,11 +269,9 @@ impl SuperviseDir {
             .map_err(|_| SuperviseError::AlreadySupervised(service_dir.to_path_buf()))?;
         let control_path = dir.join("control");
         let ok_path = dir.join("ok");
-        mkfifo(&control_path)?;
-        mkfifo(&ok_path)?;
-        let control = open_fifo(&control_path, false)?;
+        let control = mkfifo(&control_path)?;
         let control_writer = open_fifo(&control_path, true)?;
-        let ok = open_fifo(&ok_path, false)?;
+        let ok = mkfifo(&ok_path)?;
         Ok(SuperviseDir { dir, _lock: lock, control, _control_writer: control_writer, _ok: ok, last: None })
     }
 
@@ -377,5 +386,21 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(send_control(dir.path(), "u").is_err());
+    }
+
+    #[test]
+    fn planted_links_for_the_fifos_are_refused_and_their_targets_untouched() {
+        for name in ["control", "ok"] {
+            let dir = tempfile::tempdir().unwrap();
+            let target = dir.path().join("precious");
+            fs::write(&target, "precious\n").unwrap();
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+            fs::create_dir(dir.path().join("supervise")).unwrap();
+            std::os::unix::fs::symlink(&target, dir.path().join("supervise").join(name)).unwrap();
+            assert!(SuperviseDir::open(dir.path()).is_err(), "supervise/{name} as a link must be refused");
+            let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o644, "the target of supervise/{name} was chmod-ed");
+            assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        }
     }
 }

@@ -332,8 +332,11 @@ impl Transcript {
     }
 }
 
+/// Opens the transcript for appending, creating it; never through a
+/// symbolic link (one planted in the directory would make the supervisor
+/// write wherever it points).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC).open(path)
+    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(path)
 }
 
 #[cfg(test)]
@@ -445,5 +448,20 @@ mod tests {
         assert_eq!(text.lines().map(str::len).collect::<Vec<_>>(), [MAX_LINE, MAX_LINE, MAX_LINE]);
         t.finish_lines();
         assert_eq!(read(&path).len(), 200_000 + 4);
+    }
+
+    #[test]
+    fn a_planted_symbolic_link_is_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, "precious\n").unwrap();
+        let path = dir.path().join("web.log");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let mut t = Transcript::open("web", TranscriptConfig::new(&path));
+        t.write(OutputStream::Out, b"a line\n");
+        t.finish_lines();
+        assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n");
+        assert_eq!(t.dropped(), 7, "the loss is counted");
+        assert!(t.error().is_some_and(|e| e.contains("web.log")), "{:?}", t.error());
     }
 }
