@@ -31,8 +31,12 @@ pub const MAX_CLIENTS: usize = 128;
 pub const MAX_IN_FLIGHT: usize = 32;
 /// Most bytes of answers buffered for a client that does not read them.
 pub const MAX_OUTPUT: usize = 4 * 1024 * 1024;
-/// How long an idle client with nothing in flight stays connected.
+/// How long an idle client with nothing in flight stays connected (while
+/// there is room for others).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client may take to finish a request line it began: a client
+/// that sends a byte now and then cannot hold its place.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who besides root and the supervisor's own user may use the socket.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +86,28 @@ struct Client {
     skipping: bool,
     in_flight: usize,
     last_active: Instant,
+    /// When the request line in `input` began, while it is incomplete.
+    partial_since: Option<Instant>,
     closing: bool,
+}
+
+impl Client {
+    /// When it must be dropped, if nothing changes: an incomplete request
+    /// must be finished in time, an idle client goes after a while; one
+    /// that waits for answers stays.
+    fn deadline(&self) -> Option<Instant> {
+        if self.in_flight > 0 {
+            return None;
+        }
+        let idle = self.last_active + IDLE_TIMEOUT;
+        Some(self.partial_since.map_or(idle, |t| (t + REQUEST_TIMEOUT).min(idle)))
+    }
+
+    /// Whether it may be dropped to make room: nothing of its own is
+    /// pending (no request in flight, no answer to deliver).
+    fn evictable(&self) -> bool {
+        self.in_flight == 0 && self.output.is_empty()
+    }
 }
 
 /// The listening side.
@@ -145,9 +170,9 @@ impl ControlServer {
         v
     }
 
-    /// The next idle-timeout deadline, if any client is idle.
+    /// The next time a client must be dropped, if any.
     fn deadline(&self) -> Option<Instant> {
-        self.clients.values().filter(|c| c.in_flight == 0).map(|c| c.last_active + IDLE_TIMEOUT).min()
+        self.clients.values().filter_map(Client::deadline).min()
     }
 
     /// Handles readiness of the descriptors given by [`poll_fds`]
@@ -158,11 +183,16 @@ impl ControlServer {
     /// [`poll_fds`]: ControlServer::poll_fds
     fn handle_ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
         let mut requests = Vec::new();
+        let mut accepted = Vec::new();
         if ready.contains(&self.listener.as_raw_fd()) {
-            self.accept_all(now);
+            accepted = self.accept_all(now, &mut requests);
         }
-        let ids: Vec<ClientId> =
-            self.clients.iter().filter(|(_, c)| ready.contains(&c.stream.as_raw_fd())).map(|(id, _)| *id).collect();
+        let ids: Vec<ClientId> = self
+            .clients
+            .iter()
+            .filter(|(id, c)| ready.contains(&c.stream.as_raw_fd()) && !accepted.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             self.read_client(id, now, &mut requests);
             self.flush(id);
@@ -171,15 +201,21 @@ impl ControlServer {
         requests
     }
 
-    fn accept_all(&mut self, now: Instant) {
-        loop {
+    /// Accepts the waiting connections (at most [`MAX_CLIENTS`] a turn),
+    /// and reads at once what each has sent: a client that sends its
+    /// request as it connects is served even when others hold every place.
+    /// When all places are taken, the client idle the longest with nothing
+    /// pending makes room. Returns the clients accepted.
+    fn accept_all(&mut self, now: Instant, requests: &mut Vec<(ClientId, Request)>) -> Vec<ClientId> {
+        let mut accepted = Vec::new();
+        for _ in 0..MAX_CLIENTS {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => {
                     log::warn!("control socket: accept: {e}");
-                    return;
+                    break;
                 }
             };
             if stream.set_nonblocking(true).is_err() {
@@ -200,7 +236,7 @@ impl ControlServer {
                 let _ = (&stream).write(&line);
                 continue;
             }
-            if self.clients.len() >= MAX_CLIENTS {
+            if self.clients.len() >= MAX_CLIENTS && !self.evict_one() {
                 let line = Response::error(Value::Null, ErrorCode::Busy, "too many clients").to_line();
                 let _ = (&stream).write(&line);
                 continue;
@@ -216,9 +252,27 @@ impl ControlServer {
                     skipping: false,
                     in_flight: 0,
                     last_active: now,
+                    partial_since: None,
                     closing: false,
                 },
             );
+            accepted.push(id);
+            self.read_client(id, now, requests);
+            self.flush(id);
+        }
+        accepted
+    }
+
+    /// Drops the client idle the longest among those with nothing pending;
+    /// false when every client waits for an answer.
+    fn evict_one(&mut self) -> bool {
+        let oldest = self.clients.iter().filter(|(_, c)| c.evictable()).min_by_key(|(_, c)| c.last_active);
+        match oldest.map(|(id, _)| *id) {
+            Some(id) => {
+                self.clients.remove(&id);
+                true
+            }
+            None => false,
         }
     }
 
@@ -237,6 +291,8 @@ impl ControlServer {
                     c.last_active = now;
                     c.input.extend_from_slice(&buf[..n]);
                     Self::split_lines(id, c, requests);
+                    c.partial_since =
+                        if c.input.is_empty() && !c.skipping { None } else { c.partial_since.or(Some(now)) };
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -328,7 +384,7 @@ impl ControlServer {
 
     /// Drops idle clients whose time is up.
     fn expire(&mut self, now: Instant) {
-        self.clients.retain(|_, c| c.in_flight > 0 || now < c.last_active + IDLE_TIMEOUT);
+        self.clients.retain(|_, c| c.deadline().is_none_or(|d| now < d));
     }
 
     /// Tries for a short while to deliver what is buffered (used just
