@@ -191,3 +191,31 @@ fn reliability_a_request_left_half_written_is_dropped_after_its_deadline() {
     }
     println!("a half-written request was dropped after {:?}", started.elapsed());
 }
+
+#[test]
+fn reliability_a_runtime_directory_removed_under_a_running_supervisor_comes_back() {
+    let mut f = Fixture::new("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    f.start();
+    f.wait_state("web", "running", T);
+    let pid = f.pid("web");
+    // As `rm -rf` would, but atomically: the supervisor makes things again
+    // as soon as it notices.
+    fs::rename(f.path("rt"), f.path("rt.gone")).unwrap();
+    let started = std::time::Instant::now();
+    fs::remove_dir_all(f.path("rt.gone")).unwrap();
+    crate::util::wait_for("the control socket to come back", T, || {
+        std::os::unix::net::UnixStream::connect(f.socket()).ok()
+    });
+    let back = started.elapsed();
+    // The service never noticed; the supervisor said what happened, and
+    // `up` still sees it running (its pidfile is back too).
+    assert_eq!(f.pid("web"), pid);
+    assert!(alive(pid as i32));
+    crate::util::wait_for("the pidfile", T, || f.path("rt/run/supervisor.pid").exists().then_some(()));
+    let (code, out, err) = f.cli_code(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("already running"), "{out}");
+    let log = f.log();
+    assert!(log.contains("was removed"), "{log}");
+    println!("runtime directory removed: control socket back after {back:?}, service untouched");
+}

@@ -189,7 +189,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     let log_path = config.log_dir().join("supervisor.log");
     try_!(logger::to_file(&log_path).map_err(|e| format!("{}: {e}", log_path.display())));
     try_!(logger::add_targets(&config.event_log));
-    let pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
+    let mut pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
     let mut engine = try_!(Engine::new(config.name.clone()));
     try_!(engine.own_process());
     try_!(engine.stop_on_signals());
@@ -242,12 +242,31 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
             }
         }
         reloader.after_turn(&mut engine);
+        keep_pidfile(&mut pidfile, reloader.config());
     }
     engine.run().map_err(|e| (failed(e), None))?;
     drop(socket_link);
     drop(pidfile);
     log::info!("supervisor {name} exits");
     Ok(exit::OK)
+}
+
+/// The runtime directory (or the pidfile alone) was removed under the
+/// running supervisor: makes them again, so that `up` still sees that it
+/// runs (the control socket comes back by itself).
+fn keep_pidfile(pidfile: &mut PidFile, config: &Config) {
+    if pidfile.path().exists() {
+        return;
+    }
+    log::warn!("{} was removed; making the runtime directory and the pidfile again", pidfile.path().display());
+    if let Err(e) = make_runtime_dirs(config) {
+        log::error!("cannot make the runtime directory again: {e}");
+        return;
+    }
+    match PidFile::acquire(&config.pidfile_path()) {
+        Ok(new) => *pidfile = new,
+        Err(e) => log::error!("cannot make the pidfile again: {e}"),
+    }
 }
 
 fn ping(config: &Config) -> Option<i32> {

@@ -12,12 +12,13 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::Value;
 
@@ -118,6 +119,31 @@ pub(crate) struct ControlServer {
     policy: AccessPolicy,
     clients: HashMap<ClientId, Client>,
     next_id: ClientId,
+    /// The socket file as bound (device, inode), and a watch on it: when
+    /// it is removed (alone, or with the runtime directory), it is made
+    /// again.
+    bound: (u64, u64),
+    watch: Option<Inotify>,
+}
+
+/// Watches the socket file at `path` for its removal (unlinking changes
+/// its link count: `IN_ATTRIB`) or its move. Nothing else in its directory
+/// (the state file, renamed at every change) wakes the engine.
+fn watch_socket(path: &Path) -> Option<Inotify> {
+    let watch = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+    let mask = AddWatchFlags::IN_ATTRIB | AddWatchFlags::IN_DELETE_SELF | AddWatchFlags::IN_MOVE_SELF;
+    match watch.add_watch(path, mask) {
+        Ok(_) => Some(watch),
+        Err(e) => {
+            log::warn!("control socket: cannot watch {}: {e}; a removed socket will not come back", path.display());
+            None
+        }
+    }
+}
+
+/// The directory of the socket at `path`.
+fn socket_dir(path: &Path) -> &Path {
+    path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
 impl ControlServer {
@@ -129,7 +155,16 @@ impl ControlServer {
     ///
     /// `AddrInUse` when another process serves `path`; any I/O error.
     fn bind(path: &Path, policy: AccessPolicy) -> io::Result<ControlServer> {
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let (listener, bound) = Self::listen(path, &policy)?;
+        let watch = watch_socket(path);
+        let clients = HashMap::new();
+        Ok(ControlServer { listener, path: path.to_path_buf(), policy, clients, next_id: 1, bound, watch })
+    }
+
+    /// Makes the directory, replaces a stale socket, binds and sets the
+    /// mode; the listener and the socket file's (device, inode).
+    fn listen(path: &Path, policy: &AccessPolicy) -> io::Result<(UnixListener, (u64, u64))> {
+        let dir = socket_dir(path);
         make_private_dir(dir, if policy.is_open() { 0o711 } else { 0o700 })?;
         if path.exists() {
             if UnixStream::connect(path).is_ok() {
@@ -145,12 +180,51 @@ impl ControlServer {
         let mode = if policy.is_open() { 0o666 } else { 0o600 };
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
         listener.set_nonblocking(true)?;
-        Ok(ControlServer { listener, path: path.to_path_buf(), policy, clients: HashMap::new(), next_id: 1 })
+        let meta = fs::symlink_metadata(path)?;
+        Ok((listener, (meta.dev(), meta.ino())))
+    }
+
+    /// Whether the socket file is still the one bound.
+    fn intact(&self) -> bool {
+        fs::symlink_metadata(&self.path).is_ok_and(|m| m.file_type().is_socket() && (m.dev(), m.ino()) == self.bound)
+    }
+
+    /// The socket file changed: when it is gone (removed alone, or with the
+    /// runtime directory under a running supervisor), binds it again.
+    /// Connected clients keep their connections.
+    fn check_socket(&mut self) {
+        if let Some(w) = &self.watch {
+            while let Ok(events) = w.read_events() {
+                if events.is_empty() {
+                    break;
+                }
+            }
+        }
+        if self.intact() {
+            return;
+        }
+        match Self::listen(&self.path, &self.policy) {
+            Ok((listener, bound)) => {
+                log::warn!("control socket {} was removed; serving it again", self.path.display());
+                self.listener = listener;
+                self.bound = bound;
+                self.watch = watch_socket(&self.path);
+            }
+            Err(e) => {
+                // The services go on; the socket stays gone (and said so)
+                // until the supervisor is restarted.
+                log::error!("control socket {} was removed and cannot be made again: {e}", self.path.display());
+                self.watch = None;
+            }
+        }
     }
 
     /// Descriptors to poll and the events wanted for each.
     fn poll_fds(&self) -> Vec<(RawFd, i16)> {
-        let mut v = Vec::with_capacity(self.clients.len() + 1);
+        let mut v = Vec::with_capacity(self.clients.len() + 2);
+        if let Some(w) = &self.watch {
+            v.push((w.as_fd().as_raw_fd(), libc::POLLIN));
+        }
         if self.clients.len() < MAX_CLIENTS {
             v.push((self.listener.as_raw_fd(), libc::POLLIN));
         } else {
@@ -183,6 +257,9 @@ impl ControlServer {
     /// [`poll_fds`]: ControlServer::poll_fds
     fn handle_ready(&mut self, ready: &[RawFd], now: Instant) -> Vec<(ClientId, Request)> {
         let mut requests = Vec::new();
+        if self.watch.as_ref().is_some_and(|w| ready.contains(&w.as_fd().as_raw_fd())) {
+            self.check_socket();
+        }
         let mut accepted = Vec::new();
         if ready.contains(&self.listener.as_raw_fd()) {
             accepted = self.accept_all(now, &mut requests);
@@ -446,7 +523,10 @@ impl Engine {
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Only our own socket: not one that a newer supervisor bound there.
+        if self.intact() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 

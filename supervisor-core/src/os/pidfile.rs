@@ -158,11 +158,24 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// Whether the file at its path is still the one it locked (not one
+    /// made there since, after this one was removed).
+    fn still_there(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(lock) = self.lock.as_ref() else { return false };
+        let (Ok(ours), Ok(there)) = (lock.metadata(), std::fs::symlink_metadata(&self.path)) else { return false };
+        (ours.dev(), ours.ino()) == (there.dev(), there.ino())
+    }
+}
+
 impl Drop for PidFile {
     fn drop(&mut self) {
         // Remove first, then unlock, so that nobody can take over a file
-        // that is about to disappear.
-        let _ = std::fs::remove_file(&self.path);
+        // that is about to disappear; and only our own file.
+        if self.still_there() {
+            let _ = std::fs::remove_file(&self.path);
+        }
         self.lock = None;
     }
 }
