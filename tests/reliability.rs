@@ -210,7 +210,7 @@ fn reliability_a_runtime_directory_removed_under_a_running_supervisor_comes_back
     // The service never noticed; the supervisor said what happened, and
     // `up` still sees it running (its pidfile is back too).
     assert_eq!(f.pid("web"), pid);
-    assert!(alive(pid as i32));
+    assert!(alive(pid));
     crate::util::wait_for("the pidfile", T, || f.path("rt/run/supervisor.pid").exists().then_some(()));
     let (code, out, err) = f.cli_code(&["up"]);
     assert_eq!(code, 0, "{err}");
