@@ -219,3 +219,38 @@ fn reliability_a_runtime_directory_removed_under_a_running_supervisor_comes_back
     assert!(log.contains("was removed"), "{log}");
     println!("runtime directory removed: control socket back after {back:?}, service untouched");
 }
+
+/// `up`, then `shutdown && up` `rounds` times: `up` must never find the
+/// old supervisor still there, and `shutdown` must leave no process.
+fn shutdown_then_up(rounds: usize) {
+    let f = Fixture::new("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"50ms\"\n");
+    let (code, _, err) = f.cli_code(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    let mut pids = Vec::new();
+    for round in 0..rounds {
+        let pid = crate::util::wait_for("the supervisor's pid", T, || {
+            fs::read_to_string(f.path("rt/run/supervisor.pid")).ok()?.trim().parse::<i32>().ok()
+        });
+        let (code, out, err) = f.cli_code(&["shutdown"]);
+        assert_eq!(code, 0, "round {round}: {out}{err}");
+        assert!(!alive(pid), "round {round}: shutdown returned with the supervisor (pid {pid}) alive");
+        pids.push(pid);
+        let (code, out, err) = f.cli_code(&["up"]);
+        assert_eq!(code, 0, "round {round}: {out}{err}");
+        assert!(!out.contains("already running"), "round {round}: {out}");
+    }
+    let (code, _, err) = f.cli_code(&["shutdown"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{rounds} rounds of shutdown && up: never already running, no supervisor left");
+}
+
+#[test]
+fn reliability_shutdown_then_up_never_finds_the_old_supervisor() {
+    shutdown_then_up(10);
+}
+
+#[test]
+#[ignore = "long form: 50 rounds; run with --ignored reliability"]
+fn reliability_shutdown_then_up_fifty_times() {
+    shutdown_then_up(50);
+}

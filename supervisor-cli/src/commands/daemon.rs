@@ -343,11 +343,24 @@ pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliErr
         return Ok(exit::OK);
     };
     let timeout = timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
+    let pid = client.call(Command::Ping, Duration::from_secs(5)).ok().and_then(|r| r.status).map(|s| s.supervisor.pid);
     let resp = client.call(Command::Shutdown, timeout).map_err(failed)?;
     if let Some(err) = resp.error {
         return Err(failed(err.message));
     }
     client.wait_closed(Duration::from_secs(10)).map_err(failed)?;
+    // The answer comes once every service is stopped; the process itself
+    // is gone a little later. Return only then, so that `shutdown && up`
+    // never finds it still running.
+    if let Some(pid) = pid {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while supervisor_core::process::is_alive(pid) {
+            if std::time::Instant::now() >= deadline {
+                return Err(failed(format!("the supervisor (pid {pid}) answered the shutdown but did not exit")));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     println!("supervisor {} stopped", config.name);
     Ok(exit::OK)
 }
