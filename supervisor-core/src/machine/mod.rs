@@ -11,6 +11,8 @@ mod backoff;
 mod behaviour;
 mod daemon;
 mod external;
+#[cfg(test)]
+mod properties;
 mod task;
 
 pub(crate) use backoff::{Backoff, Decision};
