@@ -11,9 +11,9 @@ mod backoff;
 mod behaviour;
 mod daemon;
 mod external;
-#[cfg(test)]
-mod properties;
 mod task;
+#[cfg(test)]
+mod tests;
 
 pub(crate) use backoff::{Backoff, Decision};
 pub(crate) use behaviour::Behaviour;
