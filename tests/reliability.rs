@@ -254,3 +254,206 @@ fn reliability_shutdown_then_up_never_finds_the_old_supervisor() {
 fn reliability_shutdown_then_up_fifty_times() {
     shutdown_then_up(50);
 }
+
+/// The live processes (not zombies) whose environment marks them as
+/// service `name` of the instance whose runtime directory is `rt`.
+fn processes_of(name: &str, rt: &std::path::Path) -> Vec<i32> {
+    let service = format!("SUPERVISOR_SERVICE={name}");
+    let instance = format!("SUPERVISOR_INSTANCE={}", rt.display());
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(env) = fs::read(entry.path().join("environ")) else { continue };
+        let vars: Vec<&[u8]> = env.split(|b| *b == 0).collect();
+        if vars.contains(&service.as_bytes()) && vars.contains(&instance.as_bytes()) && alive(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Stops, `rounds` times, a service whose program forks a tree: a child in
+/// its group, a daemon that double-forks out with setsid, and a main
+/// process that ignores TERM. After each stop, none of them may be left.
+fn stop_trees(rounds: usize) {
+    let mut f = Fixture::new(
+        r#"
+[service.tree]
+shell = true
+command = "HELPER fork-child DIR/child.pid & HELPER double-escape DIR/daemon.pid & exec HELPER ignore-term DIR/main.pid"
+min_uptime = "50ms"
+stop_timeout = "300ms"
+expected = "stopped"
+"#,
+    );
+    f.start();
+    let rt = f.path("rt");
+    let mut most = 0;
+    for round in 0..rounds {
+        for file in ["child.pid", "daemon.pid", "main.pid"] {
+            let _ = fs::remove_file(f.path(file));
+        }
+        let (code, _, err) = f.cli_code(&["start", "tree"]);
+        assert_eq!(code, 0, "round {round}: {err}");
+        for file in ["child.pid", "daemon.pid", "main.pid"] {
+            crate::util::wait_for(file, T, || crate::util::read_pid(&f.path(file)));
+        }
+        most = most.max(processes_of("tree", &rt).len());
+        let (code, _, err) = f.cli_code(&["stop", "tree"]);
+        assert_eq!(code, 0, "round {round}: {err}");
+        let left = processes_of("tree", &rt);
+        assert!(left.is_empty(), "round {round}: left after the stop: {left:?}");
+    }
+    println!("{rounds} stops of a tree of up to {most} processes (fork, double fork + setsid, TERM ignored): 0 left");
+}
+
+#[test]
+fn reliability_stopping_a_tree_of_processes_leaves_none() {
+    stop_trees(10);
+}
+
+#[test]
+#[ignore = "long form: 100 rounds; run with --ignored reliability"]
+fn reliability_stopping_a_tree_of_processes_a_hundred_times_leaves_none() {
+    stop_trees(100);
+}
+
+/// `rounds` times: `kill -9` of the supervisor, then `up`. No service may
+/// ever run twice, and every wanted state set by a command must hold.
+fn kill_and_up(rounds: usize) {
+    let f = Fixture::new(
+        r#"
+[service.a]
+command = ["HELPER", "sleep"]
+min_uptime = "50ms"
+
+[service.b]
+command = ["HELPER", "sleep"]
+min_uptime = "50ms"
+
+[service.c]
+command = ["HELPER", "sleep"]
+min_uptime = "50ms"
+expected = "stopped"
+"#,
+    );
+    let rt = f.path("rt");
+    let (code, _, err) = f.cli_code(&["up"]);
+    assert_eq!(code, 0, "{err}");
+    for (cmd, name) in [("stop", "b"), ("start", "c")] {
+        let (code, _, err) = f.cli_code(&[cmd, name]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut most = 0;
+    for round in 0..rounds {
+        let pid = crate::util::wait_for("the supervisor's pid", T, || {
+            fs::read_to_string(f.path("rt/run/supervisor.pid")).ok()?.trim().parse::<i32>().ok()
+        });
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+        crate::util::wait_for("the supervisor to die", T, || (!alive(pid)).then_some(()));
+        let (code, out, err) = f.cli_code(&["up"]);
+        assert_eq!(code, 0, "round {round}: {out}{err}");
+        // Counted while the new supervisor takes over, and once it has.
+        for _ in 0..20 {
+            for name in ["a", "b", "c"] {
+                let n = processes_of(name, &rt).len();
+                most = most.max(n);
+                assert!(n <= 1, "round {round}: service {name} runs {n} times");
+            }
+        }
+        crate::util::wait_for("a and c up, b down", T, || {
+            let counts: Vec<usize> = ["a", "b", "c"].iter().map(|n| processes_of(n, &rt).len()).collect();
+            (counts == [1, 0, 1]).then_some(())
+        });
+    }
+    let (code, _, err) = f.cli_code(&["shutdown"]);
+    assert_eq!(code, 0, "{err}");
+    println!("{rounds} rounds of kill -9 and up: never two processes of one service, wanted states kept");
+}
+
+#[test]
+fn reliability_kill_9_then_up_never_runs_a_service_twice() {
+    kill_and_up(5);
+}
+
+#[test]
+#[ignore = "long form: 20 rounds; run with --ignored reliability"]
+fn reliability_kill_9_then_up_twenty_times() {
+    kill_and_up(20);
+}
+
+#[test]
+fn reliability_a_supervisor_stopped_and_continued_catches_up() {
+    let mut f = Fixture::new("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"50ms\"\n");
+    f.start();
+    let first = f.wait_state("web", "running", T)["pid"].as_i64().unwrap() as i32;
+    let sup = nix::unistd::Pid::from_raw(f.supervisor.as_ref().unwrap().id() as i32);
+    use nix::sys::signal::{kill, Signal};
+    kill(sup, Signal::SIGSTOP).unwrap();
+    // The service dies while nobody watches.
+    kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill(sup, Signal::SIGCONT).unwrap();
+    let again = crate::util::wait_for("web to run again", T, || {
+        let s = f.service("web");
+        (s["state"] == "running" && s["pid"].as_i64() != Some(i64::from(first))).then_some(s)
+    });
+    assert_eq!(again["restarts"], 1, "{again}");
+    assert!(f.log().contains(&format!("pid {first} killed by SIGKILL")), "{}", f.log());
+    println!("supervisor stopped 0.3 s while its service died: restarted after SIGCONT, death logged");
+}
+
+/// A small tmpfs at `dir`, unmounted when dropped.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> SmallFs {
+        fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mounting a tmpfs needs root (as .ci/run runs): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs(dir)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn reliability_a_full_disk_costs_output_not_the_service_and_writing_resumes() {
+    let mut f = Fixture::new(
+        "[service.web]\ncommand = [\"HELPER\", \"lines\", \"2000\", \"100\"]\ntranscript.path = \"DIR/small/web.log\"\nmin_uptime = \"50ms\"\n",
+    );
+    let small = SmallFs::mount(f.path("small"), "64k");
+    f.start();
+    let s = crate::util::wait_for("the disk to fill and drops to be counted", T, || {
+        let s = f.service("web");
+        (s["dropped_bytes"].as_u64().unwrap_or(0) > 0).then_some(s)
+    });
+    let pid = s["pid"].clone();
+    let s = f.wait_state("web", "running", T);
+    assert_eq!(s["pid"], pid, "the service went on: {s}");
+    let dropped = s["dropped_bytes"].as_u64().unwrap();
+    // Room again: the next run's lines are written, whole.
+    fs::write(f.path("small/web.log"), "").unwrap();
+    let (code, _, err) = f.cli_code(&["restart", "web"]);
+    assert_eq!(code, 0, "{err}");
+    let text = crate::util::wait_for("lines after the room came back", T, || {
+        let t = fs::read_to_string(f.path("small/web.log")).ok()?;
+        (t.lines().count() >= 100).then_some(t)
+    });
+    assert!(text.lines().take(100).all(|l| l.len() == 99), "split lines after the disk was full");
+    println!("transcript on a 64 KiB tmpfs: {dropped} bytes dropped and counted, service running, writing resumed");
+    drop(f);
+    drop(small);
+}
