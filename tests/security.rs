@@ -65,3 +65,33 @@ fn a_runtime_directory_of_another_user_is_refused() {
     assert_ne!(code, 0, "the supervisor used a runtime directory that another user owns");
     assert!(err.contains("belongs to uid 65534"), "{err}");
 }
+
+#[test]
+fn a_service_drops_every_privilege_of_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to switch users");
+        return;
+    }
+    let mut f =
+        Fixture::new("[service.low]\ncommand = [\"HELPER\", \"sleep\"]\nuser = \"nobody\"\nmin_uptime = \"50ms\"\n");
+    f.start();
+    let pid = f.wait_state("low", "running", std::time::Duration::from_secs(15))["pid"].as_i64().unwrap();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<u32> {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}"));
+        line[name.len()..].split_whitespace().map(|n| n.parse().unwrap()).collect()
+    };
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    // Real, effective, saved and file-system ids: all of them dropped.
+    assert_eq!(field("Uid:"), [nobody.uid.as_raw(); 4], "{status}");
+    assert_eq!(field("Gid:"), [nobody.gid.as_raw(); 4], "{status}");
+    // setgroups came before setgid and setuid: no group of root is left.
+    assert!(!field("Groups:").contains(&0), "root's group kept: {status}");
+    for cap in ["CapEff:", "CapPrm:"] {
+        let line = status.lines().find(|l| l.starts_with(cap)).unwrap();
+        assert_eq!(line[cap.len()..].trim(), "0000000000000000", "capabilities kept: {line}");
+    }
+    // The supervisor's own control variables are not in its environment.
+    let env = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(!env.split(|b| *b == 0).any(|kv| kv.starts_with(b"SUPERVISOR_CONFIG=")), "SUPERVISOR_CONFIG leaked");
+}
