@@ -122,9 +122,12 @@ impl Engine {
         let me = std::process::id() as i32;
         let Some(kids) = procfs::children(me) else { return Vec::new() };
         let name = &self.slots[idx].svc.name;
+        // Known processes are skipped by a set, not a search of every
+        // service's members for every child (quadratic in the services).
+        let tracked: std::collections::HashSet<i32> =
+            self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)).collect();
         kids.into_iter()
-            .filter(|p| !self.leaders.contains_key(p))
-            .filter(|p| !self.slots.iter().any(|s| s.members.iter().any(|m| m.pid == *p)))
+            .filter(|p| !self.leaders.contains_key(p) && !tracked.contains(p))
             .filter(|p| procfs::environ_has(*p, SERVICE_ENV, name))
             .collect()
     }
