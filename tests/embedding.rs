@@ -248,3 +248,44 @@ fn a_thread_with_only_a_handle_subscribes() {
     runner.join().unwrap().unwrap();
     assert!(handle.subscribe().is_err(), "no subscription to a dropped engine");
 }
+
+/// Found by the fuzz target `svc_control`: when a process's exit and its
+/// timer's deadline fall in one turn (a host that turns late), the `Timer`
+/// queued for the old deadline must not reach the machine after the exit
+/// re-armed or cancelled it. The host's late turn is the scenario itself.
+#[test]
+fn an_exit_and_a_due_timer_in_one_turn_do_not_confuse_the_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::new("late").unwrap();
+    // Exits after 0.1 s; the host notices at 0.5 s, past its min_uptime
+    // (0.2 s), so it is restarted at once, and its min_uptime timer is due
+    // in the same turn: the restarted service must be `starting` with its
+    // new process, not `running` with none.
+    let mut quick = Service::new("quick", Command::Shell("sleep 0.1; exit 1".into()));
+    quick.restart.min_uptime = Duration::from_millis(200);
+    engine.add_service(quick).unwrap();
+    // Exits at once, leaving a descendant that ignores TERM: a clean-up with
+    // a stop timeout of 10 s, not a KILL at once.
+    let left = dir.path().join("left.pid");
+    // The shell exits once the descendant ignores TERM (it writes its pid
+    // file after that).
+    let line = format!(
+        "{h} ignore-term {f} & while [ ! -s {f} ]; do :; done; sleep 0.1; exit 0",
+        h = helper(),
+        f = left.display()
+    );
+    let mut leaver = Service::new("leaver", Command::Shell(line));
+    leaver.restart.min_uptime = Duration::from_millis(200);
+    leaver.stop_timeout = Duration::from_secs(60);
+    engine.add_service(leaver).unwrap();
+    engine.turn(Some(Duration::ZERO)).unwrap();
+    let descendant = wait_for("the descendant", LIMIT, || crate::util::read_pid(&left));
+    std::thread::sleep(Duration::from_millis(500));
+    engine.turn(Some(Duration::ZERO)).unwrap();
+    let quick = engine.status().services.into_iter().find(|s| s.name == "quick").unwrap();
+    assert_eq!((quick.state, quick.pid.is_some()), (ServiceState::Starting, true), "{quick:?}");
+    assert_eq!(engine.state("leaver"), Some(ServiceState::Stopping));
+    assert!(alive(descendant), "the descendant was killed at once, with no stop timeout");
+    drop(engine);
+    wait_for("the dropped engine's descendant to die", LIMIT, || (!alive(descendant)).then_some(()));
+}

@@ -220,10 +220,25 @@ impl Engine {
         }
     }
 
+    /// A `Timer` for the service at `idx` that was queued (its deadline
+    /// passed in this turn) before the machine re-armed or cancelled its
+    /// timer is stale: delivered, it would act on a deadline the machine
+    /// no longer has (a start confirmed with no process, a KILL with no
+    /// stop timeout, a backoff skipped).
+    fn drop_queued_timer(&mut self, idx: usize) {
+        self.queue.retain(|(i, e)| !(*i == idx && *e == Event::Timer));
+    }
+
     pub(super) fn perform(&mut self, idx: usize, action: Action) {
         match action {
-            Action::ArmTimer(t) => self.slots[idx].timer = Some(t),
-            Action::CancelTimer => self.slots[idx].timer = None,
+            Action::ArmTimer(t) => {
+                self.drop_queued_timer(idx);
+                self.slots[idx].timer = Some(t);
+            }
+            Action::CancelTimer => {
+                self.drop_queued_timer(idx);
+                self.slots[idx].timer = None;
+            }
             Action::Signal(sig) => {
                 if sig == Signal::SIGKILL {
                     log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);

@@ -404,4 +404,13 @@ mod tests {
         let e = parse_request(b"[1,2]").unwrap_err();
         assert!(e.error.unwrap().message.contains("object"));
     }
+
+    /// Found by the fuzz target `protocol_request`: a float id came back
+    /// one bit off (`serde_json`'s float parser was not correctly rounded).
+    #[test]
+    fn a_float_id_round_trips() {
+        let r = parse_request(br#"{"id":1884746704437090443709551615,"cmd":"stop"}"#).unwrap();
+        let line = serde_json::to_vec(&r).unwrap();
+        assert_eq!(parse_request(&line).unwrap(), r);
+    }
 }

@@ -44,8 +44,22 @@ pub(super) fn glob(pattern: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// `{a,b}` alternatives, expanded (`{}` and unbalanced braces are kept).
+/// The most names that `{a,b}` alternatives may expand to (each one is
+/// looked for on disk): 20 pairs of braces would make a million.
+pub(super) const MAX_ALTERNATIVES: usize = 1024;
+
+/// `{a,b}` alternatives, expanded (`{}` and unbalanced braces are kept),
+/// at most [`MAX_ALTERNATIVES`] of them (the first ones).
 pub(super) fn expand_braces(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    expand_braces_into(s, &mut out);
+    out
+}
+
+fn expand_braces_into(s: &str, out: &mut Vec<String>) {
+    if out.len() >= MAX_ALTERNATIVES {
+        return;
+    }
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -77,17 +91,16 @@ pub(super) fn expand_braces(s: &str) -> Vec<String> {
                 let mut bounds = vec![i];
                 bounds.extend(commas);
                 bounds.push(j);
-                let mut out = Vec::new();
                 for w in bounds.windows(2) {
                     let middle: String = chars[w[0] + 1..w[1]].iter().collect();
-                    out.extend(expand_braces(&format!("{prefix}{middle}{suffix}")));
+                    expand_braces_into(&format!("{prefix}{middle}{suffix}"), out);
                 }
-                return out;
+                return;
             }
             _ => i += 1,
         }
     }
-    vec![s.to_owned()]
+    out.push(s.to_owned());
 }
 
 /// A glob component without its backslash escapes.

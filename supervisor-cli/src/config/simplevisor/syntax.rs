@@ -11,6 +11,8 @@ use crate::config::ConfigError;
 
 /// How deep `<<include>>`s may nest.
 const MAX_INCLUDE_DEPTH: usize = 32;
+/// The largest file an include reads.
+const MAX_INCLUDE_SIZE: u64 = 16 * 1024 * 1024;
 
 // ---------------------------------------------------------------------
 // Reading: lines, comments, continuations, here-documents, includes.
@@ -206,9 +208,25 @@ impl Reader {
             }
         };
         for path in paths {
-            if path.is_dir() {
-                let message = format!("cannot include {:?}: it is a directory", path.display().to_string());
-                return Err(self.error(at, message));
+            // A regular file of a sane size: not a directory, a device
+            // (`/dev/zero` never ends), a FIFO (that would block).
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => {
+                    let message = format!("cannot include {:?}: it is a directory", path.display().to_string());
+                    return Err(self.error(at, message));
+                }
+                Ok(m) if !m.is_file() => {
+                    let message = format!("cannot include {:?}: it is not a regular file", path.display().to_string());
+                    return Err(self.error(at, message));
+                }
+                Ok(m) if m.len() > MAX_INCLUDE_SIZE => {
+                    let message = format!(
+                        "cannot include {:?}: it is larger than {MAX_INCLUDE_SIZE} bytes",
+                        path.display().to_string()
+                    );
+                    return Err(self.error(at, message));
+                }
+                _ => {}
             }
             let canonical = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
             if self.chain.contains(&canonical) {
@@ -379,11 +397,18 @@ pub(super) fn parse(files: &[PathBuf], lines: &[Logical]) -> Result<Block, Box<C
             None => None,
             Some(v) => {
                 let v = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(&v);
-                let v = interpolate(v, vars).map_err(|name| {
-                    let message = format!(
-                        "${name} is not defined: a variable must be set before this line, in this block or an \
-                         enclosing one (write \\$ for a literal dollar sign)"
-                    );
+                let v = interpolate(v, vars).map_err(|e| {
+                    let message = match e {
+                        Interpolation::Undefined(name) => format!(
+                            "${name} is not defined: a variable must be set before this line, in this block or an \
+                             enclosing one (write \\$ for a literal dollar sign)"
+                        ),
+                        Interpolation::TooLong => {
+                            format!(
+                                "the value expands to more than {MAX_EXPANDED} bytes (variables that use each other)"
+                            )
+                        }
+                    };
                     error_at(files, at, None, Some(&key), message)
                 })?;
                 Some(unescape(&v))
@@ -417,9 +442,20 @@ fn split_option(t: &str) -> (String, Option<String>) {
 }
 
 /// Replaces `$name` and `${name}` (not after a backslash, not inside
-/// single quotes) by the variable's value; `Err(name)` for an undefined
-/// one.
-fn interpolate(value: &str, vars: &HashMap<String, String>) -> Result<String, String> {
+/// single quotes) by the variable's value.
+#[derive(Debug)]
+enum Interpolation {
+    /// No variable of this name is set.
+    Undefined(String),
+    /// Longer than [`MAX_EXPANDED`].
+    TooLong,
+}
+
+/// The longest value that variables may expand to: variables that use each
+/// other grow exponentially.
+const MAX_EXPANDED: usize = 64 * 1024;
+
+fn interpolate(value: &str, vars: &HashMap<String, String>) -> Result<String, Interpolation> {
     let chars: Vec<char> = value.chars().collect();
     let is_name = |c: char| c.is_ascii_alphanumeric() || "_-.:+,".contains(c);
     let mut out = String::new();
@@ -440,7 +476,10 @@ fn interpolate(value: &str, vars: &HashMap<String, String>) -> Result<String, St
             let closed = !braced || chars.get(start + len) == Some(&'}');
             if len > 0 && closed {
                 let name: String = chars[start..start + len].iter().collect();
-                out.push_str(vars.get(&name).ok_or(name)?);
+                out.push_str(vars.get(&name).ok_or(Interpolation::Undefined(name))?);
+                if out.len() > MAX_EXPANDED {
+                    return Err(Interpolation::TooLong);
+                }
                 i = start + len + usize::from(braced);
                 continue;
             }

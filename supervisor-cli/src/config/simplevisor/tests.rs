@@ -450,3 +450,24 @@ fn globs() {
     assert_eq!(expand_braces("x/{a,b{1,2}}.c"), ["x/a.c", "x/b1.c", "x/b2.c"]);
     assert_eq!(expand_braces("x{}"), ["x{}"]);
 }
+
+/// Found by the fuzz target `config_simplevisor`: variables that use each
+/// other grow exponentially.
+#[test]
+fn variables_that_blow_up_are_refused() {
+    let text = include_str!("../../../../fuzz/regressions/config_simplevisor/variable-expansion-blowup");
+    let errs = errors(text);
+    assert!(errs.iter().any(|e| e.message.contains("expands to more than")), "{errs:?}");
+}
+
+/// Found by the fuzz target `config_simplevisor`: `{a,b}` twenty times over
+/// made a million names to look for; `<<include /dev/zero>>` read until
+/// memory ran out.
+#[test]
+fn includes_are_bounded() {
+    let text = include_str!("../../../../fuzz/regressions/config_simplevisor/include-brace-expansion-blowup");
+    let pattern = text.lines().find_map(|l| l.trim().strip_prefix("<<include ")?.strip_suffix(">>")).unwrap();
+    assert_eq!(expand_braces(pattern).len(), super::glob::MAX_ALTERNATIVES);
+    let errs = errors(include_str!("../../../../fuzz/regressions/config_simplevisor/include-dev-zero"));
+    assert!(errs.iter().any(|e| e.message.contains("not a regular file")), "{errs:?}");
+}

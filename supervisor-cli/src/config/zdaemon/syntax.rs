@@ -66,6 +66,9 @@ fn split_first(s: &str) -> (&str, &str) {
 
 /// `ZConfig`'s substitution: `$NAME` and `${NAME}` by `%define`d values,
 /// `$$` by `$`.
+/// The longest value that `%define`s may expand to.
+pub(super) const MAX_EXPANDED: usize = 64 * 1024;
+
 pub(super) fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = value;
@@ -95,6 +98,10 @@ pub(super) fn substitute(value: &str, defines: &BTreeMap<String, String>) -> Res
         match defines.get(&name.to_ascii_lowercase()) {
             Some(v) => out.push_str(v),
             None => return Err(format!("${name} is not defined (define it with %define {name} VALUE)")),
+        }
+        if out.len() > MAX_EXPANDED {
+            // %defines that use each other grow exponentially.
+            return Err(format!("the value expands to more than {MAX_EXPANDED} bytes"));
         }
         rest = after;
     }

@@ -231,3 +231,12 @@ fn command_line_options() {
     let e = load_with(Some(&toml), adhoc).unwrap_err();
     assert!(e.to_string().contains("-p (--program) applies to the program of a zdaemon configuration"), "{e}");
 }
+
+/// Found by the fuzz target `config_zdaemon`: `%define`s that use each
+/// other grow exponentially (this one needs 10^9 bytes).
+#[test]
+fn defines_that_blow_up_are_refused() {
+    let text = include_str!("../../../../fuzz/regressions/config_zdaemon/define-expansion-blowup");
+    let errs = errors(text);
+    assert!(errs.iter().any(|e| e.contains("expands to more than")), "{errs:?}");
+}
