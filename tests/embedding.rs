@@ -276,7 +276,7 @@ fn an_exit_and_a_due_timer_in_one_turn_do_not_confuse_the_machine() {
     );
     let mut leaver = Service::new("leaver", Command::Shell(line));
     leaver.restart.min_uptime = Duration::from_millis(200);
-    leaver.stop_timeout = Duration::from_secs(60);
+    leaver.stop_timeout = Duration::from_mins(1);
     engine.add_service(leaver).unwrap();
     engine.turn(Some(Duration::ZERO)).unwrap();
     let descendant = wait_for("the descendant", LIMIT, || crate::util::read_pid(&left));
