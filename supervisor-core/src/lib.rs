@@ -192,3 +192,63 @@ pub mod process {
         crate::os::procfs::children(pid).unwrap_or_default()
     }
 }
+
+/// Entry points for the fuzz targets in `fuzz/` (feature `fuzzing`, off by
+/// default): thin wrappers of crate-internal items, with no stability
+/// promise. Not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Instant;
+
+    pub use crate::machine::{Action, Event};
+    use crate::{ExitStatus, Expected, Service, ServiceState};
+
+    /// The daemon state machine (`machine/daemon.rs`), as the engine drives
+    /// it for a service of kind daemon.
+    #[derive(Debug, Clone)]
+    pub struct DaemonMachine(crate::machine::Machine);
+
+    impl DaemonMachine {
+        /// A machine in state `stopped`, wanting `expected`.
+        #[must_use]
+        pub fn new(expected: Expected, now: Instant) -> DaemonMachine {
+            DaemonMachine(crate::machine::Machine::new(expected, now))
+        }
+
+        /// Applies one event; the actions the engine must carry out.
+        pub fn handle(&mut self, svc: &Service, event: Event, now: Instant) -> Vec<Action> {
+            self.0.handle(svc, event, now)
+        }
+
+        /// The current state.
+        #[must_use]
+        pub fn state(&self) -> ServiceState {
+            self.0.state()
+        }
+
+        /// Whether it is wanted up.
+        #[must_use]
+        pub fn want_up(&self) -> bool {
+            self.0.want_up()
+        }
+
+        /// The main process it knows of.
+        #[must_use]
+        pub fn pid(&self) -> Option<i32> {
+            self.0.pid()
+        }
+
+        /// Automatic restarts so far.
+        #[must_use]
+        pub fn restarts(&self) -> u32 {
+            self.0.restarts()
+        }
+
+        /// How the last process ended.
+        #[must_use]
+        pub fn last_exit(&self) -> Option<ExitStatus> {
+            self.0.last_exit()
+        }
+    }
+}
