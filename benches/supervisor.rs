@@ -302,21 +302,21 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> Res<()>) -> Res<Summary> {
 
 /// A `kB` field of `/proc/PID/status` (`VmRSS`, `RssAnon`, ...).
 fn proc_status_kb(pid: i32, field: &str) -> Res<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let value = text
-        .lines()
-        .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
-    Ok(value.trim().trim_end_matches("kB").trim().parse()?)
+    proc_kb(pid, "status", field)
 }
 
 /// A `kB` field of `/proc/PID/smaps_rollup` (`Pss`, `Pss_Anon`, ...).
 fn smaps_rollup_kb(pid: i32, field: &str) -> Res<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    proc_kb(pid, "smaps_rollup", field)
+}
+
+/// A `NAME: N kB` field of `/proc/PID/FILE`.
+fn proc_kb(pid: i32, file: &str, field: &str) -> Res<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/{file}"))?;
     let value = text
         .lines()
         .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))
-        .ok_or_else(|| format!("no {field} in /proc/{pid}/smaps_rollup"))?;
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/{file}"))?;
     Ok(value.trim().trim_end_matches("kB").trim().parse()?)
 }
 

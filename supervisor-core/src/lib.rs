@@ -141,7 +141,7 @@ pub mod protocol {
     //! The control protocol: one JSON request and one JSON response per
     //! line on a Unix socket ([`Engine::serve_control`](crate::Engine::serve_control)),
     //! and a client for it.
-    pub use crate::front::control::{ClientError, ControlClient};
+    pub use crate::front::client::{ClientError, ControlClient};
     pub use crate::model::protocol::*;
     /// A request's `id`: any JSON value, repeated in its response.
     pub use serde_json::Value;

@@ -3,5 +3,6 @@
 //! service directories). They use the engine's typed requests, as an
 //! embedder does.
 
+pub(crate) mod client;
 pub(crate) mod control;
 pub(crate) mod servicedir;
