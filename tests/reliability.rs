@@ -457,3 +457,38 @@ fn reliability_a_full_disk_costs_output_not_the_service_and_writing_resumes() {
     drop(f);
     drop(small);
 }
+
+#[test]
+fn reliability_running_out_of_descriptors_refuses_clearly_and_keeps_what_runs() {
+    // 300 services under a hard limit of 128 descriptors: the supervisor
+    // cannot capture them all. It must start what it can, say why the
+    // others wait, keep serving its socket, and stop everything at the end.
+    let mut services = String::new();
+    for i in 0..300 {
+        services.push_str(&format!("[service.s{i:03}]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"50ms\"\n"));
+    }
+    let mut f = Fixture::new(&services);
+    f.start_with_ulimit("-n 128");
+    let status = crate::util::wait_for("every service to be running or refused", T, || {
+        let st = f.status();
+        let services = st["services"].as_array()?.clone();
+        services.iter().all(|s| s["state"] == "running" || s["error"].is_string()).then_some(services)
+    });
+    let running = status.iter().filter(|s| s["state"] == "running").count();
+    let refused: Vec<&serde_json::Value> = status.iter().filter(|s| s["state"] != "running").collect();
+    assert!(running > 0 && !refused.is_empty(), "{running} running, {} refused", refused.len());
+    for s in &refused {
+        let error = s["error"].as_str().unwrap_or_default();
+        assert!(error.contains("Too many open files"), "{s}");
+        assert!(matches!(s["state"].as_str(), Some("backoff" | "fatal" | "starting")), "{s}");
+    }
+    let pids: Vec<i32> = status.iter().filter_map(|s| s["pid"].as_i64()).map(|p| p as i32).collect();
+    assert!(pids.iter().all(|p| alive(*p)), "a running service was lost");
+    let (code, _, err) = f.cli_code(&["shutdown"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(pids.iter().all(|p| !alive(*p)));
+    println!(
+        "300 services, 128 descriptors: {running} running, {} waiting with \"Too many open files\", socket served",
+        refused.len()
+    );
+}

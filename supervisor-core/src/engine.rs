@@ -320,7 +320,7 @@ impl Engine {
         let now = Instant::now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);
-        let output = ServiceOutput::new(&svc)?;
+        let output = ServiceOutput::new(&svc);
         let seed =
             svc.name.bytes().fold(u64::from(std::process::id()), |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
         let slot = Slot {

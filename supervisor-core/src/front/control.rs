@@ -124,6 +124,20 @@ pub(crate) struct ControlServer {
     /// again.
     bound: (u64, u64),
     watch: Option<Inotify>,
+    /// A descriptor held in reserve: when the process has no descriptor
+    /// left, it is given up so that a client can still be accepted and
+    /// served (a `status` or a `stop` must get through then too).
+    reserve: Option<fs::File>,
+    /// With no descriptor left at all, new connections wait until then
+    /// (polling the listener would only spin).
+    accept_paused_until: Option<Instant>,
+}
+
+/// How long new connections wait when no descriptor is left.
+const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+
+fn open_reserve() -> Option<fs::File> {
+    fs::File::open("/dev/null").ok()
 }
 
 /// Watches the socket file at `path` for its removal (unlinking changes
@@ -158,7 +172,18 @@ impl ControlServer {
         let (listener, bound) = Self::listen(path, &policy)?;
         let watch = watch_socket(path);
         let clients = HashMap::new();
-        Ok(ControlServer { listener, path: path.to_path_buf(), policy, clients, next_id: 1, bound, watch })
+        let reserve = open_reserve();
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            policy,
+            clients,
+            next_id: 1,
+            bound,
+            watch,
+            reserve,
+            accept_paused_until: None,
+        })
     }
 
     /// Makes the directory, replaces a stale socket, binds and sets the
@@ -225,10 +250,9 @@ impl ControlServer {
         if let Some(w) = &self.watch {
             v.push((w.as_fd().as_raw_fd(), libc::POLLIN));
         }
-        if self.clients.len() < MAX_CLIENTS {
-            v.push((self.listener.as_raw_fd(), libc::POLLIN));
-        } else {
-            // Still accept, to tell the newcomer we are busy.
+        // Also with every place taken: an idle client makes room, or the
+        // newcomer is told that we are busy.
+        if self.accept_paused_until.is_none() {
             v.push((self.listener.as_raw_fd(), libc::POLLIN));
         }
         for c in self.clients.values() {
@@ -244,9 +268,10 @@ impl ControlServer {
         v
     }
 
-    /// The next time a client must be dropped, if any.
+    /// The next time a client must be dropped, or connections accepted
+    /// again, if any.
     fn deadline(&self) -> Option<Instant> {
-        self.clients.values().filter_map(Client::deadline).min()
+        self.clients.values().filter_map(Client::deadline).chain(self.accept_paused_until).min()
     }
 
     /// Handles readiness of the descriptors given by [`poll_fds`]
@@ -285,13 +310,24 @@ impl ControlServer {
     /// pending makes room. Returns the clients accepted.
     fn accept_all(&mut self, now: Instant, requests: &mut Vec<(ClientId, Request)>) -> Vec<ClientId> {
         let mut accepted = Vec::new();
+        if self.reserve.is_none() {
+            self.reserve = open_reserve();
+        }
         for _ in 0..MAX_CLIENTS {
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) && self.reserve.is_some() => {
+                    log::warn!("control socket: no descriptor left ({e}); serving one client from the reserve");
+                    self.reserve = None;
+                    continue;
+                }
                 Err(e) => {
                     log::warn!("control socket: accept: {e}");
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+                        self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    }
                     break;
                 }
             };
@@ -461,6 +497,9 @@ impl ControlServer {
 
     /// Drops idle clients whose time is up.
     fn expire(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|t| now >= t) {
+            self.accept_paused_until = None;
+        }
         self.clients.retain(|_, c| c.deadline().is_none_or(|d| now < d));
     }
 

@@ -80,8 +80,13 @@ pub struct Writers {
 /// A service's captured output.
 #[derive(Debug)]
 pub struct ServiceOutput {
+    /// The pipes, made at the first start of a process (so that adding a
+    /// service costs no descriptor, and a lack of them is a failed start,
+    /// retried, not a failed add).
     out: Option<Pipe>,
     err: Option<Pipe>,
+    /// Which streams go to the transcript.
+    wants: [bool; 2],
     transcript: Transcript,
     /// External services: each line is logged at debug level too.
     log_lines: Option<LineLog>,
@@ -123,27 +128,21 @@ impl LineLog {
 }
 
 impl ServiceOutput {
-    /// Pipes for the streams of `svc` that go to its transcript; `None`
-    /// when none does.
-    ///
-    /// # Errors
-    ///
-    /// When a pipe cannot be made (descriptor limit).
-    pub fn new(svc: &Service) -> io::Result<Option<ServiceOutput>> {
+    /// The captured output of `svc`'s streams that go to its transcript;
+    /// `None` when none does.
+    pub fn new(svc: &Service) -> Option<ServiceOutput> {
         let wants = |o: &Output| *o == Output::Transcript;
-        let Some(cfg) = &svc.transcript else { return Ok(None) };
+        let cfg = svc.transcript.as_ref()?;
         let (out, err) = (wants(&svc.stdout), wants(&svc.stderr));
         if !out && !err {
-            return Ok(None);
+            return None;
         }
         // A transcript past the file size limit must fail, not kill us.
         crate::os::sys::ignore_sigxfsz();
-        let out = if out { Some(Pipe::new()?) } else { None };
-        let err = if err { Some(Pipe::new()?) } else { None };
         let transcript = Transcript::open(&svc.name, cfg.clone());
         let log_lines =
             svc.kind.is_external().then(|| LineLog { name: svc.name.clone(), partial: [Vec::new(), Vec::new()] });
-        Ok(Some(ServiceOutput { out, err, transcript, log_lines }))
+        Some(ServiceOutput { out: None, err: None, wants: [out, err], transcript, log_lines })
     }
 
     /// Write ends for a new process; the pipes are polled from now on.
@@ -164,6 +163,11 @@ impl ServiceOutput {
             w.owned.push(fd);
             Ok(Some(raw))
         };
+        for (pipe, wanted) in [(&mut self.out, self.wants[0]), (&mut self.err, self.wants[1])] {
+            if wanted && pipe.is_none() {
+                *pipe = Some(Pipe::new()?);
+            }
+        }
         let out = take(&mut self.out)?;
         let err = take(&mut self.err)?;
         w.pipes = Pipes { stdout: out, stderr: err, stdin: None };

@@ -45,12 +45,27 @@ pub enum SpawnError {
     /// process; worth retrying once it lets go.
     #[error("lock {} is held by another process", .0.display())]
     Locked(PathBuf),
+    /// The supervisor or the system ran out of descriptors or memory
+    /// (`EMFILE`, `ENFILE`, `ENOMEM`, `EAGAIN`); worth retrying once some
+    /// are free.
+    #[error("{0}")]
+    Exhausted(String),
 }
 
 impl SpawnError {
     /// Whether a later attempt may succeed without a configuration change.
     pub fn is_transient(&self) -> bool {
-        matches!(self, SpawnError::Fork(_) | SpawnError::Locked(_))
+        matches!(self, SpawnError::Fork(_) | SpawnError::Locked(_) | SpawnError::Exhausted(_))
+    }
+
+    /// An I/O error while preparing a spawn, described by `what`: a lack of
+    /// descriptors or memory passes, anything else is the setup's fault.
+    fn io(what: impl std::fmt::Display, e: &io::Error) -> SpawnError {
+        let text = format!("{what}: {e}");
+        match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::EAGAIN) => SpawnError::Exhausted(text),
+            _ => SpawnError::Setup(text),
+        }
     }
 }
 
@@ -152,7 +167,7 @@ fn open_output(
         .mode(0o644)
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| SpawnError::Setup(format!("open {what} file {}: {e}", path.display())))?;
+        .map_err(|e| SpawnError::io(format_args!("open {what} file {}", path.display()), &e))?;
     let fd = OwnedFd::from(f);
     let raw = fd.as_raw_fd();
     files.push(fd);
@@ -267,7 +282,7 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
         .read(true)
         .custom_flags(libc::O_CLOEXEC)
         .open("/dev/null")
-        .map_err(|e| SpawnError::Setup(format!("open /dev/null: {e}")))?;
+        .map_err(|e| SpawnError::io("open /dev/null", &e))?;
     let mut files = Vec::new();
     let stdout = open_output(&svc.stdout, "stdout", pipes.stdout, &mut files)?;
     let stderr = open_output(&svc.stderr, "stderr", pipes.stderr, &mut files)?;
@@ -351,7 +366,7 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// be made.
 pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     let prep = prepare(svc, pipes)?;
-    let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::Setup(format!("pipe: {e}")))?;
+    let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::io("pipe", &e))?;
 
     let mut argv: Vec<*const libc::c_char> = prep.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
