@@ -96,12 +96,18 @@ fn reliability_a_low_open_files_limit_does_not_stop_a_hundred_services() {
 /// clients that connect and hang up in a loop) while `good` clients each
 /// send one well-formed request: every good one must be answered.
 fn hostile_clients(silent: usize, half: usize, reconnecting: usize, good: usize) {
+    hostile_clients_beside("", silent, half, reconnecting, good);
+}
+
+/// As [`hostile_clients`], with more services (`extra`, TOML) running.
+fn hostile_clients_beside(extra: &str, silent: usize, half: usize, reconnecting: usize, good: usize) {
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
 
-    let mut f = Fixture::new("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    let mut f =
+        Fixture::new(&format!("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n{extra}"));
     f.start();
     f.wait_state("web", "running", T);
     let socket = f.socket();
@@ -491,4 +497,28 @@ fn reliability_running_out_of_descriptors_refuses_clearly_and_keeps_what_runs() 
         "300 services, 128 descriptors: {running} running, {} waiting with \"Too many open files\", socket served",
         refused.len()
     );
+}
+
+/// Services that crash as soon as they start, restarted every few
+/// milliseconds, for ever.
+fn crash_loops(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "[service.crash{i}]\ncommand = [\"HELPER\", \"exit\", \"1\"]\nforever = true\n\
+                 backoff_limit = \"20ms\"\nmin_uptime = \"1s\"\n"
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reliability_hostile_clients_while_services_crash_loop() {
+    hostile_clients_beside(&crash_loops(20), 100, 100, 4, 60);
+}
+
+#[test]
+#[ignore = "long form: 1000 hostile connections beside 100 crash-looping services; run with --ignored reliability"]
+fn reliability_a_thousand_hostile_clients_while_a_hundred_services_crash_loop() {
+    hostile_clients_beside(&crash_loops(100), 400, 400, 8, 200);
 }
