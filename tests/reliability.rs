@@ -502,14 +502,14 @@ fn reliability_running_out_of_descriptors_refuses_clearly_and_keeps_what_runs() 
 /// Services that crash as soon as they start, restarted every few
 /// milliseconds, for ever.
 fn crash_loops(n: usize) -> String {
-    (0..n)
-        .map(|i| {
-            format!(
-                "[service.crash{i}]\ncommand = [\"HELPER\", \"exit\", \"1\"]\nforever = true\n\
-                 backoff_limit = \"20ms\"\nmin_uptime = \"1s\"\n"
-            )
-        })
-        .collect()
+    let mut toml = String::new();
+    for i in 0..n {
+        toml.push_str(&format!(
+            "[service.crash{i}]\ncommand = [\"HELPER\", \"exit\", \"1\"]\nforever = true\n\
+             backoff_limit = \"20ms\"\nmin_uptime = \"1s\"\n"
+        ));
+    }
+    toml
 }
 
 #[test]
