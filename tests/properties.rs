@@ -43,9 +43,9 @@ fn program() -> impl Strategy<Value = Vec<String>> {
         Just(""),
         Just("a\0b"),
     ];
-    (argv0, prop::collection::vec(prop_oneof![Just("0.05".to_string()), word()], 0..3)).prop_map(|(p, mut args)| {
+    (argv0, prop::collection::vec(prop_oneof![Just("0.0517".to_string()), word()], 0..3)).prop_map(|(p, mut args)| {
         if p == "sleep" {
-            args.insert(0, "0.05".into());
+            args.insert(0, "0.0517".into());
         }
         let mut v = vec![p.to_string()];
         v.extend(args);
@@ -94,6 +94,23 @@ fn output() -> impl Strategy<Value = Output> {
     ]
 }
 
+/// An external service's pattern. Stopping the service signals every
+/// process that it matches, this machine's included: each one here
+/// matches only this test's own `sleep 0.0517`, or nothing, or is refused
+/// (an invalid expression, or one that matches an empty command line and
+/// so every process).
+fn pattern() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("sleep 0\\.0517"),
+        Just("^sv-proptest-never-runs$"),
+        Just("("),
+        Just(""),
+        Just("x*"),
+        Just("(sv-proptest|)"),
+    ]
+    .prop_map(str::to_string)
+}
+
 fn kind() -> impl Strategy<Value = Kind> {
     let task = (duration(), proptest::option::of(duration()), duration()).prop_map(|(interval, timeout, jitter)| {
         let mut t = TaskSpec::every(interval);
@@ -101,10 +118,13 @@ fn kind() -> impl Strategy<Value = Kind> {
         t.jitter = jitter;
         Kind::Task(Box::new(t))
     });
+    // Without a pattern, the start command line is the pattern: one that
+    // starts with an empty word (" web") could match other tests' processes.
+    let start = program().prop_filter("the start command names a program", |argv| !argv[0].is_empty());
     let external = (
+        proptest::option::of(start),
         proptest::option::of(program()),
-        proptest::option::of(program()),
-        proptest::option::of(prop_oneof![Just("sleep".to_string()), Just("(".to_string()), word()]),
+        proptest::option::of(pattern()),
         duration(),
         duration(),
     )
@@ -185,7 +205,7 @@ fn sane_service() -> impl Strategy<Value = Service> {
     let program = prop_oneof![
         Just(vec!["/bin/true".to_string()]),
         Just(vec!["/bin/false".to_string()]),
-        Just(vec!["sleep".to_string(), "0.05".to_string()]),
+        Just(vec!["sleep".to_string(), "0.0517".to_string()]),
         Just(vec!["no-such-program".to_string()]),
     ];
     let short = || (1u64..300).prop_map(Duration::from_millis);
@@ -256,11 +276,16 @@ fn any_service() -> BoxedStrategy<Service> {
     prop_oneof![1 => service().boxed(), 2 => sane_service().boxed(), 4 => mutated_service().boxed()].boxed()
 }
 
-/// Puts the `@/` paths of `svc` in `dir`.
+/// Puts the `@/` paths of `svc` in `dir`, and its relative paths below
+/// `dir` too: the engine takes them from the process's working directory,
+/// which is the workspace here (and which a test cannot change for itself
+/// alone), and a random service must never write there.
 fn place(svc: &mut Service, dir: &Path) {
     let fix = |p: &mut PathBuf| {
         if let Ok(rest) = p.strip_prefix("@") {
             *p = dir.join(rest);
+        } else if p.is_relative() && !p.as_os_str().is_empty() {
+            *p = dir.join("cwd").join(&*p);
         }
     };
     for p in [&mut svc.directory, &mut svc.pidfile, &mut svc.lock, &mut svc.runtime_dir].into_iter().flatten() {

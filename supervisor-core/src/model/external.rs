@@ -70,7 +70,8 @@ impl ExternalSpec {
     }
 
     /// Checks the rules: one of `start` or `control`, non-empty commands,
-    /// a valid `pattern`.
+    /// a valid `pattern` that does not match every command line (one that
+    /// matches an empty line, such as `""` or `"x*"`).
     ///
     /// # Errors
     ///
@@ -88,7 +89,18 @@ impl ExternalSpec {
                 return Err("empty restart command".into());
             }
         }
-        self.pattern_regex().map(|_| ())
+        let re = self.pattern_regex()?;
+        // With `control`, the pattern is never searched for.
+        if self.control.is_none() && re.is_match("") {
+            // "", "x*", "^" and the like: every process on the machine
+            // would be signalled at a stop.
+            return Err(format!(
+                "the pattern {:?} matches an empty command line, so it matches every process: \
+                 make it name the service's own command",
+                re.as_str()
+            ));
+        }
+        Ok(())
     }
 
     /// The regular expression for the process table: `pattern`, or the

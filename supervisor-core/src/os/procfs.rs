@@ -91,16 +91,29 @@ pub fn cmdline(pid: i32) -> Option<String> {
 }
 
 /// The processes whose command line matches `pattern`, except this
-/// process and the ones in `except`.
+/// process, its ancestors (the shell, service manager or test harness
+/// that started it, and PID 1) and the ones in `except`.
 pub fn matching(pattern: &regex_lite::Regex, except: &[i32]) -> Vec<i32> {
-    let me = std::process::id() as i32;
+    let mine = ancestors();
     let Ok(dir) = fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|&pid| pid != me && !except.contains(&pid))
+        .filter(|&pid| pid != 1 && !mine.contains(&pid) && !except.contains(&pid))
         .filter(|&pid| cmdline(pid).is_some_and(|c| pattern.is_match(&c)))
         .filter(|&pid| read_stat(pid).is_some_and(|i| !i.zombie))
         .collect()
+}
+
+/// This process and its ancestors, up to PID 1.
+fn ancestors() -> Vec<i32> {
+    let mut chain = vec![std::process::id() as i32];
+    while let Some(info) = chain.last().and_then(|&pid| read_stat(pid)) {
+        if info.ppid <= 1 || chain.contains(&info.ppid) || chain.len() > 4096 {
+            break;
+        }
+        chain.push(info.ppid);
+    }
+    chain
 }
 
 /// A snapshot of the whole process table.
@@ -187,5 +200,16 @@ mod tests {
         let p = read_stat(me).unwrap();
         assert_eq!(p.pid, me);
         assert!(ProcTable::read().get(me).is_some());
+    }
+
+    #[test]
+    fn a_pattern_never_matches_this_process_its_ancestors_or_pid_1() {
+        let chain = ancestors();
+        assert_eq!(chain[0], std::process::id() as i32);
+        assert!(chain.len() >= 2, "the test runner has a parent: {chain:?}");
+        let everything = regex_lite::Regex::new(".").unwrap();
+        let found = matching(&everything, &[]);
+        assert!(chain.iter().all(|p| !found.contains(p)), "{chain:?} in {found:?}");
+        assert!(!found.contains(&1));
     }
 }

@@ -62,6 +62,21 @@ fn precedence_without_control() {
     assert!(ExternalSpec::start(Vec::new()).validate().is_err());
 }
 
+#[test]
+fn a_pattern_that_matches_every_process_is_refused() {
+    for pattern in ["", "x*", "^", "(a|)", ".*"] {
+        let mut e = ExternalSpec::start(words("/bin/daemon"));
+        e.pattern = Some(pattern.into());
+        let err = e.validate().unwrap_err();
+        assert!(err.contains("matches every process"), "{pattern:?}: {err}");
+    }
+    // Derived from a start command of empty words: "" or " ".
+    assert!(ExternalSpec::start(vec![String::new()]).validate().unwrap_err().contains("every process"));
+    let mut e = ExternalSpec::start(words("/bin/daemon"));
+    e.pattern = Some("^/bin/daemon( |$)".into());
+    assert_eq!(e.validate(), Ok(()));
+}
+
 fn exited(code: i32) -> Event {
     Event::Exited { status: ExitStatus::Code(code), leftovers: false }
 }
