@@ -19,11 +19,15 @@ fn start_time(pid: u32) -> u64 {
 }
 
 /// A process that has nothing to do with the supervisor.
-struct Bystander(Child);
+pub(crate) struct Bystander(Child);
 
 impl Bystander {
-    fn spawn() -> Bystander {
+    pub(crate) fn spawn() -> Bystander {
         Bystander(Command::new(helper()).arg("sleep").spawn().expect("spawn"))
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.0.id() as i32
     }
 }
 

@@ -11,6 +11,7 @@ mod embedding;
 mod engine;
 mod exec;
 mod external;
+mod faults;
 mod lifecycle;
 mod properties;
 mod reliability;

@@ -127,11 +127,18 @@ impl Fixture {
     /// As [`Fixture::start`], with the shell's `ulimit` options (`-Sn 64`)
     /// applied to the supervisor first.
     pub fn start_with_ulimit(&mut self, ulimit: &str) {
-        let log = fs::File::create(self.path("supervisor.stderr")).expect("log");
         let script =
             if ulimit.is_empty() { "exec \"$@\"".to_string() } else { format!("ulimit {ulimit} && exec \"$@\"") };
+        self.start_with_shell(&script);
+    }
+
+    /// As [`Fixture::start`], with the supervisor's command line run by
+    /// the shell `script` as `"$@"` (to set limits, users or the
+    /// environment first).
+    pub fn start_with_shell(&mut self, script: &str) {
+        let log = fs::File::create(self.path("supervisor.stderr")).expect("log");
         let child = Command::new("/bin/sh")
-            .args(["-c", &script, "sh"])
+            .args(["-c", script, "sh"])
             .arg(supervisor_bin())
             .arg("-c")
             .arg(&self.config)

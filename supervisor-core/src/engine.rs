@@ -38,6 +38,7 @@ use crate::os::spawn;
 use crate::os::supervise::SuperviseDir;
 use crate::os::sys::{self, SignalPipe};
 
+mod clock;
 mod events;
 mod external;
 mod frontend;
@@ -180,6 +181,8 @@ pub struct Engine {
     events: events::Subscribers,
     /// The epoll instance of a host that polls the engine's descriptor.
     host: host::HostCell,
+    /// The wall clock against the monotonic one, to log steps.
+    clock: clock::ClockWatch,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -235,6 +238,7 @@ impl Engine {
             inbox: Inbox::new()?,
             events: events::Subscribers::default(),
             host: host::HostCell::new(),
+            clock: clock::ClockWatch::new(),
         })
     }
 

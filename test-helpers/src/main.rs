@@ -7,6 +7,8 @@
 //! sv-test-helper lines COUNT LEN [err]  write COUNT lines of LEN bytes (with the newline) to stdout
 //!                                        (or stderr), each "NNNNNNNN xxxx...", as fast as it can, then
 //!                                        sleep forever
+//! sv-test-helper paced COUNT LEN RATE   the same lines, RATE lines a second (in batches every 10 ms),
+//!                                        then sleep forever
 //! sv-test-helper exit CODE               exit at once with CODE
 //! sv-test-helper ignore-term FILE        ignore SIGTERM, write FILE, sleep forever
 //! sv-test-helper fork-child FILE         fork a child in the same group; it writes its pid to FILE
@@ -91,6 +93,32 @@ fn main() {
                 }
             }
             write(&mut buf);
+            sleep_forever()
+        }
+        Some("paced") => {
+            let [count, len, rate]: [usize; 3] = [1, 2, 3].map(|i| arg(i).parse().unwrap_or_else(|_| usage()));
+            assert!(len >= 10 && rate > 0, "LEN must be at least 10, RATE more than 0");
+            let batch = (rate / 100).max(1);
+            let start = std::time::Instant::now();
+            let mut out = std::io::stdout().lock();
+            let mut buf = Vec::with_capacity(batch * len);
+            let mut i = 0;
+            while i < count {
+                let n = batch.min(count - i);
+                for j in i..i + n {
+                    buf.extend_from_slice(format!("{j:08} ").as_bytes());
+                    buf.resize(buf.len() + len - 10, b'x');
+                    buf.push(b'\n');
+                }
+                out.write_all(&buf).expect("write");
+                buf.clear();
+                i += n;
+                let due = start + std::time::Duration::from_secs_f64(i as f64 / rate as f64);
+                if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            drop(out);
             sleep_forever()
         }
         Some("exit") => exit(arg(1).parse().unwrap_or_else(|_| usage())),
@@ -261,7 +289,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sv-test-helper sleep|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as ..."
+        "usage: sv-test-helper sleep|lines|paced|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as ..."
     );
     exit(2)
 }

@@ -106,9 +106,11 @@ impl Engine {
                 log::info!("{name}: stopped");
             }
             ServiceState::Backoff => {
-                let exit = s.m.last_exit().map(|e| e.to_string()).unwrap_or_default();
+                // A failed start has an error and no exit of its own.
+                let why = s.m.error().map(str::to_string).or_else(|| s.m.last_exit().map(|e| e.to_string()));
+                let why = why.unwrap_or_else(|| "failed".into());
                 let delay = s.m.daemon().map_or(0.0, |m| m.backoff().delay().as_secs_f64());
-                log::warn!("{name}: {exit}; backing off for {delay}s");
+                log::warn!("{name}: {why}; backing off for {delay}s");
             }
             ServiceState::Fatal => {
                 if let Some(e) = s.m.error() {

@@ -63,6 +63,9 @@ impl Engine {
         let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
         sys::poll(&mut fds, timeout)?;
         let now = Instant::now();
+        if let Some(step) = self.clock.check() {
+            super::clock::log_step(step);
+        }
 
         let mut control_ready = Vec::new();
         let mut sigchld = false;

@@ -198,6 +198,8 @@ impl Machine {
                 self.started_at = Some(now);
                 self.leader_alive = true;
                 self.exec_failed = false;
+                // The start went through; an exec failure follows at once.
+                self.error = None;
                 vec![Action::ArmTimer(now + svc.restart.min_uptime)]
             }
             (Event::SpawnFailed { error, transient }, S::Starting) => {

@@ -39,7 +39,7 @@ pub enum SpawnError {
     #[error("{0}")]
     Setup(String),
     /// `fork` itself failed (no memory, process limit); worth retrying.
-    #[error("fork: {0}")]
+    #[error("fork: {}", fork_failure(*.0))]
     Fork(nix::Error),
     /// The service's lock file ([`Service::lock`]) is held by another
     /// process; worth retrying once it lets go.
@@ -50,6 +50,18 @@ pub enum SpawnError {
     /// are free.
     #[error("{0}")]
     Exhausted(String),
+}
+
+/// Why `fork` failed, for people: the kernel's words, the errno's name,
+/// and what usually causes it.
+fn fork_failure(e: nix::Error) -> String {
+    let text = std::io::Error::from(e).to_string();
+    let text = text.split(" (os error").next().unwrap_or(&text).to_string();
+    match e {
+        nix::Error::EAGAIN => format!("{text} (EAGAIN): a process limit is reached (RLIMIT_NPROC, pids.max)"),
+        nix::Error::ENOMEM => format!("{text} (ENOMEM): out of memory"),
+        other => format!("{text} ({other:?})"),
+    }
 }
 
 impl SpawnError {
