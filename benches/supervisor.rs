@@ -13,7 +13,10 @@
 //!    same writer piped into `cat > FILE`, and the supervisor's CPU time per
 //!    MB (see `transcript.rs`);
 //! 7. the round trip of `handle.status()` from another thread to an idle
-//!    engine with 100 services, in this process (see `handle.rs`).
+//!    engine with 100 services, in this process (see `handle.rs`);
+//! 8. the restart latency beside 1000 hostile clients and 100 crash loops
+//!    against the idle figure, and with 10, 1000 and 10,000 services
+//!    (see `load.rs`).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found
 //! next to this executable's target directory:
@@ -26,7 +29,7 @@
 //! `BENCH_QUICK=1` (a smoke run: 10 kills, 100 services instead of 1000,
 //! 2 s of idleness, 20 MB of transcript instead of 200 MB),
 //! `BENCH_ONLY=PART,...` (run only some parts: `restart`, `rss`, `hundred`,
-//! `fleet`, `transcript`, `handle`). Without the `--bench` argument that `cargo bench`
+//! `fleet`, `transcript`, `handle`, `load`, `scale`). Without the `--bench` argument that `cargo bench`
 //! passes (as under `cargo test --benches`), nothing is measured.
 //!
 //! Every supervisor is run in its own temporary directory, and stopped at
@@ -48,6 +51,7 @@ use supervisor_core::protocol::ControlClient;
 use supervisor_core::{ServiceState, StatusSnapshot};
 
 mod handle;
+mod load;
 mod transcript;
 
 /// Errors are reported, not recovered from.
@@ -101,6 +105,12 @@ fn run() -> Res<()> {
     if settings.wants("handle") {
         handle::bench_handle(&bins, &settings, &mut report)?;
     }
+    if settings.wants("load") {
+        load::bench_load(&bins, &settings, &mut report)?;
+    }
+    if settings.wants("scale") {
+        load::bench_scale(&bins, &settings, &mut report)?;
+    }
     report.print();
     Ok(())
 }
@@ -132,7 +142,7 @@ struct Settings {
 }
 
 /// The parts that `BENCH_ONLY` can name, in the order they run.
-const PARTS: [&str; 6] = ["restart", "rss", "hundred", "fleet", "transcript", "handle"];
+const PARTS: [&str; 8] = ["restart", "rss", "hundred", "fleet", "transcript", "handle", "load", "scale"];
 
 impl Settings {
     /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.

@@ -45,6 +45,7 @@ mod frontend;
 mod groups;
 mod handle;
 mod host;
+mod poller;
 mod reload;
 mod report;
 mod requests;
@@ -156,6 +157,10 @@ pub struct Engine {
     shutting_down: bool,
     finished: bool,
     table: Option<ProcTable>,
+    /// Children of ours that no service spawned, with the service their
+    /// marker names (`tracking.rs`); made when needed, dropped when the
+    /// children change.
+    orphans: Option<Vec<(i32, String)>>,
     queue: VecDeque<(usize, Event)>,
     caught: Vec<Signal>,
     marker: Option<String>,
@@ -165,6 +170,11 @@ pub struct Engine {
     read_buf: Vec<u8>,
     reopen_hook: Option<ReopenHook>,
     state_dirty: bool,
+    /// A wanted state changed (or a service came or went) since the state
+    /// file was written: written at once, and flushed.
+    wanted_dirty: bool,
+    /// When the state file was last written.
+    saved_at: Option<Instant>,
     named_pipes: HashMap<String, (OwnedFd, OwnedFd)>,
     finishers: HashMap<i32, usize>,
     /// Groups of services, with their start order and strategy.
@@ -183,6 +193,8 @@ pub struct Engine {
     host: host::HostCell,
     /// The wall clock against the monotonic one, to log steps.
     clock: clock::ClockWatch,
+    /// The services' descriptors, in an epoll set.
+    services: std::cell::RefCell<poller::ServicePoll>,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -220,6 +232,7 @@ impl Engine {
             shutting_down: false,
             finished: false,
             table: None,
+            orphans: None,
             queue: VecDeque::new(),
             caught: Vec::new(),
             marker: None,
@@ -229,6 +242,8 @@ impl Engine {
             read_buf: vec![0; 64 * 1024],
             reopen_hook: None,
             state_dirty: true,
+            wanted_dirty: true,
+            saved_at: None,
             named_pipes: HashMap::new(),
             finishers: HashMap::new(),
             groups: Vec::new(),
@@ -239,6 +254,7 @@ impl Engine {
             events: events::Subscribers::default(),
             host: host::HostCell::new(),
             clock: clock::ClockWatch::new(),
+            services: std::cell::RefCell::new(poller::ServicePoll::new()?),
         })
     }
 
@@ -363,6 +379,7 @@ impl Engine {
             self.slots.len() - 1
         };
         self.state_dirty = true;
+        self.wanted_dirty = true;
         if !self.shutting_down {
             let later_in_group = self.group_of(idx).is_some_and(|(_, pos)| pos > 0);
             if expected == Expected::Running && later_in_group {

@@ -75,12 +75,16 @@ impl Engine {
         let finishers = self.slots.iter().filter_map(|s| s.finishing.map(|(_, t)| t));
         let timers = self.slots.iter().filter_map(|s| s.timer).chain(finishers);
         let ctl = self.control.as_ref().and_then(|c| c.deadline());
+        // Pids waiting to be written to the state file.
+        let save = (self.state_dirty && self.state_path.is_some())
+            .then(|| self.saved_at.map(|t| t + super::saved::PID_SAVE_INTERVAL))
+            .flatten();
         let unwatched = self
             .slots
             .iter()
             .any(|s| s.members.iter().any(|m| m.pidfd.is_none()))
             .then(|| Instant::now() + UNWATCHED_POLL);
-        timers.chain(ctl).chain(unwatched).min()
+        timers.chain(ctl).chain(save).chain(unwatched).min()
     }
 
     /// Whether a host polls the engine's descriptor.

@@ -137,6 +137,8 @@ impl Engine {
         let up = if slot.svc.expected == svc.expected { slot.m.want_up() } else { svc.expected == Expected::Running };
         log::info!("{}: its definition changed; replacing it", svc.name);
         self.slots[idx].retired = true;
+        self.state_dirty = true;
+        self.wanted_dirty = true;
         self.reload.pending.push(Replacement { idx, svc, up });
         self.queue.push_back((idx, Event::Stop));
         self.drain_queue();

@@ -4,12 +4,16 @@
 
 use std::io;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Engine, EngineError};
 use crate::model::Expected;
 use crate::os::persist::{SavedService, SavedState};
 use crate::os::previous;
+
+/// At most one write of the state file per this long for a change of
+/// pids alone (see [`Engine::save_state`]).
+pub(super) const PID_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Engine {
     /// Marks every process of every service with the environment variable
@@ -50,11 +54,25 @@ impl Engine {
         Ok(stopped)
     }
 
+    /// Writes the state file when something in it changed. Wanted states
+    /// are written at once and flushed to disk (they must survive a
+    /// reboot); a change of pids alone is written at most once per
+    /// [`PID_SAVE_INTERVAL`], so that a restart among thousands of services
+    /// does not rewrite them all every time. (Pids only help the next
+    /// supervisor find what this one left after a `kill -9`; it finds them
+    /// by the instance marker too, [`crate::os::previous`].)
     pub(super) fn save_state(&mut self) {
         let Some(path) = &self.state_path else { return };
-        if !std::mem::take(&mut self.state_dirty) {
+        if !self.state_dirty {
             return;
         }
+        let urgent = self.wanted_dirty || self.last_saved.is_none() || self.finished;
+        if !urgent && self.saved_at.is_some_and(|t| t.elapsed() < PID_SAVE_INTERVAL) {
+            return;
+        }
+        self.state_dirty = false;
+        self.saved_at = Some(Instant::now());
+        let durable = std::mem::take(&mut self.wanted_dirty) || self.last_saved.is_none();
         let state = SavedState {
             boot_id: crate::os::procfs::boot_id().map(str::to_owned),
             // A removed service is forgotten: added again later, its
@@ -72,11 +90,6 @@ impl Engine {
         if self.last_saved.as_ref() == Some(&state) {
             return;
         }
-        // Wanted states must survive a reboot: flush them to disk. Pids
-        // only matter until then: a rename is enough, and keeps a restart
-        // storm from waiting on the disk.
-        let wanted = |s: &SavedState| s.services.iter().map(|(k, v)| (k.clone(), v.wanted)).collect::<Vec<_>>();
-        let durable = self.last_saved.as_ref().is_none_or(|old| wanted(old) != wanted(&state));
         match state.save(path, durable) {
             Ok(()) => self.last_saved = Some(state),
             Err(e) => {

@@ -94,6 +94,8 @@ impl Engine {
         self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         self.slots[idx].retired = true;
+        self.state_dirty = true;
+        self.wanted_dirty = true;
         self.queue.push_back((idx, Event::Stop));
         self.drain_queue();
         Ok(())

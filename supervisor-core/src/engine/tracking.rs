@@ -27,6 +27,13 @@ impl Engine {
                 .collect(),
         };
         let reaped = reap(self.scope, known.into_iter());
+        if !reaped.is_empty() {
+            // The children of those that ended are ours now, and the
+            // process table has changed: both are read again when needed
+            // (once for the whole batch, not once per service).
+            self.orphans = None;
+            self.table = None;
+        }
         for (pid, status) in reaped {
             if let Some(idx) = self.finishers.remove(&pid) {
                 self.finish_ended(idx, status);
@@ -44,7 +51,6 @@ impl Engine {
                 } else {
                     log::info!("{}: pid {pid} {status}", slot.svc.name);
                 }
-                self.table = None;
                 // An external service's command may leave the service it
                 // started running: that is not ours to track or stop.
                 let leftovers = if self.slots[idx].svc.kind.is_external() {
@@ -107,28 +113,41 @@ impl Engine {
         let group_alive = kill(Pid::from_raw(-pgid), None).is_ok();
         let orphans = self.unknown_children_of(idx);
         if group_alive || !orphans.is_empty() || !self.slots[idx].members.is_empty() {
-            self.table = None;
+            // The table is this turn's (or newer, after a reap): a process
+            // forked since is found at the next look.
             self.track_members(idx, &orphans);
         }
         !self.slots[idx].members.is_empty()
     }
 
     /// Children of this process that the engine did not spawn and that carry
-    /// the service's marker: descendants re-parented to us (subreaper).
-    pub(super) fn unknown_children_of(&self, idx: usize) -> Vec<i32> {
+    /// the service's marker: descendants re-parented to us (subreaper), not
+    /// yet among the service's members.
+    ///
+    /// The children are listed once for all services, and each one's
+    /// marker read once, until the set of children changes (a reap, a new
+    /// turn): stopping or reaping thousands of services costs one look at
+    /// the children per turn, not one per service.
+    pub(super) fn unknown_children_of(&mut self, idx: usize) -> Vec<i32> {
         if self.scope != ReapScope::WholeProcess {
             return Vec::new();
         }
-        let me = std::process::id() as i32;
-        let Some(kids) = procfs::children(me) else { return Vec::new() };
-        let name = &self.slots[idx].svc.name;
-        // Known processes are skipped by a set, not a search of every
-        // service's members for every child (quadratic in the services).
-        let tracked: std::collections::HashSet<i32> =
-            self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)).collect();
-        kids.into_iter()
-            .filter(|p| !self.leaders.contains_key(p) && !tracked.contains(p))
-            .filter(|p| procfs::environ_has(*p, SERVICE_ENV, name))
+        if self.orphans.is_none() {
+            let me = std::process::id() as i32;
+            let kids = procfs::children(me).unwrap_or_default();
+            let orphans = kids
+                .into_iter()
+                .filter(|p| !self.leaders.contains_key(p) && !self.finishers.contains_key(p))
+                .filter_map(|p| procfs::environ_value(p, SERVICE_ENV).map(|name| (p, name)))
+                .collect();
+            self.orphans = Some(orphans);
+        }
+        let slot = &self.slots[idx];
+        self.orphans
+            .iter()
+            .flatten()
+            .filter(|(p, name)| *name == slot.svc.name && !slot.members.iter().any(|m| m.pid == *p))
+            .map(|(p, _)| *p)
             .collect()
     }
 

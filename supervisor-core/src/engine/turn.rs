@@ -1,7 +1,7 @@
 //! One turn of the loop: wait in `poll(2)`, take what is ready, feed the
 //! machines, carry out their actions.
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -24,6 +24,18 @@ pub(super) enum Source {
     Output(usize, OutputStream),
     Supervise(usize),
     Inbox,
+    /// The epoll set of the services' descriptors (`poller.rs`).
+    Services,
+}
+
+impl Source {
+    /// The service a descriptor belongs to.
+    pub(super) fn slot(self) -> Option<usize> {
+        match self {
+            Source::Member(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
+            _ => None,
+        }
+    }
 }
 
 impl Engine {
@@ -51,6 +63,7 @@ impl Engine {
     /// When `poll` fails for a reason other than a signal.
     pub fn turn(&mut self, max_wait: Option<Duration>) -> Result<(), EngineError> {
         self.table = None;
+        self.orphans = None;
         let (mut fds, sources) = self.poll_set();
         let now = Instant::now();
         let mut timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
@@ -91,17 +104,14 @@ impl Engine {
                     }
                 }
                 Source::Control => control_ready.push(pfd.fd),
-                Source::Output(idx, stream) => {
-                    if let Some(o) = self.slots[idx].output.as_mut() {
-                        o.read_ready(stream, &mut self.read_buf);
+                Source::Inbox => inbox = true,
+                Source::Services => {
+                    let ready = self.services.get_mut().ready()?;
+                    for src in ready {
+                        sigchld |= self.service_ready(src);
                     }
                 }
-                Source::Supervise(idx) => self.handle_control_letters(idx),
-                Source::Inbox => inbox = true,
-                Source::Member(idx, pid) => {
-                    self.slots[idx].members.retain(|m| m.pid != pid);
-                    sigchld = true;
-                }
+                other => sigchld |= self.service_ready(other),
             }
         }
         if sigchld || unwatched {
@@ -135,6 +145,30 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes what a service's descriptor has; whether a process of it
+    /// may have ended.
+    fn service_ready(&mut self, src: Source) -> bool {
+        match src {
+            Source::Output(idx, stream) => {
+                if let Some(o) = self.slots[idx].output.as_mut() {
+                    o.read_ready(stream, &mut self.read_buf);
+                }
+                false
+            }
+            Source::Supervise(idx) => {
+                self.handle_control_letters(idx);
+                false
+            }
+            Source::Member(idx, pid) => {
+                self.slots[idx].members.retain(|m| m.pid != pid);
+                true
+            }
+            Source::Signals | Source::Control | Source::Inbox | Source::Services => false,
+        }
+    }
+
+    /// The descriptors to poll: the engine's own, and the services' epoll
+    /// set (brought up to date first).
     pub(super) fn poll_set(&self) -> (Vec<libc::pollfd>, Vec<Source>) {
         let mut fds = Vec::new();
         let mut src = Vec::new();
@@ -149,20 +183,11 @@ impl Engine {
                 add(fd, ev, Source::Control);
             }
         }
-        for (i, s) in self.slots.iter().enumerate() {
-            if let Some(sd) = &s.supervise {
-                add(sd.control_fd(), libc::POLLIN, Source::Supervise(i));
-            }
-            if let Some(o) = &s.output {
-                for (fd, stream) in o.poll_fds() {
-                    add(fd, libc::POLLIN, Source::Output(i, stream));
-                }
-            }
-            for m in &s.members {
-                if let Some(fd) = &m.pidfd {
-                    add(fd.as_raw_fd(), libc::POLLIN, Source::Member(i, m.pid));
-                }
-            }
+        let mut services = self.services.borrow_mut();
+        services.sync(&self.slots);
+        add(services.fd(), libc::POLLIN, Source::Services);
+        for &(fd, s) in services.fallback() {
+            add(fd, libc::POLLIN, s);
         }
         (fds, src)
     }
@@ -219,6 +244,7 @@ impl Engine {
             if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
                 self.slots[idx].persisted_up = self.slots[idx].m.want_up();
                 self.state_dirty = true;
+                self.wanted_dirty = true;
             }
         }
     }

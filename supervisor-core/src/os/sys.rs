@@ -306,6 +306,43 @@ pub fn epoll_watch(epoll: &OwnedFd, fd: RawFd, events: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Watches `fd` for `events` in `epoll`, with `token` as the data its
+/// events carry.
+///
+/// # Errors
+///
+/// The `epoll_ctl` error (`EBADF` for a closed `fd`, `EEXIST` when it is
+/// watched already).
+pub fn epoll_add(epoll: &OwnedFd, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call;
+    // epoll_ctl only reads it.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &raw mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The events ready in `epoll` now, without waiting: (token, events)
+/// pairs in `out` (cleared first), at most its capacity.
+///
+/// # Errors
+///
+/// The `epoll_wait` error other than `EINTR`.
+pub fn epoll_ready(epoll: &OwnedFd, out: &mut Vec<(u64, u32)>, max: usize) -> io::Result<()> {
+    out.clear();
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; max.max(1)];
+    // SAFETY: `events` is a valid, exclusively borrowed buffer of
+    // `events.len()` epoll_event; the kernel writes at most that many.
+    let n = unsafe { libc::epoll_wait(epoll.as_raw_fd(), events.as_mut_ptr(), events.len() as libc::c_int, 0) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(()) } else { Err(e) };
+    }
+    out.extend(events[..n as usize].iter().map(|e| (e.u64, e.events)));
+    Ok(())
+}
+
 /// Stops watching `fd` in `epoll` (nothing happens when it was not
 /// watched, or is closed: the kernel forgets closed files itself).
 pub fn epoll_forget(epoll: &OwnedFd, fd: RawFd) {
