@@ -44,7 +44,11 @@ impl Zd {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run supervisor");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        // A command that reads no input may exit before it is written.
+        match child.stdin.take().unwrap().write_all(stdin.as_bytes()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            other => other.unwrap(),
+        }
         let out: Output = child.wait_with_output().unwrap();
         (
             out.status.code().unwrap_or(-1),

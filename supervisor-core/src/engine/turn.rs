@@ -119,6 +119,9 @@ impl Engine {
         }
         self.expire_finishers(now);
         self.fire_timers(now);
+        // Exits and timers first: a restart never waits behind a busy
+        // control socket (hundreds of clients, a line to parse each).
+        self.drain_queue();
         if let Some(ctl) = self.control.as_mut() {
             let requests = if control_ready.is_empty() {
                 ctl.idle(now);
