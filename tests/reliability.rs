@@ -470,11 +470,11 @@ fn reliability_a_full_disk_costs_output_not_the_service_and_writing_resumes() {
 
 #[test]
 fn reliability_running_out_of_descriptors_refuses_clearly_and_keeps_what_runs() {
-    // 300 services under a hard limit of 128 descriptors: the supervisor
+    // 500 services under a hard limit of 128 descriptors: the supervisor
     // cannot capture them all. It must start what it can, say why the
     // others wait, keep serving its socket, and stop everything at the end.
     let mut services = String::new();
-    for i in 0..300 {
+    for i in 0..500 {
         services.push_str(&format!("[service.s{i:03}]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"50ms\"\n"));
     }
     let mut f = Fixture::new(&services);
@@ -498,7 +498,7 @@ fn reliability_running_out_of_descriptors_refuses_clearly_and_keeps_what_runs() 
     assert_eq!(code, 0, "{err}");
     assert!(pids.iter().all(|p| !alive(*p)));
     println!(
-        "300 services, 128 descriptors: {running} running, {} waiting with \"Too many open files\", socket served",
+        "500 services, 128 descriptors: {running} running, {} waiting with \"Too many open files\", socket served",
         refused.len()
     );
 }
