@@ -104,33 +104,13 @@ fn reliability_a_fast_writer_loses_no_line_through_rotations_and_reopens_long() 
 /// itself, its services and the test's own placeholders.
 const LONER: u32 = 64_123;
 
-/// A process of [`LONER`] that holds one slot of its process limit.
-struct Placeholder(std::process::Child);
-
-impl Placeholder {
-    fn spawn() -> Placeholder {
-        let child = std::process::Command::new("setpriv")
-            .args([format!("--reuid={LONER}"), format!("--regid={LONER}"), "--clear-groups".into()])
-            .args(["sleep", "600"])
-            .spawn()
-            .expect("setpriv");
-        Placeholder(child)
-    }
-}
-
-impl Drop for Placeholder {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn reliability_fork_failures_back_off_and_recover() {
     // RLIMIT_NPROC does not bind root: the supervisor runs as another uid,
     // limited to 12 processes, 6 of them held by placeholders: room for
     // the supervisor and 5 of its 10 services.
-    let placeholders: Vec<Placeholder> = (0..6).map(|_| Placeholder::spawn()).collect();
+    // Processes of the same uid, each holding a slot of its limit.
+    let placeholders: Vec<Bystander> = (0..6).map(|_| Bystander::of_user(LONER)).collect();
     let mut services = String::new();
     for i in 0..10 {
         services.push_str(&format!("[service.s{i:02}]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"50ms\"\n"));

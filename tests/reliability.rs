@@ -26,6 +26,16 @@ impl Bystander {
         Bystander(Command::new(helper()).arg("sleep").spawn().expect("spawn"))
     }
 
+    /// A `sleep` of user `uid` (and group `uid`), with no other group.
+    pub(crate) fn of_user(uid: u32) -> Bystander {
+        let child = Command::new("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into()])
+            .args(["sleep", "600"])
+            .spawn()
+            .expect("setpriv");
+        Bystander(child)
+    }
+
     pub(crate) fn pid(&self) -> i32 {
         self.0.id() as i32
     }
