@@ -100,10 +100,7 @@ fn many_requests_on_one_line_each_get_their_answer() {
 
 #[test]
 fn a_peer_of_another_uid_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to connect as other uids");
-        return;
-    }
+    crate::util::require_root("to connect as other uids");
     // Allowing uid 4242 opens the socket file to everyone, so that
     // SO_PEERCRED alone decides: 4242 is served, 4343 is refused.
     let mut f =

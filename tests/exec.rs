@@ -156,10 +156,7 @@ fn new_pgrp_makes_a_process_group() {
 
 #[test]
 fn user_switches_uid_gid_and_groups() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: `supervisor exec --user` needs root");
-        return;
-    }
+    crate::util::require_root("`supervisor exec --user` switches users");
     let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a user nobody");
     let name = std::ffi::CString::new("nobody").unwrap();
     let groups: Vec<String> =

@@ -244,10 +244,7 @@ stderr = "DIR/out.log"
 
 #[test]
 fn user_and_group_are_switched() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
+    crate::util::require_root("to switch users");
     let mut f = Fixture::new(
         r#"
 [service.nobody]

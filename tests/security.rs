@@ -52,11 +52,22 @@ fn a_planted_run_directory_link_is_refused() {
 }
 
 #[test]
+fn a_planted_link_at_a_services_output_file_is_refused() {
+    let mut f =
+        Fixture::new("[service.web]\ncommand = [\"HELPER\", \"lines\", \"3\", \"10\"]\nstdout = \"DIR/web.out\"\n");
+    let target = f.path("precious");
+    fs::write(&target, "precious\n").unwrap();
+    std::os::unix::fs::symlink(&target, f.path("web.out")).unwrap();
+    f.start();
+    let s = f.wait_state("web", "fatal", std::time::Duration::from_secs(15));
+    let error = s["error"].as_str().unwrap_or_default();
+    assert!(error.contains("is a symbolic link: refused"), "{s}");
+    assert_eq!(fs::read_to_string(&target).unwrap(), "precious\n", "written through the link");
+}
+
+#[test]
 fn a_runtime_directory_of_another_user_is_refused() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to give a directory to another user");
-        return;
-    }
+    crate::util::require_root("to give a directory to another user");
     let f = Fixture::new("[service.web]\ncommand = [\"HELPER\", \"sleep\"]\n");
     let rt = f.path("rt");
     fs::create_dir(&rt).unwrap();
@@ -68,10 +79,7 @@ fn a_runtime_directory_of_another_user_is_refused() {
 
 #[test]
 fn a_service_drops_every_privilege_of_root() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to switch users");
-        return;
-    }
+    crate::util::require_root("to switch users");
     let mut f =
         Fixture::new("[service.low]\ncommand = [\"HELPER\", \"sleep\"]\nuser = \"nobody\"\nmin_uptime = \"50ms\"\n");
     f.start();

@@ -11,15 +11,16 @@ use crate::util::{alive, helper, proc_state, supervisor_bin, wait_for};
 
 const T: Duration = Duration::from_secs(15);
 
-/// Whether the real tools are installed (`.ci/run` installs them).
-fn have_tools() -> bool {
-    let ok = ["svc", "svstat", "svok", "sv", "supervise"].iter().all(|t| {
-        Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
-    });
-    if !ok {
-        eprintln!("skipped: daemontools and runit are not installed (apt-get install daemontools runit)");
-    }
-    ok
+/// Fails unless the real tools are installed (`.ci/run` installs them):
+/// a test that cannot run is a failure, not a silent pass.
+fn require_tools() {
+    let missing: Vec<&str> = ["svc", "svstat", "svok", "sv", "supervise"]
+        .into_iter()
+        .filter(|t| {
+            !Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    assert!(missing.is_empty(), "{missing:?} not installed: apt-get install daemontools runit (.ci/run does)");
 }
 
 fn script(path: &Path, body: &str) {
@@ -111,9 +112,7 @@ fn svc(args: &[&str]) {
 
 #[test]
 fn svc_svstat_svok_control_a_scanned_service() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     script(&d.svc("s").join("run"), &format!("exec HELPER signals {}", d.path("signals").display()));
     let _sup = d.scan();
@@ -171,9 +170,7 @@ fn svc_svstat_svok_control_a_scanned_service() {
 
 #[test]
 fn down_file_once_and_exit() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     script(&d.svc("o").join("run"), "exec HELPER sleep");
     fs::write(d.svc("o").join("down"), "").unwrap();
@@ -202,9 +199,7 @@ fn down_file_once_and_exit() {
 
 #[test]
 fn finish_gets_the_exit_code_and_the_signal() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     let flag = d.path("first-done");
     script(
@@ -229,9 +224,7 @@ fn finish_gets_the_exit_code_and_the_signal() {
 
 #[test]
 fn a_log_service_loses_no_line_while_either_side_restarts() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     script(&d.svc("w").join("run"), "i=0; while :; do echo \"$$ $i\"; i=$((i+1)); sleep 0.005; done");
     let out = d.path("log.txt");
@@ -273,9 +266,7 @@ fn a_log_service_loses_no_line_while_either_side_restarts() {
 
 #[test]
 fn a_service_that_keeps_dying_starts_at_most_once_a_second() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     let stamps = d.path("stamps");
     script(&d.svc("c").join("run"), &format!("date +%s.%N >> {}; exit 1", stamps.display()));
@@ -289,9 +280,7 @@ fn a_service_that_keeps_dying_starts_at_most_once_a_second() {
 
 #[test]
 fn a_second_supervisor_is_refused_and_the_first_goes_on() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     script(&d.svc("one").join("run"), "exec HELPER sleep");
     let _sup = d.scan();
@@ -310,9 +299,7 @@ fn a_second_supervisor_is_refused_and_the_first_goes_on() {
 
 #[test]
 fn scan_picks_up_new_directories_and_stops_removed_ones() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     script(&d.svc("first").join("run"), "exec HELPER sleep");
     let sup = d.scan();
@@ -327,9 +314,7 @@ fn scan_picks_up_new_directories_and_stops_removed_ones() {
 
 #[test]
 fn follow_keeps_supervising_a_program_that_goes_to_the_background() {
-    if !have_tools() {
-        return;
-    }
+    require_tools();
     let d = Dirs::new();
     let pidfile = d.path("daemon.pid");
     // Forks a daemon that writes its pid, and exits 0: what `fghack` is for.
@@ -354,7 +339,7 @@ fn follow_keeps_supervising_a_program_that_goes_to_the_background() {
 
 #[test]
 fn reload_and_sighup_rescan_at_once() {
-    have_tools();
+    require_tools();
     let d = Dirs::new();
     let dir = d.tmp.path().join("service");
     fs::create_dir_all(&dir).unwrap();

@@ -45,6 +45,12 @@ pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>
     }
 }
 
+/// Fails unless the tests run as root (`.ci/run` does): a test that
+/// cannot run here is a failure that says so, never a silent pass.
+pub fn require_root(why: &str) {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root ({why}); run the suite as root, as .ci/run does");
+}
+
 /// Whether a process exists and is not a zombie.
 pub fn alive(pid: i32) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {

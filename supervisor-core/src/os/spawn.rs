@@ -163,23 +163,25 @@ fn open_output(
     pipe: Option<RawFd>,
     files: &mut Vec<OwnedFd>,
 ) -> Result<Option<RawFd>, SpawnError> {
-    let path = match out {
+    let (path, flags) = match out {
         Output::Inherit => return Ok(None),
         Output::Transcript | Output::Pipe(_) => {
             return pipe
                 .map(Some)
                 .ok_or_else(|| SpawnError::Setup(format!("{what} goes to a pipe that does not exist")))
         }
-        Output::Null => Path::new("/dev/null"),
-        Output::File(p) => p.as_path(),
+        Output::Null => (Path::new("/dev/null"), libc::O_CLOEXEC),
+        // A link planted where the file goes (a shared directory) must
+        // not make the supervisor append to whatever it names.
+        Output::File(p) => (p.as_path(), libc::O_CLOEXEC | libc::O_NOFOLLOW),
     };
-    let f = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o644)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| SpawnError::io(format_args!("open {what} file {}", path.display()), &e))?;
+    let f = OpenOptions::new().append(true).create(true).mode(0o644).custom_flags(flags).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            SpawnError::Setup(format!("{what} file {} is a symbolic link: refused", path.display()))
+        } else {
+            SpawnError::io(format_args!("open {what} file {}", path.display()), &e)
+        }
+    })?;
     let fd = OwnedFd::from(f);
     let raw = fd.as_raw_fd();
     files.push(fd);
