@@ -113,21 +113,72 @@ fn unescape_glob(s: &str) -> String {
     out
 }
 
-/// Whether `name` matches the glob `pattern` (one path component).
-pub(super) fn wildcard(pattern: &[char], name: &[char]) -> bool {
-    match pattern.first() {
-        None => name.is_empty(),
-        Some('*') => (0..=name.len()).any(|i| wildcard(&pattern[1..], &name[i..])),
-        Some('?') => !name.is_empty() && wildcard(&pattern[1..], &name[1..]),
-        Some('[') => match (char_class(pattern), name.first()) {
-            (Some((set, rest)), Some(&c)) => set(c) && wildcard(rest, &name[1..]),
-            (Some(_), None) => false,
-            (None, Some(&c)) => c == '[' && wildcard(&pattern[1..], &name[1..]),
-            (None, None) => false,
-        },
-        Some('\\') if pattern.len() > 1 => name.first() == Some(&pattern[1]) && wildcard(&pattern[2..], &name[1..]),
-        Some(c) => name.first() == Some(c) && wildcard(&pattern[1..], &name[1..]),
+/// One element of a glob component.
+enum Token<'a> {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: one character.
+    Any,
+    /// `[...]`: one character of the class.
+    Class(Box<dyn Fn(char) -> bool + 'a>),
+    /// A character (`\x` for any `x`; a `[` that opens no class).
+    Char(char),
+}
+
+fn tokens(pattern: &[char]) -> Vec<Token<'_>> {
+    let mut out = Vec::new();
+    let mut rest = pattern;
+    while let Some(&c) = rest.first() {
+        let (token, next) = match c {
+            '*' => (Token::Star, &rest[1..]),
+            '?' => (Token::Any, &rest[1..]),
+            '[' => match char_class(rest) {
+                Some((set, after)) => (Token::Class(set), after),
+                None => (Token::Char('['), &rest[1..]),
+            },
+            '\\' if rest.len() > 1 => (Token::Char(rest[1]), &rest[2..]),
+            c => (Token::Char(c), &rest[1..]),
+        };
+        out.push(token);
+        rest = next;
     }
+    out
+}
+
+/// Whether `name` matches the glob `pattern` (one path component).
+///
+/// In time proportional to the product of their lengths: a mismatch
+/// goes back only to the last `*` (a recursive try of every split, as it
+/// was, took exponential time in the number of `*`, and a fuzzed include
+/// of 40 of them hung the reader).
+pub(super) fn wildcard(pattern: &[char], name: &[char]) -> bool {
+    let tokens = tokens(pattern);
+    let matches = |t: &Token, c: char| match t {
+        Token::Star => false,
+        Token::Any => true,
+        Token::Class(set) => set(c),
+        Token::Char(x) => *x == c,
+    };
+    let (mut t, mut n) = (0, 0);
+    // After the last `*` seen: the token after it, and where in the name
+    // its match ends so far.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        if matches!(tokens.get(t), Some(Token::Star)) {
+            t += 1;
+            star = Some((t, n));
+        } else if tokens.get(t).is_some_and(|tok| matches(tok, name[n])) {
+            t += 1;
+            n += 1;
+        } else if let Some((after, end)) = star {
+            // Let the `*` take one character more, and try again.
+            (t, n) = (after, end + 1);
+            star = Some((after, end + 1));
+        } else {
+            return false;
+        }
+    }
+    tokens[t..].iter().all(|tok| matches!(tok, Token::Star))
 }
 
 /// A `[...]` class at the start of `pattern`: its test and the rest of the

@@ -447,6 +447,21 @@ fn globs() {
     assert!(wildcard(&p("[a-c]?.conf"), &p("b1.conf")));
     assert!(!wildcard(&p("[!a-c]?.conf"), &p("b1.conf")));
     assert!(wildcard(&p("\\*"), &p("*")));
+    assert!(!wildcard(&p("\\*"), &p("a")));
+    assert!(wildcard(&p("a*b*c"), &p("aXbYbZc")));
+    assert!(!wildcard(&p("a*b*c"), &p("aXbYbZ")));
+    assert!(wildcard(&p("*"), &p("")));
+    assert!(wildcard(&p("**?"), &p("x")));
+    assert!(!wildcard(&p("?"), &p("")));
+    assert!(wildcard(&p("[a"), &p("[a")));
+    assert!(wildcard(&p("*.c[o]nf"), &p("x.y.conf")));
+    // Many stars against a name that does not match: at once, not
+    // exponential time (a fuzzed include hung the reader).
+    let stars = format!("b{}r\\<epty}}.onf", "*".repeat(40));
+    assert!(!wildcard(
+        &p(&stars),
+        &p("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+    ));
     assert_eq!(expand_braces("x/{a,b{1,2}}.c"), ["x/a.c", "x/b1.c", "x/b2.c"]);
     assert_eq!(expand_braces("x{}"), ["x{}"]);
 }
@@ -470,4 +485,21 @@ fn includes_are_bounded() {
     assert_eq!(expand_braces(pattern).len(), super::glob::MAX_ALTERNATIVES);
     let errs = errors(include_str!("../../../../fuzz/regressions/config_simplevisor/include-dev-zero"));
     assert!(errs.iter().any(|e| e.message.contains("not a regular file")), "{errs:?}");
+}
+
+/// Found by the fuzz target `config_simplevisor`: an include of `b` and 40
+/// `*` hung the reader on every file name of its directory (matching was
+/// exponential in the number of `*`).
+#[test]
+fn many_stars_in_an_include_match_at_once() {
+    let text = include_str!("../../../../fuzz/regressions/config_simplevisor/include-glob-stars-hang");
+    let pattern = text.lines().find_map(|l| l.trim().strip_prefix("<<include ")?.strip_suffix(">>")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for name in
+        ["b", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb.conf", "br<epty.onf"]
+    {
+        std::fs::write(dir.path().join(name), "").unwrap();
+    }
+    let found = super::glob::glob(&dir.path().join(pattern));
+    assert_eq!(found, [dir.path().join("br<epty.onf")]);
 }
