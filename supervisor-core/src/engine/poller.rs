@@ -56,6 +56,9 @@ pub(super) struct ServicePoll {
     next_token: u64,
     /// Descriptors the kernel would not register: polled directly.
     fallback: Vec<(RawFd, Source)>,
+    /// A refusal was logged as a warning (the next ones, tried at every
+    /// turn, go to the debug level).
+    warned: bool,
     events: Vec<(u64, u32)>,
 }
 
@@ -108,6 +111,7 @@ impl ServicePoll {
             tokens: HashMap::new(),
             next_token: 1,
             fallback: Vec::new(),
+            warned: false,
             events: Vec::with_capacity(BATCH),
         })
     }
@@ -158,7 +162,11 @@ impl ServicePoll {
                         fds.push((fd, token));
                     }
                     Err(e) => {
-                        log::warn!("epoll: cannot watch descriptor {fd} ({src:?}): {e}; polling it directly");
+                        if std::mem::replace(&mut self.warned, true) {
+                            log::debug!("epoll: cannot watch descriptor {fd} ({src:?}): {e}; polling it directly");
+                        } else {
+                            log::warn!("epoll: cannot watch descriptor {fd} ({src:?}): {e}; polling it directly");
+                        }
                         self.fallback.push((fd, src));
                         failed = true;
                     }
