@@ -5,41 +5,15 @@
 //! `serde_json`, parses again to the same request; a refusal is a
 //! `bad_request` response that serializes.
 //!
-//! A float in `id` may come back one or two bits off (serde_json reads
-//! floats without exact rounding, README.md, "Findings"): tolerated, unless
-//! `SUPERVISOR_FUZZ_KNOWN=reproduce`.
+//! The round trip is exact: the workspace turns on serde_json's
+//! `float_roundtrip`, so a float `id` (an integer too large for `u64`/`i64`,
+//! or one with a fraction or exponent) reads back to the very same `f64`
+//! (README.md, "Findings", 2).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use supervisor_core::protocol::{parse_request, ErrorCode, Request, Value};
-
-#[path = "known.rs"]
-mod known;
-
-/// Equal, except that floating-point numbers may differ in their last two
-/// bits: serde_json, without its `float_roundtrip` feature, does not read
-/// back every float it writes to the same value (README.md, "Findings").
-fn same_but_floats(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) if x.is_f64() || y.is_f64() => {
-            let (Some(x), Some(y)) = (x.as_f64(), y.as_f64()) else { return false };
-            x == y || (x.signum() == y.signum() && x.to_bits().abs_diff(y.to_bits()) <= 2)
-        }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_but_floats(x, y)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_but_floats(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
-fn same(a: &Request, b: &Request) -> bool {
-    if known::reproduce() {
-        return a == b;
-    }
-    a.command == b.command && same_but_floats(&a.id, &b.id)
-}
+use supervisor_core::protocol::{parse_request, ErrorCode};
 
 fuzz_target!(|data: &[u8]| {
     match parse_request(data) {
@@ -54,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
                 ),
             };
             assert!(
-                same(&again, &request),
+                again == request,
                 "round trip changed the request:\n  read:    {request:?}\n  written: {}\n  read again: {again:?}",
                 String::from_utf8_lossy(&line)
             );

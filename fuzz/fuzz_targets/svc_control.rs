@@ -18,11 +18,10 @@
 //! for an exec failure), queued behind what is already queued, as
 //! `spawn_slot` does.
 //!
-//! A `Timer` queued in a turn before an event whose handling cancelled or
-//! re-armed that timer is stale; the engine delivers it anyway (README.md,
-//! "stale timers"). By default this model drops it, as a fixed engine
-//! would, so that the fuzzing goes past that known problem; with
-//! `SUPERVISOR_FUZZ_KNOWN=reproduce` it delivers it, as the engine does.
+//! When the machine arms or cancels its timer, a `Timer` already queued
+//! for the service (its deadline passed in this turn) is dropped from the
+//! queue, as `Engine::perform` does (`drop_queued_timer`): it is stale
+//! (README.md, "Findings", 1).
 //!
 //! Checked, after every step:
 //! - no `Spawn` while a main process lives (or is dead but not reaped);
@@ -47,9 +46,6 @@ use std::time::{Duration, Instant};
 use libfuzzer_sys::fuzz_target;
 use supervisor_core::fuzzing::{Action, DaemonMachine, Event};
 use supervisor_core::{Command, ExitStatus, Expected, RestartMode, Service, ServiceRequest, ServiceState, Signal};
-
-#[path = "known.rs"]
-mod known;
 
 /// The control letters of daemontools and runit (and `r`, a restart as
 /// the control socket sends it), indexed by `arg`.
@@ -111,8 +107,9 @@ enum Trace {
     Step(u8, char, u8),
     Event(Event, ServiceState, ServiceState, Vec<Action>),
     TurnEnd,
-    /// A stale `Timer` was taken from the queue (delivered or not).
-    StaleTimer(bool),
+    /// A queued `Timer` was dropped: the machine armed or cancelled its
+    /// timer after it was queued.
+    StaleTimerDropped,
 }
 
 struct Sim {
@@ -120,19 +117,13 @@ struct Sim {
     finish_configured: bool,
     m: DaemonMachine,
     now: Instant,
-    /// Events, each with the timer's epoch when it was queued.
-    queue: VecDeque<(Event, u64)>,
+    /// Events waiting to be handled (`Engine::queue`).
+    queue: VecDeque<Event>,
     timer: Option<Instant>,
-    /// Counts `ArmTimer` and `CancelTimer`: a `Timer` queued before the
-    /// latest of them is stale.
-    timer_epoch: u64,
     /// The last `ArmTimer`'s deadline (not forgotten when it fires).
     last_armed: Option<Instant>,
     /// The stop timeout of the last stop signal sent.
     kill_not_before: Option<Instant>,
-    /// Deliver stale `Timer`s as the engine does (`SUPERVISOR_FUZZ_KNOWN=reproduce`),
-    /// rather than drop them as a fixed engine would.
-    deliver_stale: bool,
     next_pid: i32,
     leader: Option<Leader>,
     members: u32,
@@ -163,21 +154,12 @@ impl Sim {
     }
 
     fn push(&mut self, ev: Event) {
-        self.queue.push_back((ev, self.timer_epoch));
+        self.queue.push_back(ev);
     }
 
     /// `Engine::drain_queue`: each event in turn, its actions at once.
     fn drain(&mut self) {
-        while let Some((ev, epoch)) = self.queue.pop_front() {
-            if ev == Event::Timer && epoch != self.timer_epoch {
-                // The timer this came from was cancelled or armed again by
-                // an event before it in the same turn: see README.md,
-                // "stale timers". The engine delivers it.
-                self.trace.push(Trace::StaleTimer(self.deliver_stale));
-                if !self.deliver_stale {
-                    continue;
-                }
-            }
+        while let Some(ev) = self.queue.pop_front() {
             let before = self.m.state();
             let timer_event = ev == Event::Timer;
             let actions = self.m.handle(&self.svc, ev.clone(), self.now);
@@ -217,16 +199,26 @@ impl Sim {
         }
     }
 
+    /// `Engine::drop_queued_timer`: a `Timer` queued before the machine
+    /// armed or cancelled its timer is stale, and leaves the queue.
+    fn drop_queued_timer(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|e| *e != Event::Timer);
+        if self.queue.len() != before {
+            self.trace.push(Trace::StaleTimerDropped);
+        }
+    }
+
     /// `Engine::perform`.
     fn perform(&mut self, action: Action) {
         match action {
             Action::ArmTimer(t) => {
+                self.drop_queued_timer();
                 self.timer = Some(t);
-                self.timer_epoch += 1;
             }
             Action::CancelTimer => {
+                self.drop_queued_timer();
                 self.timer = None;
-                self.timer_epoch += 1;
             }
             Action::Signal(sig) => self.signal(sig),
             Action::Spawn => self.spawn(),
@@ -524,10 +516,8 @@ fuzz_target!(|data: &[u8]| {
         now,
         queue: VecDeque::new(),
         timer: None,
-        timer_epoch: 0,
         last_armed: None,
         kill_not_before: None,
-        deliver_stale: known::reproduce(),
         next_pid: 100,
         leader: None,
         members: 0,
