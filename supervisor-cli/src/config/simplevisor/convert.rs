@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use super::syntax::Block;
 use super::values::{parse_int, toml_key, words};
-use super::{error_at, toml_string, Pos};
+use super::{error_at, toml_comment, toml_string, Pos};
 use crate::config::check::{valid_name, NAME_RULE};
 use crate::config::ConfigError;
 
@@ -519,7 +519,8 @@ impl<'f> Converter<'f> {
         Some(Child::Supervisor(name.to_owned()))
     }
 
-    /// The TOML text.
+    /// The TOML text. Every value of the simplevisor file goes into a
+    /// TOML string or key, quoted, or into a comment through [`toml_comment`].
     pub(super) fn write(&self, path: &Path) -> String {
         let mut out = String::from("[supervisor]\n");
         let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
@@ -528,10 +529,10 @@ impl<'f> Converter<'f> {
             let _ = writeln!(out, "log_level = {}", toml_string(level));
         }
         for note in &self.globals.notes {
-            let _ = writeln!(out, "# {note}");
+            let _ = writeln!(out, "{}", toml_comment(note));
         }
         for s in &self.services {
-            let _ = writeln!(out, "\n# {}:{}", self.files[s.at.file].display(), s.at.line);
+            let _ = writeln!(out, "\n{}", toml_comment(&format!("{}:{}", self.files[s.at.file].display(), s.at.line)));
             let _ = writeln!(out, "[service.{}]", toml_key(&s.name));
             for (key, value) in &s.values {
                 let value = match value {
@@ -545,11 +546,11 @@ impl<'f> Converter<'f> {
                 let _ = writeln!(out, "{key} = {value}");
             }
             for note in &s.notes {
-                let _ = writeln!(out, "# {note}");
+                let _ = writeln!(out, "{}", toml_comment(note));
             }
         }
         for g in &self.groups {
-            let _ = writeln!(out, "\n# {}:{}", self.files[g.at.file].display(), g.at.line);
+            let _ = writeln!(out, "\n{}", toml_comment(&format!("{}:{}", self.files[g.at.file].display(), g.at.line)));
             if g.services.is_empty() {
                 let _ = writeln!(
                     out,
@@ -557,7 +558,7 @@ impl<'f> Converter<'f> {
                     g.name
                 );
                 for note in &g.notes {
-                    let _ = writeln!(out, "# {note}");
+                    let _ = writeln!(out, "{}", toml_comment(note));
                 }
                 continue;
             }
@@ -566,7 +567,7 @@ impl<'f> Converter<'f> {
             let _ = writeln!(out, "services = [{}]", items.join(", "));
             let _ = writeln!(out, "strategy = {}", toml_string(&g.strategy));
             for note in &g.notes {
-                let _ = writeln!(out, "# {note}");
+                let _ = writeln!(out, "{}", toml_comment(note));
             }
         }
         out

@@ -161,6 +161,23 @@ fn error_at(
     }
 }
 
+/// `# text`, with the control characters of `text` (but tab) written as
+/// escapes (`\n`, `\u{0}`): a TOML comment allows none of them and ends
+/// at a newline, so that a value quoted in a note (a here-document, a
+/// stray NUL) could otherwise make the file invalid, or add lines of its
+/// own to it, such as a `[service.x]` the simplevisor file never defined.
+pub(super) fn toml_comment(text: &str) -> String {
+    let mut out = String::from("# ");
+    for c in text.chars() {
+        if c.is_control() && c != '\t' {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A TOML basic string.
 pub(super) fn toml_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

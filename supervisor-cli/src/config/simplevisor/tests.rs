@@ -503,3 +503,18 @@ fn many_stars_in_an_include_match_at_once() {
     let found = super::glob::glob(&dir.path().join(pattern));
     assert_eq!(found, [dir.path().join("br<epty.onf")]);
 }
+
+/// Found by the fuzz target `config_simplevisor`: values quoted in the
+/// notes (`logname`) went into TOML comments as they were: a NUL made the
+/// TOML invalid, and a here-document added lines of its own (here a
+/// second `[supervisor]`; it could as well add a service).
+#[test]
+fn values_in_notes_cannot_break_or_extend_the_toml() {
+    let toml = convert(include_str!("../../../../fuzz/regressions/config_simplevisor/toml-comment-control-character"));
+    assert!(toml.contains("# simplevisor logname = servica\\u{0}\\u{0}\\u{0}e: not used"), "{toml}");
+    let toml = convert(include_str!("../../../../fuzz/regressions/config_simplevisor/toml-comment-heredoc-newline"));
+    assert!(toml.contains("logname = x\\n[supervisor]: not used"), "{toml}");
+    let evil = "<entry>\n type = service\n name = a\n start = /bin/a\n logname <<EOT\nx\n[service.evil]\ncommand = \"/bin/evil\"\nEOT\n</entry>\n";
+    let toml = convert(evil);
+    assert_eq!(table(&toml)["service"].as_table().unwrap().keys().collect::<Vec<_>>(), ["a"], "{toml}");
+}

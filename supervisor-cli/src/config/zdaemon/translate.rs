@@ -358,7 +358,7 @@ impl Translation {
     }
 
     fn comment(&mut self, text: &str) {
-        self.push(&format!("# {text}"), 0, None);
+        self.push(&crate::config::simplevisor::toml_comment(text), 0, None);
     }
 
     /// Maps errors about the TOML text back to the lines and keys of the
