@@ -45,6 +45,8 @@ pub fn daemontools_policy() -> RestartPolicy {
         backoff_limit: Duration::from_secs(1),
         backoff_step: Duration::from_secs(1),
         forever: true,
+        // supervise waits one whole second between starts.
+        jitter: false,
     }
 }
 

@@ -211,7 +211,7 @@ impl Machine {
                 }
                 if transient {
                     let decision = self.backoff.on_exit(&svc.restart, ExitStatus::Code(127), Duration::ZERO);
-                    self.after_death(decision, now)
+                    self.after_death(svc, decision, now)
                 } else {
                     self.enter(S::Fatal, now);
                     vec![Action::CancelTimer]
@@ -237,7 +237,7 @@ impl Machine {
                     if leftovers {
                         return self.begin_stop(svc, Then::Rest(S::Stopped), now);
                     }
-                    return self.finish_stop(now);
+                    return self.finish_stop(svc, now);
                 }
                 if leftovers {
                     let then = match decision {
@@ -251,7 +251,7 @@ impl Machine {
                     }
                     return self.begin_stop(svc, then, now);
                 }
-                self.after_death(decision, now)
+                self.after_death(svc, decision, now)
             }
             (Event::Exited { status, leftovers }, S::Stopping) => {
                 self.last_exit = Some(status);
@@ -260,7 +260,7 @@ impl Machine {
                 if leftovers {
                     Vec::new()
                 } else {
-                    self.finish_stop(now)
+                    self.finish_stop(svc, now)
                 }
             }
             (Event::Exited { .. }, _) => Vec::new(),
@@ -272,7 +272,7 @@ impl Machine {
             }
             (Event::Adopted { .. }, _) => Vec::new(),
 
-            (Event::AllGone, S::Stopping) if !self.leader_alive => self.finish_stop(now),
+            (Event::AllGone, S::Stopping) if !self.leader_alive => self.finish_stop(svc, now),
             (Event::AllGone, _) => Vec::new(),
 
             (Event::Timer, S::Starting) => {
@@ -311,7 +311,7 @@ impl Machine {
         actions
     }
 
-    fn finish_stop(&mut self, now: Instant) -> Actions {
+    fn finish_stop(&mut self, svc: &Service, now: Instant) -> Actions {
         self.leader_alive = false;
         self.pid = None;
         let then = std::mem::replace(&mut self.then, Then::Rest(ServiceState::Stopped));
@@ -323,7 +323,7 @@ impl Machine {
             Then::Spawn => self.spawn(now),
             Then::Backoff(d) => {
                 self.enter(ServiceState::Backoff, now);
-                vec![Action::ArmTimer(now + d)]
+                vec![Action::ArmTimer(now + self.jittered(svc, d))]
             }
             Then::Rest(s) => {
                 self.enter(s, now);
@@ -332,7 +332,17 @@ impl Machine {
         }
     }
 
-    fn after_death(&mut self, decision: Decision, now: Instant) -> Actions {
+    /// A backoff delay, jittered for this service and round
+    /// ([`backoff::jittered`](super::backoff::jittered)).
+    fn jittered(&self, svc: &Service, d: Duration) -> Duration {
+        if svc.restart.jitter {
+            super::backoff::jittered(d, &svc.name, self.restarts)
+        } else {
+            d
+        }
+    }
+
+    fn after_death(&mut self, svc: &Service, decision: Decision, now: Instant) -> Actions {
         match decision {
             Decision::RestartNow => {
                 self.restarts += 1;
@@ -341,7 +351,7 @@ impl Machine {
             Decision::RestartAfter(d) => {
                 self.restarts += 1;
                 self.enter(ServiceState::Backoff, now);
-                vec![Action::ArmTimer(now + d)]
+                vec![Action::ArmTimer(now + self.jittered(svc, d))]
             }
             Decision::Finished => {
                 self.enter(ServiceState::Exited, now);
@@ -420,12 +430,14 @@ mod tests {
         r.svc.restart.backoff_limit = Duration::from_secs(2);
         r.up(10);
         let a = r.at(10).ev(exited(1));
-        assert_eq!(a, vec![Action::ArmTimer(r.now + Duration::from_secs(1))]);
+        // The delays are 1 s, then 2 s, each less its jitter (at most a tenth).
+        let jittered = |r: &Rig, secs| crate::machine::jittered(Duration::from_secs(secs), &r.svc.name, r.m.restarts());
+        assert_eq!(a, vec![Action::ArmTimer(r.now + jittered(&r, 1))]);
         assert_eq!(r.m.state(), S::Backoff);
         assert_eq!(r.at(1000).ev(Event::Timer), vec![Action::CancelTimer, Action::Spawn]);
         r.ev(Event::Spawned { pid: 11 });
         let a = r.at(10).ev(exited(1));
-        assert_eq!(a, vec![Action::ArmTimer(r.now + Duration::from_secs(2))]);
+        assert_eq!(a, vec![Action::ArmTimer(r.now + jittered(&r, 2))]);
         r.at(2000).ev(Event::Timer);
         r.ev(Event::Spawned { pid: 12 });
         assert_eq!(r.at(10).ev(exited(1)), vec![Action::CancelTimer]);

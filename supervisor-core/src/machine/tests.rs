@@ -746,14 +746,16 @@ fn policy() -> impl Strategy<Value = RestartPolicy> {
         duration_ms(1, 2000),
         prop_oneof![1 => Just(Duration::ZERO), 8 => duration_ms(0, 10_000)],
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(mode, exit_codes, min_uptime, backoff_step, backoff_limit, forever)| RestartPolicy {
+        .prop_map(|(mode, exit_codes, min_uptime, backoff_step, backoff_limit, forever, jitter)| RestartPolicy {
             mode,
             exit_codes,
             min_uptime,
             backoff_limit,
             backoff_step,
             forever,
+            jitter,
         })
 }
 

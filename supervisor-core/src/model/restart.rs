@@ -55,6 +55,12 @@ pub struct RestartPolicy {
     pub backoff_step: Duration,
     /// Keep retrying at the limit instead of giving up.
     pub forever: bool,
+    /// Shorten each backoff delay by up to a tenth, by an amount that
+    /// depends on the service's name and the round, so that services that
+    /// fail together do not all restart in the same instant (on by
+    /// default; service directories turn it off, to keep daemontools' "at
+    /// most once a second").
+    pub jitter: bool,
 }
 
 impl Default for RestartPolicy {
@@ -66,6 +72,7 @@ impl Default for RestartPolicy {
             backoff_limit: Duration::from_secs(10),
             backoff_step: Duration::from_secs(1),
             forever: false,
+            jitter: true,
         }
     }
 }
