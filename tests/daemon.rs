@@ -246,8 +246,8 @@ min_uptime = "100ms"
         "crash: started pid",
         "crash: pid",
         "exited with code 3",
-        // 1 s, less its jitter (at most a tenth).
-        "exited with code 3; backing off for 0.9",
+        // 1 s, less its jitter (at most a quarter).
+        "exited with code 3; backing off for 0.",
         "crash: fatal after 2 quick failures",
         "stubborn: stop timed out; sending KILL",
         "killed by SIGKILL",

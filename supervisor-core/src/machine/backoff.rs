@@ -18,11 +18,11 @@ pub enum Decision {
     GiveUp,
 }
 
-/// `delay`, less up to a tenth of it, by an amount that depends on the
+/// `delay`, less up to a quarter of it, by an amount that depends on the
 /// service's name and the number of the failure. Services that fail
 /// together (started together, or sharing a dependency that went away)
 /// are then not restarted together at every round: their restarts spread
-/// over a tenth of the delay instead of coming in one burst. Never more
+/// over a quarter of the delay instead of coming in one burst. Never more
 /// than `delay`, so never past the limit.
 pub fn jittered(delay: Duration, name: &str, failure: u32) -> Duration {
     // FNV-1a over the name and the count: cheap, stable, well spread.
@@ -31,7 +31,7 @@ pub fn jittered(delay: Duration, name: &str, failure: u32) -> Duration {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let cut = (delay / 10).mul_f64((h % 1024) as f64 / 1024.0);
+    let cut = (delay / 4).mul_f64((h % 1024) as f64 / 1024.0);
     delay.saturating_sub(cut)
 }
 
@@ -151,12 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn jitter_takes_at_most_a_tenth_and_spreads_services() {
+    fn jitter_takes_at_most_a_quarter_and_spreads_services() {
         let d = secs(10);
         let mut seen = std::collections::BTreeSet::new();
         for i in 0..100 {
             let j = super::jittered(d, &format!("crash{i:03}"), 1);
-            assert!(j <= d && j > d.saturating_sub(d / 10), "{j:?}");
+            assert!(j <= d && j > d.saturating_sub(d / 4), "{j:?}");
             assert_eq!(j, super::jittered(d, &format!("crash{i:03}"), 1), "the same for the same service and round");
             seen.insert(j);
         }

@@ -430,7 +430,7 @@ mod tests {
         r.svc.restart.backoff_limit = Duration::from_secs(2);
         r.up(10);
         let a = r.at(10).ev(exited(1));
-        // The delays are 1 s, then 2 s, each less its jitter (at most a tenth).
+        // The delays are 1 s, then 2 s, each less its jitter (at most a quarter).
         let jittered = |r: &Rig, secs| crate::machine::jittered(Duration::from_secs(secs), &r.svc.name, r.m.restarts());
         assert_eq!(a, vec![Action::ArmTimer(r.now + jittered(&r, 1))]);
         assert_eq!(r.m.state(), S::Backoff);

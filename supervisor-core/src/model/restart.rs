@@ -55,7 +55,7 @@ pub struct RestartPolicy {
     pub backoff_step: Duration,
     /// Keep retrying at the limit instead of giving up.
     pub forever: bool,
-    /// Shorten each backoff delay by up to a tenth, by an amount that
+    /// Shorten each backoff delay by up to a quarter, by an amount that
     /// depends on the service's name and the round, so that services that
     /// fail together do not all restart in the same instant (on by
     /// default; service directories turn it off, to keep daemontools' "at
