@@ -1,0 +1,62 @@
+use super::*;
+
+#[test]
+fn finds_programs_in_path() {
+    let p = find_program("sh", Some(OsStr::new("/nonexistent:/bin:/usr/bin")), None).unwrap();
+    assert!(p.ends_with("sh"));
+    assert!(find_program("no-such-program-xyz", None, None).is_none());
+    assert_eq!(find_program("./x", None, Some(Path::new("/tmp"))).unwrap(), Path::new("/tmp/./x"));
+}
+
+#[test]
+fn describes_failures() {
+    let mut b = 7u32.to_ne_bytes().to_vec();
+    b.extend_from_slice(&libc::ENOENT.to_ne_bytes());
+    assert!(describe_exec_failure(&b, "/x").starts_with("exec /x: No such file"));
+    let mut b = 2u32.to_ne_bytes().to_vec();
+    b.extend_from_slice(&libc::ENOENT.to_ne_bytes());
+    assert!(describe_exec_failure(&b, "/x").starts_with("chdir before exec"));
+}
+
+#[test]
+fn the_child_gets_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("limits");
+    let script = format!("ulimit -n > {0}; ulimit -c >> {0}", out.display());
+    let mut svc = Service::new("limited", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), script]));
+    svc.limits = crate::Limits { files: Some(33), core: Some(0), ..Default::default() };
+    let sp = spawn(&svc, Pipes::default()).unwrap();
+    assert_eq!(sp.exec_error, None);
+    crate::os::reap::reap_blocking(&[sp.pid]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "33\n0\n");
+}
+
+#[test]
+fn the_child_holds_the_lock_for_as_long_as_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("lock");
+    let mut svc = Service::new("locked", crate::Command::Argv(vec!["sleep".into(), "30".into()]));
+    svc.lock = Some(lock.clone());
+    let sp = spawn(&svc, Pipes::default()).unwrap();
+    assert_eq!(sp.exec_error, None);
+    // Our copy is closed: only the child holds the lock.
+    assert!(matches!(take_lock(&lock, false, false), Err(LockError::Held(_))));
+    let e = spawn(&svc, Pipes::default()).unwrap_err();
+    assert!(e.is_transient());
+    assert_eq!(e.to_string(), format!("lock {} is held by another process", lock.display()));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sp.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    crate::os::reap::reap_blocking(&[sp.pid]);
+    drop(take_lock(&lock, false, false).expect("free once the child is gone"));
+
+    svc.lock = Some(dir.path().join("no-such-dir/lock"));
+    let e = spawn(&svc, Pipes::default()).unwrap_err();
+    assert!(!e.is_transient());
+    assert!(e.to_string().starts_with("open lock file "), "{e}");
+}
+
+#[test]
+fn describes_new_failures() {
+    let mut b = 9u32.to_ne_bytes().to_vec();
+    b.extend_from_slice(&libc::EPERM.to_ne_bytes());
+    assert!(describe_exec_failure(&b, "/x").starts_with("setrlimit before exec of /x: "));
+}
