@@ -109,11 +109,7 @@ impl Engine {
                 // A failed start has an error and no exit of its own.
                 let why = s.m.error().map(str::to_string).or_else(|| s.m.last_exit().map(|e| e.to_string()));
                 let why = why.unwrap_or_else(|| "failed".into());
-                let delay = s.m.daemon().map_or(0.0, |m| {
-                    let d = m.backoff().delay();
-                    let d = if s.svc.restart.jitter { crate::machine::jittered(d, name, m.restarts()) } else { d };
-                    d.as_secs_f64()
-                });
+                let delay = s.m.daemon().map_or(0.0, |m| m.backoff_delay(&s.svc).as_secs_f64());
                 log::warn!("{name}: {why}; backing off for {delay:.2}s");
             }
             ServiceState::Fatal => {

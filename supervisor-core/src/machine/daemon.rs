@@ -332,8 +332,14 @@ impl Machine {
         }
     }
 
+    /// The delay of the current backoff, as the timer was armed with it.
+    pub fn backoff_delay(&self, svc: &Service) -> Duration {
+        self.jittered(svc, self.backoff.delay())
+    }
+
     /// A backoff delay, jittered for this service and round
-    /// ([`backoff::jittered`](super::backoff::jittered)).
+    /// ([`backoff::jittered`](super::backoff::jittered)) unless its policy
+    /// says not to.
     fn jittered(&self, svc: &Service, d: Duration) -> Duration {
         if svc.restart.jitter {
             super::backoff::jittered(d, &svc.name, self.restarts)

@@ -15,7 +15,7 @@ mod task;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use backoff::{jittered, Backoff, Decision};
+pub(crate) use backoff::{Backoff, Decision};
 pub(crate) use behaviour::Behaviour;
 pub(crate) use daemon::Machine;
 pub(crate) use external::ExternalMachine;

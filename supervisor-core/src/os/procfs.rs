@@ -79,38 +79,13 @@ pub fn children(pid: i32) -> Option<Vec<i32>> {
     let mut out = Vec::new();
     let mut any = false;
     for t in tasks.flatten() {
-        let Ok(text) = read_in_one(&t.path().join("children")) else {
+        let Ok(text) = fs::read_to_string(t.path().join("children")) else {
             continue;
         };
         any = true;
         out.extend(text.split_ascii_whitespace().filter_map(|p| p.parse::<i32>().ok()));
     }
     any.then_some(out)
-}
-
-/// Reads a `/proc` file with reads as large as the whole text. The kernel
-/// starts each `read` of a `children` file by walking the list of
-/// children from its first one up to where the last read ended: read in
-/// small pieces (as `read_to_string` begins), 10,000 children cost that
-/// walk a dozen times over.
-fn read_in_one(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut len = 0;
-    loop {
-        if len == buf.len() {
-            buf.resize(buf.len() * 2, 0);
-        }
-        match file.read(&mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    buf.truncate(len);
-    String::from_utf8(buf).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The command line of `pid`, its arguments joined by spaces (`None` for

@@ -62,7 +62,8 @@ fn quick_deaths_back_off_then_fatal() {
     r.up(10);
     let a = r.at(10).ev(exited(1));
     // The delays are 1 s, then 2 s, each less its jitter (at most a quarter).
-    let jittered = |r: &Rig, secs| crate::machine::jittered(Duration::from_secs(secs), &r.svc.name, r.m.restarts());
+    let jittered =
+        |r: &Rig, secs| crate::machine::backoff::jittered(Duration::from_secs(secs), &r.svc.name, r.m.restarts());
     assert_eq!(a, vec![Action::ArmTimer(r.now + jittered(&r, 1))]);
     assert_eq!(r.m.state(), S::Backoff);
     assert_eq!(r.at(1000).ev(Event::Timer), vec![Action::CancelTimer, Action::Spawn]);
