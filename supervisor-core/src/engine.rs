@@ -17,7 +17,7 @@
 //! front end needs (`tasks`, `external`, `groups`, `svdir`, `reload`,
 //! `saved`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -28,6 +28,7 @@ use serde_json::Value;
 
 use crate::machine::{Behaviour, Event};
 use crate::model::{Expected, Group, Input, InvalidService, Output, Service, ServiceRequest};
+use crate::os::cgroup::CgroupTree;
 use crate::os::output::ServiceOutput;
 use crate::os::persist::SavedState;
 use crate::os::pidfile::PidFile;
@@ -112,6 +113,12 @@ struct Slot {
     m: Behaviour,
     timer: Option<Instant>,
     leader: Option<i32>,
+    /// A pidfd of the main process: readable once it has ended, so that
+    /// its exit is reaped without looking at every child.
+    leader_fd: Option<OwnedFd>,
+    /// The main process was started in the service's cgroup: its
+    /// `cgroup.procs` names every process of this run.
+    cgroup: bool,
     pgid: Option<i32>,
     members: Vec<Member>,
     output: Option<ServiceOutput>,
@@ -195,6 +202,26 @@ pub struct Engine {
     clock: clock::ClockWatch,
     /// The services' descriptors, in an epoll set.
     services: std::cell::RefCell<poller::ServicePoll>,
+    /// Services whose descriptors may have changed since the epoll set
+    /// was last brought up to date (see [`Engine::touch`]).
+    touched: std::cell::RefCell<Vec<usize>>,
+    /// Every armed timer, as (deadline, service): the nearest is first.
+    timers: BTreeSet<(Instant, usize)>,
+    /// Services with a `supervise/` directory.
+    supervised: Vec<usize>,
+    /// One cgroup per service, where this process may make them (only
+    /// when the engine owns the process).
+    cgroups: Option<CgroupTree>,
+    /// Main processes without a pidfd (none could be opened): waited for
+    /// by pid at every `SIGCHLD`.
+    unwatched_leaders: HashSet<i32>,
+    /// Some tracked descendant has no pidfd: descendants are looked at
+    /// now and then.
+    unwatched_members: bool,
+    /// When children without pidfds (orphans re-parented to us) are next
+    /// reaped with `waitpid(-1)`, after a `SIGCHLD` that may have stood
+    /// for more than the exits seen.
+    sweep_at: Option<Instant>,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -255,6 +282,13 @@ impl Engine {
             host: host::HostCell::new(),
             clock: clock::ClockWatch::new(),
             services: std::cell::RefCell::new(poller::ServicePoll::new()?),
+            touched: std::cell::RefCell::new(Vec::new()),
+            timers: BTreeSet::new(),
+            supervised: Vec::new(),
+            cgroups: None,
+            unwatched_leaders: HashSet::new(),
+            unwatched_members: false,
+            sweep_at: None,
         })
     }
 
@@ -262,12 +296,26 @@ impl Engine {
     /// subreaper, so that descendants which double-fork out of a service
     /// are re-parented to it and tracked, and it reaps with `waitpid(-1)`.
     ///
+    /// Where it may (root, or a delegated cgroup), it also puts each
+    /// service in a cgroup of its own (version 2, no controllers), under
+    /// `supervisor-PID` in its own cgroup: a service's processes are then
+    /// found from its `cgroup.procs`, in time proportional to their number.
+    ///
     /// # Errors
     ///
     /// When `prctl(PR_SET_CHILD_SUBREAPER)` fails.
     pub fn own_process(&mut self) -> Result<(), EngineError> {
         sys::set_child_subreaper()?;
         self.scope = ReapScope::WholeProcess;
+        if self.cgroups.is_none() {
+            match CgroupTree::create() {
+                Ok(tree) => {
+                    log::debug!("services are tracked in cgroups under {}", tree.base().display());
+                    self.cgroups = Some(tree);
+                }
+                Err(why) => log::debug!("no cgroup per service ({why}): processes are found in /proc"),
+            }
+        }
         Ok(())
     }
 
@@ -354,6 +402,8 @@ impl Engine {
             svc,
             timer: None,
             leader: None,
+            leader_fd: None,
+            cgroup: false,
             pgid: None,
             members: Vec::new(),
             output,
@@ -371,6 +421,7 @@ impl Engine {
             group_stop_sent: false,
         };
         let idx = if let Some(i) = reuse {
+            self.set_timer(i, None);
             self.slots[i] = slot;
             i
         } else {
@@ -378,6 +429,7 @@ impl Engine {
             self.slots.push(slot);
             self.slots.len() - 1
         };
+        self.touch(idx);
         self.state_dirty = true;
         self.wanted_dirty = true;
         if !self.shutting_down {
@@ -512,6 +564,7 @@ impl Engine {
             None => (0..self.slots.len()).collect(),
         };
         for idx in idxs {
+            self.touch(idx);
             if let Some(o) = self.slots[idx].output.as_mut() {
                 o.reopen();
                 log::info!("{}: transcript reopened", self.slots[idx].svc.name);

@@ -72,19 +72,15 @@ impl Engine {
     /// engine's descriptor ([`AsFd`]) until this deadline, then calls
     /// [`turn`](Engine::turn) with `Some(Duration::ZERO)`.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let finishers = self.slots.iter().filter_map(|s| s.finishing.map(|(_, t)| t));
-        let timers = self.slots.iter().filter_map(|s| s.timer).chain(finishers);
+        let finishers = self.finishers.values().filter_map(|&i| self.slots.get(i)?.finishing.map(|(_, t)| t));
+        let timers = self.timers.first().map(|&(t, _)| t).into_iter().chain(finishers);
         let ctl = self.control.as_ref().and_then(|c| c.deadline());
         // Pids waiting to be written to the state file.
         let save = (self.state_dirty && self.state_path.is_some())
             .then(|| self.saved_at.map(|t| t + super::saved::PID_SAVE_INTERVAL))
             .flatten();
-        let unwatched = self
-            .slots
-            .iter()
-            .any(|s| s.members.iter().any(|m| m.pidfd.is_none()))
-            .then(|| Instant::now() + UNWATCHED_POLL);
-        timers.chain(ctl).chain(save).chain(unwatched).min()
+        let unwatched = self.unwatched_members.then(|| Instant::now() + UNWATCHED_POLL);
+        timers.chain(ctl).chain(save).chain(unwatched).chain(self.sweep_at).min()
     }
 
     /// Whether a host polls the engine's descriptor.

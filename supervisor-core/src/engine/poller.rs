@@ -1,18 +1,22 @@
 //! The services' descriptors, in an epoll set of their own.
 //!
 //! Each service brings up to a few descriptors to watch: its output pipes,
-//! a pidfd for each process it is known to have, its `supervise/control`
-//! FIFO. With thousands of services, handing them all to `poll(2)` at every
-//! turn makes every turn cost the kernel a look at each one. Instead they
-//! live in an epoll instance, and the turn polls that one descriptor beside
-//! the engine's own few (signals, handles, the control socket).
+//! a pidfd for its main process and each descendant it is known to have,
+//! its `supervise/control` FIFO. With thousands of services, handing them
+//! all to `poll(2)` at every turn makes every turn cost the kernel a look
+//! at each one. Instead they live in an epoll instance, and the turn polls
+//! that one descriptor beside the engine's own few (signals, handles, the
+//! control socket).
 //!
 //! At the start of each turn, the services whose descriptors changed since
 //! the last turn (a new process, a descendant gone, a pipe at end of file,
-//! a `supervise/` directory opened) are registered again. A change is seen
-//! in a signature of the service's descriptors (numbers, kinds, and the pid
-//! each pidfd stands for), computed for every service at each turn: a
-//! cheap walk in memory, no system call. First every changed service's old
+//! a `supervise/` directory opened) are registered again. The engine names
+//! the services it touched (an event, an action, a ready descriptor, a
+//! process found or reaped), and only those are looked at: a turn costs
+//! the same with 10 services or 10,000. A change is seen in a signature of
+//! the service's descriptors (numbers, kinds, and the pid each pidfd stands
+//! for); debug builds compute it for every service at every turn and check
+//! that no change went unnamed. First every changed service's old
 //! registrations are removed, then its new ones added, so that a number
 //! closed by one service and reused by another is never removed after it
 //! was added. (A number cannot be closed and reused within one service
@@ -72,6 +76,9 @@ fn slot_fds(i: usize, s: &Slot, mut f: impl FnMut(RawFd, Source)) {
             f(fd, Source::Output(i, stream));
         }
     }
+    if let (Some(fd), Some(pid)) = (&s.leader_fd, s.leader) {
+        f(fd.as_raw_fd(), Source::Leader(i, pid));
+    }
     for m in &s.members {
         if let Some(fd) = &m.pidfd {
             f(fd.as_raw_fd(), Source::Member(i, m.pid));
@@ -92,6 +99,7 @@ fn signature(i: usize, s: &Slot) -> u64 {
             Source::Supervise(_) => mix(1),
             Source::Output(_, stream) => mix(2 + stream as u64),
             Source::Member(_, pid) => mix(4 + ((pid as u64) << 8)),
+            Source::Leader(_, pid) => mix(5 + ((pid as u64) << 8)),
             _ => mix(3),
         }
     });
@@ -128,17 +136,37 @@ impl ServicePoll {
         &self.fallback
     }
 
-    /// Brings the set up to date with `slots`.
-    pub(super) fn sync(&mut self, slots: &[Slot]) {
-        let signatures: Vec<u64> = slots.iter().enumerate().map(|(i, s)| signature(i, s)).collect();
-        let mut changed: Vec<usize> =
-            (0..slots.len()).filter(|&i| self.slots.get(i).is_none_or(|r| r.signature != signatures[i])).collect();
+    /// Brings the set up to date with `slots`, of which only the ones in
+    /// `touched` may have changed since the last call (taken).
+    pub(super) fn sync(&mut self, slots: &[Slot], touched: &mut Vec<usize>) {
+        #[cfg(debug_assertions)]
+        for (i, s) in slots.iter().enumerate() {
+            if let Some(r) = self.slots.get(i).filter(|r| r.signature != 0) {
+                assert!(
+                    r.signature == signature(i, s) || touched.contains(&i),
+                    "service {i} ({}): its descriptors changed, and it was not touched",
+                    s.svc.name
+                );
+            }
+        }
+        let mut candidates = std::mem::take(touched);
+        // New services, and the ones a refused registration left out.
+        candidates.extend(self.slots.len().min(slots.len())..slots.len());
+        candidates.extend(self.fallback.iter().filter_map(|(_, src)| src.slot()));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut changed: Vec<(usize, u64)> = candidates
+            .into_iter()
+            .filter(|&i| i < slots.len())
+            .map(|i| (i, signature(i, &slots[i])))
+            .filter(|&(i, sig)| self.slots.get(i).is_none_or(|r| r.signature != sig))
+            .collect();
         // Services gone from the end of the list.
-        changed.extend(slots.len()..self.slots.len());
+        changed.extend((slots.len()..self.slots.len()).map(|i| (i, 0)));
         if changed.is_empty() {
             return;
         }
-        for &i in &changed {
+        for &(i, _) in &changed {
             if let Some(r) = self.slots.get_mut(i) {
                 for (fd, token) in r.fds.drain(..) {
                     sys::epoll_forget(&self.epoll, fd);
@@ -149,8 +177,8 @@ impl ServicePoll {
         }
         self.slots.truncate(slots.len());
         self.slots.resize_with(slots.len(), Registered::default);
-        self.fallback.retain(|&(_, src)| !src.slot().is_some_and(|i| changed.contains(&i)));
-        for &i in changed.iter().filter(|&&i| i < slots.len()) {
+        self.fallback.retain(|&(_, src)| !src.slot().is_some_and(|i| changed.iter().any(|&(c, _)| c == i)));
+        for &(i, sig) in changed.iter().filter(|&&(i, _)| i < slots.len()) {
             let mut fds = Vec::new();
             let mut failed = false;
             slot_fds(i, &slots[i], |fd, src| {
@@ -172,7 +200,7 @@ impl ServicePoll {
                     }
                 }
             });
-            self.slots[i] = Registered { signature: if failed { 0 } else { signatures[i] }, fds };
+            self.slots[i] = Registered { signature: if failed { 0 } else { sig }, fds };
         }
     }
 

@@ -71,6 +71,15 @@ impl Engine {
             pipes.stdout = pipes.stdout.or(named.stdout);
             pipes.stderr = pipes.stderr.or(named.stderr);
             pipes.stdin = named.stdin;
+            // The main process joins the service's cgroup; an external
+            // service's commands start what is not ours to track.
+            let cgroup = match (&self.cgroups, command) {
+                (Some(tree), None) => {
+                    tree.prepare(&slot.svc.name).map_err(|e| log::debug!("{}: no cgroup: {e}", slot.svc.name)).ok()
+                }
+                _ => None,
+            };
+            pipes.cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
             let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
             // The child has its copies; ours would keep the pipe open.
             drop(writers);
@@ -88,6 +97,15 @@ impl Engine {
                     self.state_dirty = true;
                     slot.leader = Some(sp.pid);
                     slot.pgid = Some(sp.pid);
+                    if let Some(e) = &sp.cgroup_error {
+                        log::warn!("{}: cannot join its cgroup: {e}; its processes are found in /proc", slot.svc.name);
+                    }
+                    slot.cgroup = cgroup.is_some() && sp.cgroup_error.is_none();
+                    // Our child, not reaped yet: the pid cannot name another.
+                    slot.leader_fd = sys::pidfd_open(sp.pid).ok();
+                    if slot.leader_fd.is_none() {
+                        self.unwatched_leaders.insert(sp.pid);
+                    }
                     self.leaders.insert(sp.pid, idx);
                     self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
                     if let Some(error) = sp.exec_error {
@@ -118,6 +136,7 @@ impl Engine {
                 Input::Pipe(n) => end(n, true),
                 Input::Null => None,
             },
+            cgroup: None,
         }
     }
 

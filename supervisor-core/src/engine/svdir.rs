@@ -68,6 +68,10 @@ impl Engine {
         self.nudge();
         let idx = *self.by_name.get(name).ok_or_else(|| EngineError::UnknownService(name.into()))?;
         self.slots[idx].supervise = Some(dir);
+        if !self.supervised.contains(&idx) {
+            self.supervised.push(idx);
+        }
+        self.touch(idx);
         self.write_supervise_status();
         Ok(())
     }
@@ -147,9 +151,13 @@ impl Engine {
     /// Brings every `supervise/status` up to date (written only when it
     /// changed), and releases the directories of retired services.
     pub(super) fn write_supervise_status(&mut self) {
-        for s in &mut self.slots {
+        let mut released = false;
+        for &idx in &self.supervised {
+            let s = &mut self.slots[idx];
             if s.retired && s.is_down() {
                 s.supervise = None;
+                released = true;
+                self.touched.borrow_mut().push(idx);
             }
             if s.supervise.is_none() {
                 continue;
@@ -160,6 +168,10 @@ impl Engine {
                     log::error!("{}: cannot write supervise/status: {e}", s.svc.name);
                 }
             }
+        }
+        if released {
+            let slots = &self.slots;
+            self.supervised.retain(|&i| slots[i].supervise.is_some());
         }
     }
 
@@ -208,7 +220,9 @@ impl Engine {
 
     /// Kills `finish` programs past their time.
     pub(super) fn expire_finishers(&mut self, now: Instant) {
-        for s in &mut self.slots {
+        for &idx in self.finishers.values() {
+            // (A `finish` whose exec failed has no service: usize::MAX.)
+            let Some(s) = self.slots.get_mut(idx) else { continue };
             if let Some((pid, deadline)) = s.finishing {
                 if now >= deadline {
                     log::warn!("{}: finish ran too long; killed", s.svc.name);

@@ -1,6 +1,8 @@
 //! Reaping and the descendants of services: who belongs to a service, who
 //! is left when its main process is gone, and signalling all of them.
 
+use std::time::{Duration, Instant};
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -9,24 +11,41 @@ use crate::machine::Event;
 use crate::model::signal_name;
 use crate::model::ServiceState;
 use crate::os::procfs;
-use crate::os::reap::{reap, ReapScope};
+use crate::os::reap::{reap_any, reap_pids, ReapScope};
 use crate::os::spawn::SERVICE_ENV;
 use crate::os::sys;
 
+/// How soon after a `SIGCHLD` that may have stood for more exits than the
+/// pidfds told, the children no pidfd watches are reaped.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(1);
+
 impl Engine {
-    pub(super) fn reap_children(&mut self) {
-        // Owning the process, waitpid(-1) needs no list of pids.
-        let known: Vec<i32> = match self.scope {
-            ReapScope::WholeProcess => Vec::new(),
-            ReapScope::OwnPids => self
-                .leaders
-                .keys()
-                .copied()
-                .chain(self.slots.iter().flat_map(|s| s.members.iter().map(|m| m.pid)))
-                .chain(self.finishers.keys().copied())
-                .collect(),
-        };
-        let reaped = reap(self.scope, known.into_iter());
+    /// Reaps what ended: the processes whose pidfds said so (`ended`);
+    /// after a `SIGCHLD`, the children the engine has no pidfd of
+    /// (`finish` programs, main processes whose pidfd could not be
+    /// opened); owning the process, orphans re-parented to it.
+    ///
+    /// Each exit costs a wait for one pid. `waitpid(-1)`, which the kernel
+    /// answers by looking at every child, runs only when a `SIGCHLD` came
+    /// and no known child had ended (an orphan's exit), and at most once a
+    /// second after one that may have stood for more exits than were seen.
+    pub(super) fn reap_children(&mut self, ended: &[i32], sigchld: bool, now: Instant) {
+        let mut reaped = reap_pids(ended.iter().copied());
+        if sigchld {
+            let unwatched: Vec<i32> = self.finishers.keys().chain(&self.unwatched_leaders).copied().collect();
+            reaped.extend(reap_pids(unwatched.into_iter()));
+            if self.scope == ReapScope::WholeProcess {
+                if reaped.is_empty() {
+                    reaped.extend(reap_any());
+                } else if self.sweep_at.is_none() {
+                    self.sweep_at = Some(now + ORPHAN_SWEEP);
+                }
+            }
+        }
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep_at = None;
+            reaped.extend(reap_any());
+        }
         if !reaped.is_empty() {
             // The children of those that ended are ours now, and the
             // process table has changed: both are read again when needed
@@ -38,8 +57,11 @@ impl Engine {
             if let Some(idx) = self.finishers.remove(&pid) {
                 self.finish_ended(idx, status);
             } else if let Some(idx) = self.leaders.remove(&pid) {
+                self.unwatched_leaders.remove(&pid);
+                self.touch(idx);
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
+                slot.leader_fd = None;
                 slot.leader_start_time = None;
                 self.state_dirty = true;
                 slot.pidfile = None;
@@ -73,28 +95,34 @@ impl Engine {
                 }
                 self.queue.push_back((idx, Event::Exited { status, leftovers }));
             } else {
-                let mut found = false;
-                for s in &mut self.slots {
-                    let before = s.members.len();
-                    s.members.retain(|m| m.pid != pid);
-                    found |= s.members.len() != before;
-                }
-                if !found {
-                    log::debug!("reaped orphan pid {pid} ({status})");
-                }
+                // A descendant (its pidfd took it off its service's
+                // members), or an orphan no service knew.
+                log::debug!("reaped pid {pid} ({status})");
             }
         }
         // Prune members that died without a pidfd to tell us.
-        for s in &mut self.slots {
-            s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
+        if self.unwatched_members {
+            self.unwatched_members = false;
+            for idx in 0..self.slots.len() {
+                let s = &mut self.slots[idx];
+                if s.members.iter().any(|m| m.pidfd.is_none()) {
+                    s.members.retain(|m| m.pidfd.is_some() || member_alive(m));
+                    self.unwatched_members |= s.members.iter().any(|m| m.pidfd.is_none());
+                    self.touch(idx);
+                }
+            }
         }
         self.check_all_gone();
     }
 
     /// For slots whose main process is gone while they wait for
-    /// descendants: report `AllGone` once none is left.
+    /// descendants: report `AllGone` once none is left. Only the services
+    /// touched since the last turn began can have lost one.
     pub(super) fn check_all_gone(&mut self) {
-        for idx in 0..self.slots.len() {
+        let mut touched = self.touched.borrow().clone();
+        touched.sort_unstable();
+        touched.dedup();
+        for idx in touched {
             let s = &self.slots[idx];
             if s.leader.is_some() || s.m.state() != ServiceState::Stopping || s.m.pid().is_some() {
                 continue;
@@ -107,6 +135,9 @@ impl Engine {
 
     /// Refreshes a slot's tracked descendants; true if any is alive.
     pub(super) fn find_leftovers(&mut self, idx: usize) -> bool {
+        if self.track_cgroup(idx) {
+            return !self.slots[idx].members.is_empty();
+        }
         let Some(pgid) = self.slots[idx].pgid else {
             return !self.slots[idx].members.is_empty();
         };
@@ -151,14 +182,48 @@ impl Engine {
             .collect()
     }
 
+    /// Makes the processes in the slot's cgroup (but its main process) its
+    /// members; false when it has none to read (then the process table
+    /// tells).
+    fn track_cgroup(&mut self, idx: usize) -> bool {
+        let slot = &self.slots[idx];
+        let procs = match (&self.cgroups, slot.cgroup) {
+            (Some(tree), true) => match tree.procs(&slot.svc.name) {
+                Ok(p) => p,
+                Err(e) => {
+                    log::debug!("{}: cgroup.procs: {e}", slot.svc.name);
+                    return false;
+                }
+            },
+            _ => return false,
+        };
+        self.touch(idx);
+        let mut unwatched = false;
+        let slot = &mut self.slots[idx];
+        slot.members.retain(|m| procs.contains(&m.pid));
+        for pid in procs {
+            if Some(pid) == slot.leader || slot.members.iter().any(|m| m.pid == pid) {
+                continue;
+            }
+            let pidfd = sys::pidfd_open(pid).ok();
+            let Some(info) = procfs::read_stat(pid).filter(|i| !i.zombie) else { continue };
+            unwatched |= pidfd.is_none();
+            slot.members.push(Member { pid, start_time: info.start_time, pidfd });
+        }
+        self.unwatched_members |= unwatched;
+        true
+    }
+
     /// Adds every live descendant of the slot's processes to its members.
     pub(super) fn track_members(&mut self, idx: usize, extra_roots: &[i32]) {
+        self.touch(idx);
         let pgid = self.slots[idx].pgid.unwrap_or(0);
         let mut roots: Vec<i32> = self.slots[idx].leader.into_iter().collect();
         roots.extend(self.slots[idx].members.iter().map(|m| m.pid));
         roots.extend_from_slice(extra_roots);
         let leader = self.slots[idx].leader;
         let found = self.proc_table().members(pgid, &roots);
+        let mut unwatched = false;
         let slot = &mut self.slots[idx];
         for p in found {
             if Some(p.pid) == leader || slot.members.iter().any(|m| m.pid == p.pid && m.start_time == p.start_time) {
@@ -170,14 +235,16 @@ impl Engine {
             if procfs::read_stat(p.pid).map(|i| i.start_time) != Some(p.start_time) {
                 continue;
             }
+            unwatched |= pidfd.is_none();
             slot.members.push(Member { pid: p.pid, start_time: p.start_time, pidfd });
         }
         slot.members.retain(member_alive);
+        self.unwatched_members |= unwatched;
     }
 
     /// Sends `sig` to the main process's group and every descendant.
     pub(super) fn signal_slot(&mut self, idx: usize, sig: Signal) {
-        if sig != Signal::SIGCONT {
+        if sig != Signal::SIGCONT && !self.track_cgroup(idx) {
             // Descendants that left the tree by a double fork are children
             // of ours (the subreaper) with the service's marker: they get
             // the signal with the rest, not only the KILL at the end.
@@ -238,13 +305,19 @@ impl Engine {
         let Some(pos) = slot.members.iter().position(|m| procfs::read_stat(m.pid).is_some_and(|i| i.ppid == me)) else {
             return false;
         };
-        let m = slot.members.remove(pos);
+        let mut m = slot.members.remove(pos);
         log::info!("{}: went to the background; following pid {}", slot.svc.name, m.pid);
         slot.leader = Some(m.pid);
+        slot.leader_fd = m.pidfd.take();
+        let unwatched = slot.leader_fd.is_none();
         slot.leader_start_time = Some(m.start_time);
         slot.changed_at = std::time::SystemTime::now();
         Self::write_pidfile(slot, m.pid);
         self.leaders.insert(m.pid, idx);
+        if unwatched {
+            self.unwatched_leaders.insert(m.pid);
+        }
+        self.touch(idx);
         self.state_dirty = true;
         self.queue.push_back((idx, Event::Adopted { pid: m.pid }));
         true

@@ -21,6 +21,8 @@ pub(super) enum Source {
     Signals,
     Control,
     Member(usize, i32),
+    /// The pidfd of a service's main process.
+    Leader(usize, i32),
     Output(usize, OutputStream),
     Supervise(usize),
     Inbox,
@@ -32,7 +34,7 @@ impl Source {
     /// The service a descriptor belongs to.
     pub(super) fn slot(self) -> Option<usize> {
         match self {
-            Source::Member(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
+            Source::Member(i, _) | Source::Leader(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
             _ => None,
         }
     }
@@ -73,7 +75,7 @@ impl Engine {
         // Descendants without a pidfd (kernels before 5.3) cannot wake us.
         // Without pidfds, descendants are checked now and then (the
         // deadline includes it).
-        let unwatched = self.slots.iter().any(|s| s.members.iter().any(|m| m.pidfd.is_none()));
+        let unwatched = self.unwatched_members;
         sys::poll(&mut fds, timeout)?;
         let now = Instant::now();
         if let Some(step) = self.clock.check() {
@@ -82,6 +84,8 @@ impl Engine {
 
         let mut control_ready = Vec::new();
         let mut sigchld = false;
+        // Processes whose pidfds say they ended.
+        let mut ended = Vec::new();
         let mut inbox = false;
         for (pfd, src) in fds.iter().zip(&sources) {
             if pfd.revents == 0 {
@@ -108,14 +112,14 @@ impl Engine {
                 Source::Services => {
                     let ready = self.services.get_mut().ready()?;
                     for src in ready {
-                        sigchld |= self.service_ready(src);
+                        ended.extend(self.service_ready(src));
                     }
                 }
-                other => sigchld |= self.service_ready(other),
+                other => ended.extend(self.service_ready(other)),
             }
         }
-        if sigchld || unwatched {
-            self.reap_children();
+        if sigchld || unwatched || !ended.is_empty() || self.sweep_at.is_some_and(|t| t <= now) {
+            self.reap_children(&ended, sigchld, now);
         }
         self.expire_finishers(now);
         self.fire_timers(now);
@@ -148,26 +152,48 @@ impl Engine {
         Ok(())
     }
 
-    /// Takes what a service's descriptor has; whether a process of it
-    /// may have ended.
-    fn service_ready(&mut self, src: Source) -> bool {
+    /// Takes what a service's descriptor has; the pid of a process of it
+    /// that ended.
+    fn service_ready(&mut self, src: Source) -> Option<i32> {
+        if let Some(idx) = src.slot() {
+            self.touch(idx);
+        }
         match src {
             Source::Output(idx, stream) => {
                 if let Some(o) = self.slots[idx].output.as_mut() {
                     o.read_ready(stream, &mut self.read_buf);
                 }
-                false
+                None
             }
             Source::Supervise(idx) => {
                 self.handle_control_letters(idx);
-                false
+                None
             }
             Source::Member(idx, pid) => {
                 self.slots[idx].members.retain(|m| m.pid != pid);
-                true
+                Some(pid)
             }
-            Source::Signals | Source::Control | Source::Inbox | Source::Services => false,
+            Source::Leader(_, pid) => Some(pid),
+            Source::Signals | Source::Control | Source::Inbox | Source::Services => None,
         }
+    }
+
+    /// Notes that the descriptors of the service at `idx` may have changed
+    /// (a process started or ended, a pipe closed, a directory opened):
+    /// the epoll set is brought up to date for these services only.
+    pub(super) fn touch(&self, idx: usize) {
+        self.touched.borrow_mut().push(idx);
+    }
+
+    /// Arms (`Some`) or cancels (`None`) the timer of the service at `idx`.
+    pub(super) fn set_timer(&mut self, idx: usize, at: Option<Instant>) {
+        if let Some(old) = self.slots[idx].timer.take() {
+            self.timers.remove(&(old, idx));
+        }
+        if let Some(t) = at {
+            self.timers.insert((t, idx));
+        }
+        self.slots[idx].timer = at;
     }
 
     /// The descriptors to poll: the engine's own, and the services' epoll
@@ -187,7 +213,7 @@ impl Engine {
             }
         }
         let mut services = self.services.borrow_mut();
-        services.sync(&self.slots);
+        services.sync(&self.slots, &mut self.touched.borrow_mut());
         add(services.fd(), libc::POLLIN, Source::Services);
         for &(fd, s) in services.fallback() {
             add(fd, libc::POLLIN, s);
@@ -196,14 +222,15 @@ impl Engine {
     }
 
     pub(super) fn fire_timers(&mut self, now: Instant) {
-        for idx in 0..self.slots.len() {
-            if self.slots[idx].timer.is_some_and(|t| t <= now) {
-                self.slots[idx].timer = None;
-                let run_due = self.gate_tasks.is_some() && self.slots[idx].m.state() == ServiceState::Idle;
-                match self.gate_tasks.as_mut() {
-                    Some(due) if run_due => due.push(idx),
-                    _ => self.queue.push_back((idx, Event::Timer)),
-                }
+        while let Some(&(t, idx)) = self.timers.first() {
+            if t > now {
+                break;
+            }
+            self.set_timer(idx, None);
+            let run_due = self.gate_tasks.is_some() && self.slots[idx].m.state() == ServiceState::Idle;
+            match self.gate_tasks.as_mut() {
+                Some(due) if run_due => due.push(idx),
+                _ => self.queue.push_back((idx, Event::Timer)),
             }
         }
     }
@@ -215,6 +242,7 @@ impl Engine {
     pub(super) fn drain_queue(&mut self) {
         while let Some((idx, ev)) = self.queue.pop_front() {
             let now = Instant::now();
+            self.touch(idx);
             let slot = &mut self.slots[idx];
             let before = slot.m.state();
             let external = slot.svc.kind.is_external();
@@ -262,14 +290,15 @@ impl Engine {
     }
 
     pub(super) fn perform(&mut self, idx: usize, action: Action) {
+        self.touch(idx);
         match action {
             Action::ArmTimer(t) => {
                 self.drop_queued_timer(idx);
-                self.slots[idx].timer = Some(t);
+                self.set_timer(idx, Some(t));
             }
             Action::CancelTimer => {
                 self.drop_queued_timer(idx);
-                self.slots[idx].timer = None;
+                self.set_timer(idx, None);
             }
             Action::Signal(sig) => {
                 if sig == Signal::SIGKILL {

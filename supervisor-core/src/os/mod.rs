@@ -2,6 +2,7 @@
 //! process table, pidfiles, transcripts and the files a supervisor keeps.
 //! All of the crate's `unsafe` code is here.
 
+pub(crate) mod cgroup;
 pub(crate) mod daemon;
 pub(crate) mod limits;
 pub(crate) mod output;

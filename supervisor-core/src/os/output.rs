@@ -170,7 +170,7 @@ impl ServiceOutput {
         }
         let out = take(&mut self.out)?;
         let err = take(&mut self.err)?;
-        w.pipes = Pipes { stdout: out, stderr: err, stdin: None };
+        w.pipes = Pipes { stdout: out, stderr: err, stdin: None, cgroup: None };
         Ok(w)
     }
 

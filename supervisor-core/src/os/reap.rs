@@ -1,10 +1,11 @@
 //! Reaping: the one place that calls `waitpid`.
 //!
 //! A library must not reap its host program's children, so by default only
-//! the pids the engine spawned or adopted are waited for, one by one. A
-//! program that owns its whole process (the `supervisor` command, a PID 1)
-//! opts in to [`ReapScope::WholeProcess`], where `waitpid(-1)` also collects
-//! orphans re-parented to a child subreaper.
+//! the pids the engine spawned or adopted are waited for, one by one, when
+//! their pidfds say they ended. A program that owns its whole process (the
+//! `supervisor` command, a PID 1) opts in to [`ReapScope::WholeProcess`],
+//! where `waitpid(-1)` also collects orphans re-parented to a child
+//! subreaper.
 
 use std::time::{Duration, Instant};
 
@@ -25,31 +26,37 @@ pub enum ReapScope {
     WholeProcess,
 }
 
-/// Collects every child that has ended, without blocking.
+/// Collects every child that has ended, without blocking (`waitpid(-1)`).
 ///
-/// With [`ReapScope::OwnPids`], only `known` pids are waited for.
-pub fn reap(scope: ReapScope, known: impl Iterator<Item = i32>) -> Vec<(i32, ExitStatus)> {
+/// The kernel looks at every child for each call: with thousands of
+/// services, this is for children the engine has no pidfd of (orphans
+/// re-parented to a subreaper), not for every exit.
+pub fn reap_any() -> Vec<(i32, ExitStatus)> {
     let mut out = Vec::new();
-    match scope {
-        ReapScope::WholeProcess => loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+            Err(Errno::EINTR) => continue,
+            Err(_) => break,
+            Ok(ws) => push(&mut out, ws),
+        }
+    }
+    out
+}
+
+/// Reaps each of `pids` that has ended, without blocking; pids that are
+/// not children of ours are skipped. A wait for one pid costs the kernel
+/// a look at that child only.
+pub fn reap_pids(pids: impl Iterator<Item = i32>) -> Vec<(i32, ExitStatus)> {
+    let mut out = Vec::new();
+    for pid in pids {
+        loop {
+            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
                 Err(Errno::EINTR) => continue,
-                Err(_) => break,
                 Ok(ws) => push(&mut out, ws),
+                Err(_) => {}
             }
-        },
-        ReapScope::OwnPids => {
-            for pid in known {
-                loop {
-                    match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                        Err(Errno::EINTR) => continue,
-                        Ok(ws) => push(&mut out, ws),
-                        Err(_) => {}
-                    }
-                    break;
-                }
-            }
+            break;
         }
     }
     out

@@ -88,10 +88,13 @@ pub struct Spawned {
     pub pid: i32,
     /// Why its `exec` failed, if it did (the child then exits with 127).
     pub exec_error: Option<String>,
+    /// Why it could not join the cgroup it was given, if it could not (it
+    /// went on without).
+    pub cgroup_error: Option<io::Error>,
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "setpgid",
     "dup2 stdio",
     "chdir",
@@ -103,7 +106,12 @@ const STEPS: [&str; 11] = [
     "close fds",
     "setrlimit",
     "keep the lock descriptor",
+    "join cgroup",
 ];
+
+/// The step of joining the cgroup: its failure is reported, and the child
+/// goes on.
+const JOIN_CGROUP: u32 = 11;
 
 /// Turns the 8 bytes a failed child wrote into a message.
 pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
@@ -140,9 +148,13 @@ struct Prepared {
     /// The locked lock file: close-on-exec here, inherited by the child,
     /// closed here after the spawn so that only the child holds the lock.
     lock: Option<OwnedFd>,
+    /// The `cgroup.procs` to join.
+    cgroup: Option<RawFd>,
 }
 
-/// The write ends of transcript pipes for a child's stdout and stderr.
+/// The descriptors a child starts from: the write ends of transcript pipes
+/// for its stdout and stderr, a named pipe for its stdin, and the
+/// `cgroup.procs` of the cgroup it joins.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Pipes {
     /// For [`Output::Transcript`] or [`Output::Pipe`] on stdout.
@@ -151,6 +163,9 @@ pub struct Pipes {
     pub stderr: Option<RawFd>,
     /// For [`Input::Pipe`](crate::model::Input::Pipe) on stdin.
     pub stdin: Option<RawFd>,
+    /// A service's `cgroup.procs`, open for writing: the child writes `0`
+    /// to it first, so that it and everything it forks is in that cgroup.
+    pub cgroup: Option<RawFd>,
 }
 
 fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
@@ -331,6 +346,7 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
         _files: files,
         rlimits,
         lock,
+        cgroup: pipes.cgroup,
     })
 }
 
@@ -420,7 +436,8 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     drop(status_w);
     // The child has exec'd or exited: its end of the pipe is closed, and
     // what it wrote (on failure) is there to read.
-    let mut buf = [0u8; 8];
+    // At most two reports: a failed join of the cgroup, a failed step.
+    let mut buf = [0u8; 16];
     let mut got = 0;
     while got < buf.len() {
         match nix::unistd::read(&status_r, &mut buf[got..]) {
@@ -430,9 +447,16 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
             Err(_) => break,
         }
     }
+    let mut reports = &buf[..got];
+    let mut cgroup_error = None;
+    if reports.len() >= 8 && reports[..4] == JOIN_CGROUP.to_ne_bytes() {
+        let errno = i32::from_ne_bytes(reports[4..8].try_into().unwrap_or_default());
+        cgroup_error = Some(io::Error::from_raw_os_error(errno));
+        reports = &reports[8..];
+    }
     let program = svc.command.to_argv().first().cloned().unwrap_or_default();
-    let exec_error = (got > 0).then(|| describe_exec_failure(&buf[..got], &program));
-    Ok(Spawned { pid, exec_error })
+    let exec_error = (!reports.is_empty()).then(|| describe_exec_failure(reports, &program));
+    Ok(Spawned { pid, exec_error, cgroup_error })
 }
 
 /// Reports a failed step to the parent and exits.
@@ -441,15 +465,28 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
 ///
 /// Only to be called in the forked child.
 unsafe fn child_fail(fd: RawFd, step: u32) -> ! {
-    // SAFETY: reading errno, write(2) and _exit(2) are async-signal-safe,
-    // and `buf` is on this child's own stack.
+    // SAFETY: the caller runs in the forked child; `child_report` and
+    // _exit(2) are async-signal-safe.
+    unsafe {
+        child_report(fd, step);
+        libc::_exit(127)
+    }
+}
+
+/// Reports a failed step (and errno) to the parent.
+///
+/// # Safety
+///
+/// Only to be called in the forked child.
+unsafe fn child_report(fd: RawFd, step: u32) {
+    // SAFETY: reading errno and write(2) are async-signal-safe, and `buf`
+    // is on this child's own stack.
     unsafe {
         let errno = *libc::__errno_location();
         let mut buf = [0u8; 8];
         buf[..4].copy_from_slice(&step.to_ne_bytes());
         buf[4..].copy_from_slice(&errno.to_ne_bytes());
         libc::write(fd, buf.as_ptr().cast(), buf.len());
-        libc::_exit(127)
     }
 }
 
@@ -473,6 +510,13 @@ unsafe fn child_after_fork(
     // call on pointers into `prep`, `argv`, `envp`, `groups` (alive in the
     // suspended parent) or this stack.
     unsafe {
+        // First: whatever the child forks from here on is in the cgroup.
+        // Without it the service runs, tracked the slower way.
+        if let Some(fd) = prep.cgroup {
+            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                child_report(status_fd, JOIN_CGROUP);
+            }
+        }
         if libc::setpgid(0, 0) != 0 {
             child_fail(status_fd, 0);
         }
