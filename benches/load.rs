@@ -10,7 +10,8 @@
 //! - `scale`: with 10, 1000 and 10,000 idle services (10 and 1000 in quick
 //!   mode; see [`NO_OUTPUT`]): the restart latency, the memory, and a
 //!   `status` of one service over the socket. Target: the median latency with the most services at
-//!   most 1.5 times that with 10.
+//!   most 1.5 times that with 10. `BENCH_CGROUPS=false` runs it with
+//!   `[supervisor] cgroups = false`.
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -164,8 +165,13 @@ pub(super) fn bench_scale(bins: &Bins, settings: &Settings, report: &mut Report)
     for &n in sizes {
         println!("{n} services...");
         let idle = n.saturating_sub(VICTIMS);
+        // `BENCH_CGROUPS=false`: the same, found through /proc.
+        let keys = match std::env::var("BENCH_CGROUPS").as_deref() {
+            Ok("false") => "cgroups = false\n",
+            _ => "",
+        };
         let mut inst = Instance::with_services_text(bins, |dir| {
-            victims_toml(&helper, dir) + &sleepers_toml(&helper, idle, NO_OUTPUT)
+            keys.to_owned() + &victims_toml(&helper, dir) + &sleepers_toml(&helper, idle, NO_OUTPUT)
         })?;
         let t0 = Instant::now();
         start(&mut inst, VICTIMS + idle)?;

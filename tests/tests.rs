@@ -3,6 +3,7 @@
 
 mod util;
 
+mod cgroups;
 mod cli_exit_codes;
 mod config_errors;
 mod control_socket;

@@ -61,6 +61,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "socket",
     "daemon",
     "event_log",
+    "cgroups",
 ];
 
 /// The default `[supervisor] umask`.
@@ -108,6 +109,9 @@ pub struct Config {
     pub daemon: bool,
     /// `[supervisor] event_log`: more targets of the supervisor's own log.
     pub event_log: Vec<EventLogTarget>,
+    /// `[supervisor] cgroups` (default true): whether each service gets a
+    /// cgroup of its own where the supervisor may make one.
+    pub cgroups: bool,
     /// The settings of each service that only the command line uses
     /// (`logfile`, `start_test`, `start_timeout`), by service name.
     pub extras: std::collections::BTreeMap<String, ServiceExtras>,
@@ -247,6 +251,7 @@ impl Config {
             socket: settings.socket,
             daemon: settings.daemon,
             event_log: settings.event_log,
+            cgroups: settings.cgroups,
             overrides: Overrides::default(),
         })
     }
@@ -357,6 +362,7 @@ struct Settings {
     socket: Option<PathBuf>,
     daemon: bool,
     event_log: Vec<EventLogTarget>,
+    cgroups: bool,
 }
 
 /// `[supervisor] reload`: when the configuration file is read again.
@@ -383,6 +389,7 @@ impl Default for Settings {
             socket: None,
             daemon: true,
             event_log: Vec::new(),
+            cgroups: true,
         }
     }
 }
@@ -435,6 +442,9 @@ fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
     }
     if let Some(v) = f.get("event_log") {
         settings.event_log = zdaemon::read_event_log(s, v);
+    }
+    if let Some(v) = f.get("cgroups") {
+        settings.cgroups = s.boolean("cgroups", v).unwrap_or(true);
     }
     if let Some(v) = f.get("allow_uids") {
         settings.access.uids = ids(s, "allow_uids", v, "user");

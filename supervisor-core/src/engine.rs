@@ -173,7 +173,8 @@ pub struct Engine {
     marker: Option<String>,
     state_path: Option<PathBuf>,
     saved: Option<SavedState>,
-    last_saved: Option<SavedState>,
+    /// The state file was written once.
+    saved_once: bool,
     read_buf: Vec<u8>,
     reopen_hook: Option<ReopenHook>,
     state_dirty: bool,
@@ -212,16 +213,23 @@ pub struct Engine {
     /// One cgroup per service, where this process may make them (only
     /// when the engine owns the process).
     cgroups: Option<CgroupTree>,
+    /// Whether cgroups are used where they can be ([`Engine::set_cgroups`]).
+    cgroups_wanted: bool,
     /// Main processes without a pidfd (none could be opened): waited for
     /// by pid at every `SIGCHLD`.
     unwatched_leaders: HashSet<i32>,
-    /// Some tracked descendant has no pidfd: descendants are looked at
-    /// now and then.
-    unwatched_members: bool,
     /// When children without pidfds (orphans re-parented to us) are next
     /// reaped with `waitpid(-1)`, after a `SIGCHLD` that may have stood
     /// for more than the exits seen.
     sweep_at: Option<Instant>,
+    /// How long after such a `SIGCHLD` the sweep comes (`tracking.rs`).
+    sweep_every: Duration,
+    /// A child was reaped through its pidfd since the last `SIGCHLD` (which
+    /// may come a turn later, and is then explained).
+    unsignalled_exits: bool,
+    /// Some tracked descendant has no pidfd: descendants are looked at
+    /// now and then.
+    unwatched_members: bool,
 }
 
 /// What the host runs when the transcripts are reopened (its own logs).
@@ -265,7 +273,7 @@ impl Engine {
             marker: None,
             state_path: None,
             saved: None,
-            last_saved: None,
+            saved_once: false,
             read_buf: vec![0; 64 * 1024],
             reopen_hook: None,
             state_dirty: true,
@@ -286,9 +294,12 @@ impl Engine {
             timers: BTreeSet::new(),
             supervised: Vec::new(),
             cgroups: None,
+            cgroups_wanted: true,
             unwatched_leaders: HashSet::new(),
-            unwatched_members: false,
             sweep_at: None,
+            sweep_every: tracking::ORPHAN_SWEEP,
+            unsignalled_exits: false,
+            unwatched_members: false,
         })
     }
 
@@ -307,7 +318,22 @@ impl Engine {
     pub fn own_process(&mut self) -> Result<(), EngineError> {
         sys::set_child_subreaper()?;
         self.scope = ReapScope::WholeProcess;
-        if self.cgroups.is_none() {
+        self.set_cgroups(self.cgroups_wanted);
+        Ok(())
+    }
+
+    /// Whether services are put in cgroups of their own where the engine
+    /// may make them (the default, once it owns the process: see
+    /// [`own_process`](Engine::own_process)). With `false` (for a host
+    /// whose service manager must not see cgroups made under it), a
+    /// service's processes are found in `/proc`: the same ones, at a cost
+    /// that grows with the number of services. Applies to processes
+    /// started from then on.
+    pub fn set_cgroups(&mut self, enabled: bool) {
+        self.cgroups_wanted = enabled;
+        if !enabled {
+            self.cgroups = None;
+        } else if self.cgroups.is_none() && self.scope == ReapScope::WholeProcess {
             match CgroupTree::create() {
                 Ok(tree) => {
                     log::debug!("services are tracked in cgroups under {}", tree.base().display());
@@ -316,7 +342,6 @@ impl Engine {
                 Err(why) => log::debug!("no cgroup per service ({why}): processes are found in /proc"),
             }
         }
-        Ok(())
     }
 
     /// Makes `SIGTERM` and `SIGINT` start a graceful shutdown; `run`

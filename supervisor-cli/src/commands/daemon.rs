@@ -191,6 +191,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     try_!(logger::add_targets(&config.event_log));
     let mut pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
     let mut engine = try_!(Engine::new(config.name.clone()));
+    engine.set_cgroups(config.cgroups);
     try_!(engine.own_process());
     try_!(engine.stop_on_signals());
     // Stray signals must not end the supervisor (their default action);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Engine, EngineError};
 use crate::model::Expected;
-use crate::os::persist::{SavedService, SavedState};
+use crate::os::persist::{save_entries, SavedService, SavedState};
 use crate::os::previous;
 
 /// At most one write of the state file per this long for a change of
@@ -66,32 +66,21 @@ impl Engine {
         if !self.state_dirty {
             return;
         }
-        let urgent = self.wanted_dirty || self.last_saved.is_none() || self.finished;
+        let urgent = self.wanted_dirty || !self.saved_once || self.finished;
         if !urgent && self.saved_at.is_some_and(|t| t.elapsed() < PID_SAVE_INTERVAL) {
             return;
         }
         self.state_dirty = false;
         self.saved_at = Some(Instant::now());
-        let durable = std::mem::take(&mut self.wanted_dirty) || self.last_saved.is_none();
-        let state = SavedState {
-            boot_id: crate::os::procfs::boot_id().map(str::to_owned),
-            // A removed service is forgotten: added again later, its
-            // configuration's `expected` applies.
-            services: self
-                .slots
-                .iter()
-                .filter(|s| !s.retired)
-                .map(|s| {
-                    let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
-                    (s.svc.name.clone(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
-                })
-                .collect(),
-        };
-        if self.last_saved.as_ref() == Some(&state) {
-            return;
-        }
-        match state.save(path, durable) {
-            Ok(()) => self.last_saved = Some(state),
+        let durable = std::mem::take(&mut self.wanted_dirty) || !self.saved_once;
+        // A removed service is forgotten: added again later, its
+        // configuration's `expected` applies.
+        let entries = self.slots.iter().filter(|s| !s.retired).map(|s| {
+            let wanted = if s.persisted_up { Expected::Running } else { Expected::Stopped };
+            (s.svc.name.as_str(), SavedService { wanted, pid: s.leader, start_time: s.leader_start_time })
+        });
+        match save_entries(path, durable, crate::os::procfs::boot_id(), entries) {
+            Ok(()) => self.saved_once = true,
             Err(e) => {
                 // Logged once per change of state, retried at the next one.
                 log::error!("cannot save the state to {}: {e}", path.display());

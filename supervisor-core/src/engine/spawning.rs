@@ -97,10 +97,15 @@ impl Engine {
                     self.state_dirty = true;
                     slot.leader = Some(sp.pid);
                     slot.pgid = Some(sp.pid);
-                    if let Some(e) = &sp.cgroup_error {
-                        log::warn!("{}: cannot join its cgroup: {e}; its processes are found in /proc", slot.svc.name);
-                    }
                     slot.cgroup = cgroup.is_some() && sp.cgroup_error.is_none();
+                    match &sp.cgroup_error {
+                        Some(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                            log::info!("this kernel cannot start processes in a cgroup ({e}): no cgroup per service");
+                            self.cgroups = None;
+                        }
+                        Some(e) => log::warn!("{}: cannot start in its cgroup: {e}; found in /proc", slot.svc.name),
+                        None => {}
+                    }
                     // Our child, not reaped yet: the pid cannot name another.
                     slot.leader_fd = sys::pidfd_open(sp.pid).ok();
                     if slot.leader_fd.is_none() {

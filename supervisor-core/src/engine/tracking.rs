@@ -16,8 +16,11 @@ use crate::os::spawn::SERVICE_ENV;
 use crate::os::sys;
 
 /// How soon after a `SIGCHLD` that may have stood for more exits than the
-/// pidfds told, the children no pidfd watches are reaped.
-const ORPHAN_SWEEP: Duration = Duration::from_secs(1);
+/// pidfds told, the children no pidfd watches are reaped: at first, and
+/// again after a sweep that found one.
+pub(super) const ORPHAN_SWEEP: Duration = Duration::from_secs(1);
+/// A sweep that finds nothing doubles the wait for the next, up to this.
+const ORPHAN_SWEEP_MAX: Duration = Duration::from_secs(32);
 
 impl Engine {
     /// Reaps what ended: the processes whose pidfds said so (`ended`);
@@ -27,24 +30,33 @@ impl Engine {
     ///
     /// Each exit costs a wait for one pid. `waitpid(-1)`, which the kernel
     /// answers by looking at every child, runs only when a `SIGCHLD` came
-    /// and no known child had ended (an orphan's exit), and at most once a
-    /// second after one that may have stood for more exits than were seen.
+    /// that no known child's end explains (an orphan's exit; a pidfd is
+    /// often seen a turn before its process's `SIGCHLD`), and in a sweep
+    /// after one that may have stood for more exits than were seen: a
+    /// second later, or up to 32 s later while sweeps find nothing (an
+    /// orphan whose `SIGCHLD` merged with a known child's stays a zombie
+    /// that long at most).
     pub(super) fn reap_children(&mut self, ended: &[i32], sigchld: bool, now: Instant) {
         let mut reaped = reap_pids(ended.iter().copied());
+        self.unsignalled_exits |= !reaped.is_empty();
         if sigchld {
             let unwatched: Vec<i32> = self.finishers.keys().chain(&self.unwatched_leaders).copied().collect();
             reaped.extend(reap_pids(unwatched.into_iter()));
+            let explained = !reaped.is_empty() || std::mem::take(&mut self.unsignalled_exits);
             if self.scope == ReapScope::WholeProcess {
-                if reaped.is_empty() {
+                if !explained {
                     reaped.extend(reap_any());
                 } else if self.sweep_at.is_none() {
-                    self.sweep_at = Some(now + ORPHAN_SWEEP);
+                    self.sweep_at = Some(now + self.sweep_every);
                 }
             }
         }
         if self.sweep_at.is_some_and(|t| t <= now) {
             self.sweep_at = None;
-            reaped.extend(reap_any());
+            let found = reap_any();
+            self.sweep_every =
+                if found.is_empty() { (self.sweep_every * 2).min(ORPHAN_SWEEP_MAX) } else { ORPHAN_SWEEP };
+            reaped.extend(found);
         }
         if !reaped.is_empty() {
             // The children of those that ended are ours now, and the

@@ -18,9 +18,11 @@
 //! engine finds a service's processes through the process table instead,
 //! as before.
 //!
-//! A service's child joins its cgroup between `fork` and `exec`, by
-//! writing `0` to a `cgroup.procs` opened before the fork, so that nothing
-//! it ever forks is outside. The directories (also those of services
+//! A service's main process is made in its cgroup
+//! (`clone3(CLONE_INTO_CGROUP)`, Linux 5.7), so that nothing it ever forks
+//! is outside. (Moving a process there instead, by writing to
+//! `cgroup.procs`, waits for an RCU grace period: several milliseconds on
+//! every start.) The directories (also those of services
 //! removed by a reload) are removed when the engine goes (an empty cgroup can be removed, a busy one cannot: a service's
 //! process that outlives its supervisor keeps its directory); the trees of
 //! supervisors that died without removing theirs are removed at the next
@@ -68,9 +70,8 @@ impl CgroupTree {
         self.base.join(service_dir_name(name))
     }
 
-    /// Makes service `name`'s cgroup if needed, and opens its
-    /// `cgroup.procs` for a child to join it (close-on-exec: the child
-    /// writes before its `exec`).
+    /// Makes service `name`'s cgroup if needed, and opens its directory
+    /// for a child to be made in it.
     pub(crate) fn prepare(&self, name: &str) -> io::Result<OwnedFd> {
         let dir = self.dir(name);
         match fs::create_dir(&dir) {
@@ -78,9 +79,9 @@ impl CgroupTree {
             _ => {}
         }
         let file = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(dir.join("cgroup.procs"))?;
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_DIRECTORY)
+            .open(&dir)?;
         Ok(file.into())
     }
 

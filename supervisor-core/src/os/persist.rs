@@ -69,34 +69,68 @@ impl SavedState {
     /// # Errors
     ///
     /// I/O errors; the old file is then left as it was.
+    #[cfg(test)]
     pub fn save(&self, path: &Path, durable: bool) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = std::path::PathBuf::from(tmp);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)?;
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        if durable {
-            f.sync_data()?;
-        }
-        drop(f);
-        fs::rename(&tmp, path)?;
-        if durable {
-            if let Some(dir) = path.parent() {
-                if let Ok(d) = File::open(dir) {
-                    let _ = d.sync_all();
-                }
+        let entries = self.services.iter().map(|(name, s)| (name.as_str(), s.clone()));
+        save_entries(path, durable, self.boot_id.as_deref(), entries)
+    }
+}
+
+/// The file's content, borrowed from the engine's services as they are:
+/// with thousands of services, nothing is copied or sorted to write it.
+#[derive(Serialize)]
+struct View<'a, I: Iterator<Item = (&'a str, SavedService)> + Clone> {
+    boot_id: Option<&'a str>,
+    #[serde(serialize_with = "as_map")]
+    services: I,
+}
+
+fn as_map<'a, I, S>(entries: &I, s: S) -> Result<S::Ok, S::Error>
+where
+    I: Iterator<Item = (&'a str, SavedService)> + Clone,
+    S: serde::Serializer,
+{
+    s.collect_map(entries.clone())
+}
+
+/// Writes a state file of `entries` (service name and state, in any
+/// order), as [`SavedState::save`] does.
+///
+/// # Errors
+///
+/// I/O errors; the old file is then left as it was.
+pub fn save_entries<'a>(
+    path: &Path,
+    durable: bool,
+    boot_id: Option<&'a str>,
+    entries: impl Iterator<Item = (&'a str, SavedService)> + Clone,
+) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&tmp)?;
+    let mut bytes = serde_json::to_vec_pretty(&View { boot_id, services: entries }).map_err(io::Error::other)?;
+    bytes.push(b'\n');
+    f.write_all(&bytes)?;
+    if durable {
+        f.sync_data()?;
+    }
+    drop(f);
+    fs::rename(&tmp, path)?;
+    if durable {
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -88,13 +88,13 @@ pub struct Spawned {
     pub pid: i32,
     /// Why its `exec` failed, if it did (the child then exits with 127).
     pub exec_error: Option<String>,
-    /// Why it could not join the cgroup it was given, if it could not (it
-    /// went on without).
+    /// Why it could not be started in the cgroup it was given, if it could
+    /// not (it was started without).
     pub cgroup_error: Option<io::Error>,
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 11] = [
     "setpgid",
     "dup2 stdio",
     "chdir",
@@ -106,12 +106,7 @@ const STEPS: [&str; 12] = [
     "close fds",
     "setrlimit",
     "keep the lock descriptor",
-    "join cgroup",
 ];
-
-/// The step of joining the cgroup: its failure is reported, and the child
-/// goes on.
-const JOIN_CGROUP: u32 = 11;
 
 /// Turns the 8 bytes a failed child wrote into a message.
 pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
@@ -148,7 +143,7 @@ struct Prepared {
     /// The locked lock file: close-on-exec here, inherited by the child,
     /// closed here after the spawn so that only the child holds the lock.
     lock: Option<OwnedFd>,
-    /// The `cgroup.procs` to join.
+    /// The cgroup directory to start the child in.
     cgroup: Option<RawFd>,
 }
 
@@ -163,8 +158,9 @@ pub struct Pipes {
     pub stderr: Option<RawFd>,
     /// For [`Input::Pipe`](crate::model::Input::Pipe) on stdin.
     pub stdin: Option<RawFd>,
-    /// A service's `cgroup.procs`, open for writing: the child writes `0`
-    /// to it first, so that it and everything it forks is in that cgroup.
+    /// A service's cgroup directory: the child is made in it
+    /// (`clone3(CLONE_INTO_CGROUP)`), so that it and everything it forks is
+    /// in that cgroup from the start.
     pub cgroup: Option<RawFd>,
 }
 
@@ -414,17 +410,35 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     // `child_entry` on its own stack, only makes raw async-signal-safe calls
     // on data that outlives it (we are suspended until it execs or exits,
     // CLONE_VFORK), and never returns.
+    let arg = &raw const args as *mut libc::c_void;
+    let mut cgroup_error = None;
     let pid = unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-        let pid = libc::clone(
-            child_entry,
-            top as *mut libc::c_void,
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            &raw const args as *mut libc::c_void,
-        );
+        let mut pid = -1;
+        let mut fork_failed = false;
+        if let Some(dir) = prep.cgroup {
+            // As above; the child runs on `stack`, up to its aligned top.
+            match clone3::into_cgroup(dir, stack.as_mut_ptr(), top - stack.as_ptr() as usize, child_entry, arg) {
+                Ok(p) => pid = p,
+                // Out of processes or memory: not the cgroup's fault.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)) => {
+                    *libc::__errno_location() = e.raw_os_error().unwrap_or(libc::EAGAIN);
+                    fork_failed = true;
+                }
+                Err(e) => cgroup_error = Some(e),
+            }
+        }
+        if pid < 0 && !fork_failed {
+            pid = libc::clone(
+                child_entry,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                arg,
+            );
+        }
         let err = nix::Error::last();
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
         if pid < 0 {
@@ -436,8 +450,7 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
     drop(status_w);
     // The child has exec'd or exited: its end of the pipe is closed, and
     // what it wrote (on failure) is there to read.
-    // At most two reports: a failed join of the cgroup, a failed step.
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 8];
     let mut got = 0;
     while got < buf.len() {
         match nix::unistd::read(&status_r, &mut buf[got..]) {
@@ -447,16 +460,138 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
             Err(_) => break,
         }
     }
-    let mut reports = &buf[..got];
-    let mut cgroup_error = None;
-    if reports.len() >= 8 && reports[..4] == JOIN_CGROUP.to_ne_bytes() {
-        let errno = i32::from_ne_bytes(reports[4..8].try_into().unwrap_or_default());
-        cgroup_error = Some(io::Error::from_raw_os_error(errno));
-        reports = &reports[8..];
-    }
     let program = svc.command.to_argv().first().cloned().unwrap_or_default();
-    let exec_error = (!reports.is_empty()).then(|| describe_exec_failure(reports, &program));
+    let exec_error = (got > 0).then(|| describe_exec_failure(&buf[..got], &program));
     Ok(Spawned { pid, exec_error, cgroup_error })
+}
+
+/// `clone3(2)` with `CLONE_INTO_CGROUP`: the child is made in a cgroup,
+/// instead of moved there (a move waits for an RCU grace period, several
+/// milliseconds on an idle machine, on every start).
+mod clone3 {
+    use std::io;
+    use std::os::fd::RawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// The kernel said it has no `clone3` or no `CLONE_INTO_CGROUP`
+    /// (before Linux 5.7): not tried again.
+    static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+    /// `struct clone_args` as of Linux 5.7 (`CLONE_ARGS_SIZE_VER2`).
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+
+    /// Makes a child in the cgroup whose directory is `dir`, sharing our
+    /// memory, on `stack` (`size` bytes), running `f(arg)`; returns once
+    /// it has exec'd or exited (`CLONE_VFORK`). An error of kind
+    /// `Unsupported` when the kernel cannot.
+    ///
+    /// # Safety
+    ///
+    /// As `clone(CLONE_VM | CLONE_VFORK)`: `f` must only make
+    /// async-signal-safe calls, never return, and use only memory that
+    /// outlives the call (we are suspended until it execs or exits); all
+    /// signals must be blocked; `stack` must be valid for `size` bytes.
+    pub(super) unsafe fn into_cgroup(
+        dir: RawFd,
+        stack: *mut u8,
+        size: usize,
+        f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> io::Result<i32> {
+        if UNSUPPORTED.load(Ordering::Relaxed) || dir < 0 {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "clone3 with CLONE_INTO_CGROUP"));
+        }
+        let mut args = CloneArgs {
+            flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack as u64,
+            stack_size: size as u64,
+            cgroup: dir as u64,
+            ..CloneArgs::default()
+        };
+        // SAFETY: the caller's duties are those of `raw`.
+        let r = unsafe { raw(&raw mut args, f, arg) };
+        if r >= 0 {
+            return Ok(r as i32);
+        }
+        let errno = (-r) as i32;
+        if matches!(errno, libc::ENOSYS | libc::E2BIG | libc::EINVAL) {
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "clone3 with CLONE_INTO_CGROUP (Linux 5.7)"));
+        }
+        Err(io::Error::from_raw_os_error(errno))
+    }
+
+    /// The system call. The kernel starts the child on the top of the
+    /// stack given in `args`, right after the `syscall` instruction, with
+    /// our registers but `rax` = 0: there it calls `f(arg)` (16-byte
+    /// aligned, as a call wants) and exits with what `f` returns, should it
+    /// return. The parent gets the child's pid or `-errno`.
+    ///
+    /// # Safety
+    ///
+    /// See [`into_cgroup`].
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn raw(
+        args: *mut CloneArgs,
+        f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> i64 {
+        let ret: i64;
+        // SAFETY: the caller's duties; the parent's path only makes the
+        // system call (rcx and r11 are clobbered by it); the child's path
+        // never comes back here.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "mov rdi, r12",
+                "call r13",
+                "mov edi, eax",
+                "mov eax, 60",
+                "syscall",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 => ret,
+                in("rdi") args,
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") arg,
+                in("r13") f,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// Elsewhere: not supported (the child is made with `clone` and the
+    /// service is tracked through `/proc`).
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn raw(
+        _args: *mut CloneArgs,
+        _f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        _arg: *mut libc::c_void,
+    ) -> i64 {
+        -i64::from(libc::ENOSYS)
+    }
 }
 
 /// Reports a failed step to the parent and exits.
@@ -465,28 +600,15 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
 ///
 /// Only to be called in the forked child.
 unsafe fn child_fail(fd: RawFd, step: u32) -> ! {
-    // SAFETY: the caller runs in the forked child; `child_report` and
-    // _exit(2) are async-signal-safe.
-    unsafe {
-        child_report(fd, step);
-        libc::_exit(127)
-    }
-}
-
-/// Reports a failed step (and errno) to the parent.
-///
-/// # Safety
-///
-/// Only to be called in the forked child.
-unsafe fn child_report(fd: RawFd, step: u32) {
-    // SAFETY: reading errno and write(2) are async-signal-safe, and `buf`
-    // is on this child's own stack.
+    // SAFETY: reading errno, write(2) and _exit(2) are async-signal-safe,
+    // and `buf` is on this child's own stack.
     unsafe {
         let errno = *libc::__errno_location();
         let mut buf = [0u8; 8];
         buf[..4].copy_from_slice(&step.to_ne_bytes());
         buf[4..].copy_from_slice(&errno.to_ne_bytes());
         libc::write(fd, buf.as_ptr().cast(), buf.len());
+        libc::_exit(127)
     }
 }
 
@@ -510,13 +632,6 @@ unsafe fn child_after_fork(
     // call on pointers into `prep`, `argv`, `envp`, `groups` (alive in the
     // suspended parent) or this stack.
     unsafe {
-        // First: whatever the child forks from here on is in the cgroup.
-        // Without it the service runs, tracked the slower way.
-        if let Some(fd) = prep.cgroup {
-            if libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                child_report(status_fd, JOIN_CGROUP);
-            }
-        }
         if libc::setpgid(0, 0) != 0 {
             child_fail(status_fd, 0);
         }
