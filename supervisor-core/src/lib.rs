@@ -99,7 +99,10 @@
 //! program that owns its process calls [`Engine::own_process`]: it becomes a
 //! child subreaper (orphaned descendants are re-parented to it and
 //! attributed to their service by the `SUPERVISOR_SERVICE` environment
-//! marker) and reaps with `waitpid(-1)`.
+//! marker) and reaps with `waitpid(-1)`. Where it may, it also makes each
+//! service's main process in a cgroup of its own (tracking only, no
+//! controllers), whose `cgroup.procs` lists every process of the service:
+//! see [`Engine::set_cgroups`].
 //!
 //! **Dropping** an engine with live services kills them (`SIGKILL` to each
 //! one's process group and descendants) and reaps them, waiting at most
