@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -578,32 +578,6 @@ impl Engine {
         Ok(())
     }
 }
-
-impl Drop for Engine {
-    /// An engine dropped with live services kills them (`SIGKILL` to each
-    /// one's process group and tracked descendants), so that no process
-    /// outlives its supervisor unnoticed, and reaps them, waiting at most
-    /// 5 seconds. Handles get [`HandleError::EngineGone`] from
-    /// then on.
-    fn drop(&mut self) {
-        for idx in 0..self.slots.len() {
-            if self.slots[idx].leader.is_some() || !self.slots[idx].members.is_empty() {
-                self.signal_slot(idx, Signal::SIGKILL);
-            }
-        }
-        for &pid in self.finishers.keys() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        let known: Vec<i32> = self.leaders.keys().chain(self.finishers.keys()).copied().collect();
-        let left = crate::os::reap::reap_within(&known, DROP_REAP_LIMIT);
-        if !left.is_empty() {
-            log::error!("engine dropped: {} process(es) did not die within {DROP_REAP_LIMIT:?}: {left:?}", left.len());
-        }
-    }
-}
-
-/// How long dropping an engine waits for its killed processes.
-const DROP_REAP_LIMIT: Duration = Duration::from_secs(5);
 
 /// The engine moves between threads; handles are shared by them.
 const _: () = {

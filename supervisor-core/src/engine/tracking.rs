@@ -1,6 +1,8 @@
 //! Reaping and the descendants of services: who belongs to a service, who
 //! is left when its main process is gone, and signalling all of them.
 
+use std::time::Duration;
+
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -305,3 +307,29 @@ impl Engine {
 pub(super) fn member_alive(m: &Member) -> bool {
     procfs::read_stat(m.pid).is_some_and(|i| i.start_time == m.start_time && !i.zombie)
 }
+
+impl Drop for Engine {
+    /// An engine dropped with live services kills them (`SIGKILL` to each
+    /// one's process group and tracked descendants), so that no process
+    /// outlives its supervisor unnoticed, and reaps them, waiting at most
+    /// 5 seconds. Handles get [`HandleError::EngineGone`](crate::HandleError::EngineGone) from
+    /// then on.
+    fn drop(&mut self) {
+        for idx in 0..self.slots.len() {
+            if self.slots[idx].leader.is_some() || !self.slots[idx].members.is_empty() {
+                self.signal_slot(idx, Signal::SIGKILL);
+            }
+        }
+        for &pid in self.finishers.keys() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let known: Vec<i32> = self.leaders.keys().chain(self.finishers.keys()).copied().collect();
+        let left = crate::os::reap::reap_within(&known, DROP_REAP_LIMIT);
+        if !left.is_empty() {
+            log::error!("engine dropped: {} process(es) did not die within {DROP_REAP_LIMIT:?}: {left:?}", left.len());
+        }
+    }
+}
+
+/// How long dropping an engine waits for its killed processes.
+const DROP_REAP_LIMIT: Duration = Duration::from_secs(5);
