@@ -308,7 +308,8 @@ forever = true
     assert_eq!(code, 0, "{out}{err}");
     let s = f.wait_state("second", "running", T);
     let second = s["pid"].as_i64().unwrap() as i32;
-    assert_eq!(read_pid(&f.path("second.pid")), Some(second));
+    // It writes its pidfile once it runs: wait for it.
+    wait_for("second's pidfile", T, || (read_pid(&f.path("second.pid")) == Some(second)).then_some(()));
     assert!(s["error"].is_null(), "{s}");
     assert!(matches!(take_lock(&lock, false, false), Err(LockError::Held(_))), "second holds it now");
 

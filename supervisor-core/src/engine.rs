@@ -17,11 +17,11 @@
 //! front end needs (`tasks`, `external`, `groups`, `svdir`, `reload`,
 //! `saved`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -113,6 +113,9 @@ struct Slot {
     m: Behaviour,
     timer: Option<Instant>,
     leader: Option<i32>,
+    /// A pidfd of the main process: readable once it has ended, so that
+    /// its exit is reaped without looking at every child.
+    leader_fd: Option<OwnedFd>,
     /// The main process was started in the service's cgroup: its
     /// `cgroup.procs` names every process of this run.
     cgroup: bool,
@@ -212,6 +215,18 @@ pub struct Engine {
     cgroups: Option<CgroupTree>,
     /// Whether cgroups are used where they can be ([`Engine::set_cgroups`]).
     cgroups_wanted: bool,
+    /// Main processes without a pidfd (none could be opened): waited for
+    /// by pid at every `SIGCHLD`.
+    unwatched_leaders: HashSet<i32>,
+    /// When children without pidfds (orphans re-parented to us) are next
+    /// reaped with `waitpid(-1)`, after a `SIGCHLD` that may have stood
+    /// for more than the exits seen.
+    sweep_at: Option<Instant>,
+    /// How long after such a `SIGCHLD` the sweep comes (`tracking.rs`).
+    sweep_every: Duration,
+    /// A child was reaped through its pidfd since the last `SIGCHLD` (which
+    /// may come a turn later, and is then explained).
+    unsignalled_exits: bool,
     /// Some tracked descendant has no pidfd: descendants are looked at
     /// now and then.
     unwatched_members: bool,
@@ -280,6 +295,10 @@ impl Engine {
             supervised: Vec::new(),
             cgroups: None,
             cgroups_wanted: true,
+            unwatched_leaders: HashSet::new(),
+            sweep_at: None,
+            sweep_every: tracking::ORPHAN_SWEEP,
+            unsignalled_exits: false,
             unwatched_members: false,
         })
     }
@@ -408,6 +427,7 @@ impl Engine {
             svc,
             timer: None,
             leader: None,
+            leader_fd: None,
             cgroup: false,
             pgid: None,
             members: Vec::new(),

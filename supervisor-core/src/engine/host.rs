@@ -80,7 +80,7 @@ impl Engine {
             .then(|| self.saved_at.map(|t| t + super::saved::PID_SAVE_INTERVAL))
             .flatten();
         let unwatched = self.unwatched_members.then(|| Instant::now() + UNWATCHED_POLL);
-        timers.chain(ctl).chain(save).chain(unwatched).min()
+        timers.chain(ctl).chain(save).chain(unwatched).chain(self.sweep_at).min()
     }
 
     /// Whether a host polls the engine's descriptor.

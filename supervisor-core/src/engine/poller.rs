@@ -1,10 +1,8 @@
 //! The services' descriptors, in an epoll set of their own.
 //!
 //! Each service brings up to a few descriptors to watch: its output pipes,
-//! a pidfd for each descendant it is known to have (not for its main
-//! process, whose end `SIGCHLD` tells: a descriptor per service would be
-//! copied into every child and closed by every `exec`), its
-//! `supervise/control` FIFO. With thousands of services, handing them
+//! a pidfd for its main process and each descendant it is known to have,
+//! its `supervise/control` FIFO. With thousands of services, handing them
 //! all to `poll(2)` at every turn makes every turn cost the kernel a look
 //! at each one. Instead they live in an epoll instance, and the turn polls
 //! that one descriptor beside the engine's own few (signals, handles, the
@@ -78,6 +76,9 @@ fn slot_fds(i: usize, s: &Slot, mut f: impl FnMut(RawFd, Source)) {
             f(fd, Source::Output(i, stream));
         }
     }
+    if let (Some(fd), Some(pid)) = (&s.leader_fd, s.leader) {
+        f(fd.as_raw_fd(), Source::Leader(i, pid));
+    }
     for m in &s.members {
         if let Some(fd) = &m.pidfd {
             f(fd.as_raw_fd(), Source::Member(i, m.pid));
@@ -98,6 +99,7 @@ fn signature(i: usize, s: &Slot) -> u64 {
             Source::Supervise(_) => mix(1),
             Source::Output(_, stream) => mix(2 + stream as u64),
             Source::Member(_, pid) => mix(4 + ((pid as u64) << 8)),
+            Source::Leader(_, pid) => mix(5 + ((pid as u64) << 8)),
             _ => mix(3),
         }
     });

@@ -106,6 +106,11 @@ impl Engine {
                         Some(e) => log::warn!("{}: cannot start in its cgroup: {e}; found in /proc", slot.svc.name),
                         None => {}
                     }
+                    // Our child, not reaped yet: the pid cannot name another.
+                    slot.leader_fd = sys::pidfd_open(sp.pid).ok();
+                    if slot.leader_fd.is_none() {
+                        self.unwatched_leaders.insert(sp.pid);
+                    }
                     self.leaders.insert(sp.pid, idx);
                     self.queue.push_back((idx, Event::Spawned { pid: sp.pid }));
                     if let Some(error) = sp.exec_error {

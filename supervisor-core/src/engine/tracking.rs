@@ -1,7 +1,7 @@
 //! Reaping and the descendants of services: who belongs to a service, who
 //! is left when its main process is gone, and signalling all of them.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -15,21 +15,48 @@ use crate::os::reap::{reap_any, reap_pids, ReapScope};
 use crate::os::spawn::SERVICE_ENV;
 use crate::os::sys;
 
+/// How soon after a `SIGCHLD` that may have stood for more exits than the
+/// pidfds told, the children no pidfd watches are reaped: at first, and
+/// again after a sweep that found one.
+pub(super) const ORPHAN_SWEEP: Duration = Duration::from_secs(1);
+/// A sweep that finds nothing doubles the wait for the next, up to this.
+const ORPHAN_SWEEP_MAX: Duration = Duration::from_secs(32);
+
 impl Engine {
-    /// Reaps what ended: the descendants whose pidfds said so (`ended`,
-    /// when they are children of ours); after a `SIGCHLD`, every child
-    /// that ended (owning the process: `waitpid(-1)`, which also collects
-    /// orphans re-parented to us), or each known child by its pid.
-    pub(super) fn reap_children(&mut self, ended: &[i32], sigchld: bool) {
+    /// Reaps what ended: the processes whose pidfds said so (`ended`);
+    /// after a `SIGCHLD`, the children the engine has no pidfd of
+    /// (`finish` programs, main processes whose pidfd could not be
+    /// opened); owning the process, orphans re-parented to it.
+    ///
+    /// Each exit costs a wait for one pid. `waitpid(-1)`, which the kernel
+    /// answers by looking at every child, runs only when a `SIGCHLD` came
+    /// that no known child's end explains (an orphan's exit; a pidfd is
+    /// often seen a turn before its process's `SIGCHLD`), and in a sweep
+    /// after one that may have stood for more exits than were seen: a
+    /// second later, or up to 32 s later while sweeps find nothing (an
+    /// orphan whose `SIGCHLD` merged with a known child's stays a zombie
+    /// that long at most).
+    pub(super) fn reap_children(&mut self, ended: &[i32], sigchld: bool, now: Instant) {
         let mut reaped = reap_pids(ended.iter().copied());
+        self.unsignalled_exits |= !reaped.is_empty();
         if sigchld {
-            match self.scope {
-                ReapScope::WholeProcess => reaped.extend(reap_any()),
-                ReapScope::OwnPids => {
-                    let known: Vec<i32> = self.leaders.keys().chain(self.finishers.keys()).copied().collect();
-                    reaped.extend(reap_pids(known.into_iter()));
+            let unwatched: Vec<i32> = self.finishers.keys().chain(&self.unwatched_leaders).copied().collect();
+            reaped.extend(reap_pids(unwatched.into_iter()));
+            let explained = !reaped.is_empty() || std::mem::take(&mut self.unsignalled_exits);
+            if self.scope == ReapScope::WholeProcess {
+                if !explained {
+                    reaped.extend(reap_any());
+                } else if self.sweep_at.is_none() {
+                    self.sweep_at = Some(now + self.sweep_every);
                 }
             }
+        }
+        if self.sweep_at.is_some_and(|t| t <= now) {
+            self.sweep_at = None;
+            let found = reap_any();
+            self.sweep_every =
+                if found.is_empty() { (self.sweep_every * 2).min(ORPHAN_SWEEP_MAX) } else { ORPHAN_SWEEP };
+            reaped.extend(found);
         }
         if !reaped.is_empty() {
             // The children of those that ended are ours now, and the
@@ -42,9 +69,11 @@ impl Engine {
             if let Some(idx) = self.finishers.remove(&pid) {
                 self.finish_ended(idx, status);
             } else if let Some(idx) = self.leaders.remove(&pid) {
+                self.unwatched_leaders.remove(&pid);
                 self.touch(idx);
                 let slot = &mut self.slots[idx];
                 slot.leader = None;
+                slot.leader_fd = None;
                 slot.leader_start_time = None;
                 self.state_dirty = true;
                 slot.pidfile = None;
@@ -288,13 +317,18 @@ impl Engine {
         let Some(pos) = slot.members.iter().position(|m| procfs::read_stat(m.pid).is_some_and(|i| i.ppid == me)) else {
             return false;
         };
-        let m = slot.members.remove(pos);
+        let mut m = slot.members.remove(pos);
         log::info!("{}: went to the background; following pid {}", slot.svc.name, m.pid);
         slot.leader = Some(m.pid);
+        slot.leader_fd = m.pidfd.take();
+        let unwatched = slot.leader_fd.is_none();
         slot.leader_start_time = Some(m.start_time);
         slot.changed_at = std::time::SystemTime::now();
         Self::write_pidfile(slot, m.pid);
         self.leaders.insert(m.pid, idx);
+        if unwatched {
+            self.unwatched_leaders.insert(m.pid);
+        }
         self.touch(idx);
         self.state_dirty = true;
         self.queue.push_back((idx, Event::Adopted { pid: m.pid }));

@@ -21,6 +21,8 @@ pub(super) enum Source {
     Signals,
     Control,
     Member(usize, i32),
+    /// The pidfd of a service's main process.
+    Leader(usize, i32),
     Output(usize, OutputStream),
     Supervise(usize),
     Inbox,
@@ -32,7 +34,7 @@ impl Source {
     /// The service a descriptor belongs to.
     pub(super) fn slot(self) -> Option<usize> {
         match self {
-            Source::Member(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
+            Source::Member(i, _) | Source::Leader(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
             _ => None,
         }
     }
@@ -116,8 +118,8 @@ impl Engine {
                 other => ended.extend(self.service_ready(other)),
             }
         }
-        if sigchld || unwatched || !ended.is_empty() {
-            self.reap_children(&ended, sigchld);
+        if sigchld || unwatched || !ended.is_empty() || self.sweep_at.is_some_and(|t| t <= now) {
+            self.reap_children(&ended, sigchld, now);
         }
         self.expire_finishers(now);
         self.fire_timers(now);
@@ -171,6 +173,7 @@ impl Engine {
                 self.slots[idx].members.retain(|m| m.pid != pid);
                 Some(pid)
             }
+            Source::Leader(_, pid) => Some(pid),
             Source::Signals | Source::Control | Source::Inbox | Source::Services => None,
         }
     }

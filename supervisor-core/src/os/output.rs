@@ -46,6 +46,8 @@ struct Pipe {
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = crate::os::sys::pipe()?;
+        // Kept for as long as the service is: out of children's way.
+        let (read, write) = (crate::os::sys::keep_high(read), crate::os::sys::keep_high(write));
         // Failure (a user over the pipe memory limit) only means a smaller pipe.
         let _ = crate::os::sys::set_pipe_size(read.as_raw_fd(), PIPE_SIZE);
         let mut pipe = Pipe { read, write: Some(write), live: false };

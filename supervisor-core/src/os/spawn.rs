@@ -94,7 +94,7 @@ pub struct Spawned {
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "setpgid",
     "dup2 stdio",
     "chdir",
@@ -106,7 +106,16 @@ const STEPS: [&str; 11] = [
     "close fds",
     "setrlimit",
     "keep the lock descriptor",
+    "unshare descriptors",
 ];
+
+/// The step of unsharing the descriptor table (`close_range` with
+/// `CLOSE_RANGE_UNSHARE`, Linux 5.9): when it fails, children are made with
+/// a copy of every descriptor from then on.
+const STEP_UNSHARE: u32 = 11;
+
+/// The kernel could not unshare a descriptor table in part.
+static UNSHARE_UNSUPPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Turns the 8 bytes a failed child wrote into a message.
 pub fn describe_exec_failure(bytes: &[u8], program: &str) -> String {
@@ -367,6 +376,9 @@ struct ChildArgs<'a> {
     envp: &'a [*const libc::c_char],
     groups: &'a [libc::gid_t],
     status_fd: RawFd,
+    /// The child shares our descriptor table (`CLONE_FILES`) and first
+    /// makes its own of the descriptors below this number.
+    unshare_below: Option<RawFd>,
 }
 
 extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
@@ -374,6 +386,13 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
     // lives until the parent resumes, after this child has exec'd or exited.
     unsafe {
         let a = &*(arg as *const ChildArgs<'_>);
+        if let Some(below) = a.unshare_below {
+            const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+            if libc::syscall(libc::SYS_close_range, below as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_UNSHARE) != 0
+            {
+                child_fail(a.status_fd, STEP_UNSHARE);
+            }
+        }
         child_after_fork(a.prep, a.argv, a.envp, a.groups, a.status_fd)
     }
 }
@@ -391,15 +410,35 @@ extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
 /// when the lock file is held; [`SpawnError::Fork`] when the child cannot
 /// be made.
 pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
-    let prep = prepare(svc, pipes)?;
+    match spawn_once(svc, pipes)? {
+        Some(sp) => Ok(sp),
+        // The kernel could not unshare in part: made again with a copy of
+        // every descriptor.
+        None => spawn_once(svc, pipes)?.ok_or_else(|| SpawnError::Setup("cannot make a child".into())),
+    }
+}
+
+/// As [`spawn`]; `None` when the child could not unshare its descriptor
+/// table (before anything else; it was reaped), to be tried again.
+fn spawn_once(svc: &Service, pipes: Pipes) -> Result<Option<Spawned>, SpawnError> {
+    let mut prep = prepare(svc, pipes)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::io("pipe", &e))?;
+    let (_low, below) = low_copies(&mut prep, status_w.as_raw_fd());
 
     let mut argv: Vec<*const libc::c_char> = prep.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = prep.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
     let groups: &[libc::gid_t] = prep.ids.as_ref().map_or(&[], |(_, _, g)| g.as_slice());
-    let args = ChildArgs { prep: &prep, argv: &argv, envp: &envp, groups, status_fd: status_w.as_raw_fd() };
+    let args = ChildArgs {
+        prep: &prep,
+        argv: &argv,
+        envp: &envp,
+        groups,
+        status_fd: status_w.as_raw_fd(),
+        unshare_below: below,
+    };
+    let share = if below.is_some() { libc::CLONE_FILES } else { 0 };
     let mut stack = vec![0u8; CHILD_STACK];
     // The stack grows down: pass its (16-byte aligned) top.
     let top = (stack.as_mut_ptr() as usize + CHILD_STACK) & !15;
@@ -421,7 +460,7 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
         let mut fork_failed = false;
         if let Some(dir) = prep.cgroup {
             // As above; the child runs on `stack`, up to its aligned top.
-            match clone3::into_cgroup(dir, stack.as_mut_ptr(), top - stack.as_ptr() as usize, child_entry, arg) {
+            match clone3::into_cgroup(dir, stack.as_mut_ptr(), top - stack.as_ptr() as usize, child_entry, arg, share) {
                 Ok(p) => pid = p,
                 // Out of processes or memory: not the cgroup's fault.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::ENOMEM)) => {
@@ -435,7 +474,7 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
             pid = libc::clone(
                 child_entry,
                 top as *mut libc::c_void,
-                libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+                libc::CLONE_VM | libc::CLONE_VFORK | share | libc::SIGCHLD,
                 arg,
             );
         }
@@ -460,9 +499,56 @@ pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
             Err(_) => break,
         }
     }
+    if got == 8 && buf[..4] == STEP_UNSHARE.to_ne_bytes() {
+        // Before anything else, and it exited: made again with a copy of
+        // every descriptor.
+        log::debug!(
+            "no partial unshare of descriptors here: {}",
+            io::Error::from_raw_os_error(i32::from_ne_bytes(buf[4..8].try_into().unwrap_or_default()))
+        );
+        UNSHARE_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+        crate::os::reap::reap_blocking(&[pid]);
+        return Ok(None);
+    }
     let program = svc.command.to_argv().first().cloned().unwrap_or_default();
     let exec_error = (got > 0).then(|| describe_exec_failure(&buf[..got], &program));
-    Ok(Spawned { pid, exec_error, cgroup_error })
+    Ok(Some(Spawned { pid, exec_error, cgroup_error }))
+}
+
+/// Makes the child's descriptors (those it keeps past `exec`, and the
+/// status pipe) numbers below [`high_fds`](super::sys::high_fds), copying
+/// the ones above to low numbers (the copies are returned, to be closed
+/// after the spawn). Returns also the number below which the child may
+/// unshare its table (`None`: it must be made with a copy of all: the
+/// kernel cannot, or no low number was free).
+fn low_copies(prep: &mut Prepared, status_fd: RawFd) -> (Vec<OwnedFd>, Option<RawFd>) {
+    let high = super::sys::high_fds();
+    let mut copies = Vec::new();
+    if UNSHARE_UNSUPPORTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return (copies, None);
+    }
+    let mut ok = status_fd < high && prep.lock.as_ref().is_none_or(|l| l.as_raw_fd() < high);
+    let mut lower = |fd: &mut RawFd| {
+        if *fd < high {
+            return;
+        }
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor that is open for the
+        // spawn; the copy is ours alone.
+        let copy = unsafe { libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if copy < 0 {
+            ok = false;
+            return;
+        }
+        // SAFETY: just returned to us alone.
+        copies.push(unsafe { OwnedFd::from_raw_fd(copy) });
+        ok &= copy < high;
+        *fd = copy;
+    };
+    lower(&mut prep.stdin);
+    for out in [&mut prep.stdout, &mut prep.stderr].into_iter().flatten() {
+        lower(out);
+    }
+    (copies, ok.then_some(high))
 }
 
 /// Reports a failed step to the parent and exits.

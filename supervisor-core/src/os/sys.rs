@@ -10,7 +10,8 @@ use signal_hook_registry::SigId;
 
 /// Opens a pidfd for `pid`: a descriptor that names that one process (it
 /// cannot be confused with a later process that reuses the pid) and
-/// becomes readable when it exits.
+/// becomes readable when it exits. It is numbered at [`high_fds`] or
+/// above where it can be.
 ///
 /// # Errors
 ///
@@ -23,7 +24,41 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this descriptor to us alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    // Kept for as long as the process runs: out of children's way.
+    Ok(keep_high(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }))
+}
+
+/// Where the engine keeps the descriptors it holds per service (pidfds,
+/// transcript pipes and files): at this number and above. A child is made
+/// with a copy of only the descriptors below it
+/// (`close_range(CLOSE_RANGE_UNSHARE)`, `spawn.rs`): with 10,000 services,
+/// copying every descriptor into each child and closing them all again
+/// at its `exec` was most of a restart's cost. The number is a quarter of
+/// the soft `RLIMIT_NOFILE` when the engine first needs it, at most 1024.
+pub fn high_fds() -> RawFd {
+    static HIGH: std::sync::OnceLock<RawFd> = std::sync::OnceLock::new();
+    *HIGH.get_or_init(|| {
+        let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(s, _)| s);
+        (soft / 4).clamp(16, 1024) as RawFd
+    })
+}
+
+/// `fd` at a number of [`high_fds`] or above (close-on-exec), so that
+/// children are made without a copy of it; where no such number is free,
+/// `fd` as it was.
+pub fn keep_high(fd: OwnedFd) -> OwnedFd {
+    let high = high_fds();
+    if fd.as_raw_fd() >= high {
+        return fd;
+    }
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; it returns a new
+    // descriptor, ours alone, or -1.
+    let moved = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, high) };
+    if moved < 0 {
+        return fd;
+    }
+    // SAFETY: just returned to us alone; `fd` is closed when dropped here.
+    unsafe { OwnedFd::from_raw_fd(moved) }
 }
 
 /// Sends `sig` to the process behind a pidfd.

@@ -336,7 +336,13 @@ impl Transcript {
 /// symbolic link (one planted in the directory would make the supervisor
 /// write wherever it points).
 fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o640).custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW).open(path)
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)?;
+    Ok(File::from(crate::os::sys::keep_high(f.into())))
 }
 
 #[cfg(test)]

@@ -46,12 +46,13 @@ pub(super) unsafe fn into_cgroup(
     size: usize,
     f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
     arg: *mut libc::c_void,
+    extra_flags: libc::c_int,
 ) -> io::Result<i32> {
     if UNSUPPORTED.load(Ordering::Relaxed) || dir < 0 {
         return Err(io::Error::new(io::ErrorKind::Unsupported, "clone3 with CLONE_INTO_CGROUP"));
     }
     let mut args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK) as u64 | CLONE_INTO_CGROUP,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | extra_flags) as u64 | CLONE_INTO_CGROUP,
         exit_signal: libc::SIGCHLD as u64,
         stack: stack as u64,
         stack_size: size as u64,

@@ -60,3 +60,31 @@ fn describes_new_failures() {
     b.extend_from_slice(&libc::EPERM.to_ne_bytes());
     assert!(describe_exec_failure(&b, "/x").starts_with("setrlimit before exec of /x: "));
 }
+
+#[test]
+fn a_child_gets_its_descriptors_from_the_high_range_and_none_of_the_others() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let high = crate::os::sys::high_fds();
+    // The engine's own descriptors, kept high: the child must see none.
+    let kept: Vec<OwnedFd> =
+        (0..20).map(|_| crate::os::sys::keep_high(std::fs::File::open("/dev/null").unwrap().into())).collect();
+    assert!(kept.iter().all(|f| f.as_raw_fd() >= high), "high from {high}: {kept:?}");
+    // Its stdout, a pipe kept high too: the child gets it as fd 1.
+    let (r, w) = crate::os::sys::pipe().unwrap();
+    let w = crate::os::sys::keep_high(w);
+    crate::os::sys::set_nonblocking(w.as_raw_fd(), false).unwrap();
+    let mut svc =
+        Service::new("fds", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), "ls /proc/self/fd".into()]));
+    svc.stdout = crate::Output::Pipe("out".into());
+    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), ..Pipes::default() }).unwrap();
+    assert_eq!(sp.exec_error, None);
+    drop(w);
+    crate::os::reap::reap_blocking(&[sp.pid]);
+    crate::os::sys::set_nonblocking(r.as_raw_fd(), false).unwrap();
+    let mut listed = String::new();
+    std::fs::File::from(r).read_to_string(&mut listed).unwrap();
+    let fds: Vec<i32> = listed.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    assert!(fds.contains(&1), "{fds:?}");
+    assert!(fds.iter().all(|&fd| fd < high), "a descriptor of ours leaked: {fds:?}");
+}
