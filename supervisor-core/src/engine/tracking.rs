@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::{Engine, Member};
+use super::{Engine, EngineError, Member};
 use crate::machine::Event;
 use crate::model::signal_name;
 use crate::model::ServiceState;
+use crate::os::cgroup::CgroupTree;
 use crate::os::procfs;
 use crate::os::reap::{reap_any, reap_pids, ReapScope};
 use crate::os::spawn::SERVICE_ENV;
@@ -21,6 +22,49 @@ use crate::os::sys;
 pub(super) const ORPHAN_SWEEP: Duration = Duration::from_secs(1);
 /// A sweep that finds nothing doubles the wait for the next, up to this.
 const ORPHAN_SWEEP_MAX: Duration = Duration::from_secs(32);
+
+impl Engine {
+    /// Declares that this engine owns the whole process: it becomes a child
+    /// subreaper, so that descendants which double-fork out of a service
+    /// are re-parented to it and tracked, and it reaps with `waitpid(-1)`.
+    ///
+    /// Where it may (root, or a delegated cgroup), it also puts each
+    /// service in a cgroup of its own (version 2, no controllers), under
+    /// `supervisor-PID` in its own cgroup: a service's processes are then
+    /// found from its `cgroup.procs`, in time proportional to their number.
+    ///
+    /// # Errors
+    ///
+    /// When `prctl(PR_SET_CHILD_SUBREAPER)` fails.
+    pub fn own_process(&mut self) -> Result<(), EngineError> {
+        sys::set_child_subreaper()?;
+        self.scope = ReapScope::WholeProcess;
+        self.set_cgroups(self.cgroups_wanted);
+        Ok(())
+    }
+
+    /// Whether services are put in cgroups of their own where the engine
+    /// may make them (the default, once it owns the process: see
+    /// [`own_process`](Engine::own_process)). With `false` (for a host
+    /// whose service manager must not see cgroups made under it), a
+    /// service's processes are found in `/proc`: the same ones, at a cost
+    /// that grows with the number of services. Applies to processes
+    /// started from then on.
+    pub fn set_cgroups(&mut self, enabled: bool) {
+        self.cgroups_wanted = enabled;
+        if !enabled {
+            self.cgroups = None;
+        } else if self.cgroups.is_none() && self.scope == ReapScope::WholeProcess {
+            match CgroupTree::create() {
+                Ok(tree) => {
+                    log::debug!("services are tracked in cgroups under {}", tree.base().display());
+                    self.cgroups = Some(tree);
+                }
+                Err(why) => log::debug!("no cgroup per service ({why}): processes are found in /proc"),
+            }
+        }
+    }
+}
 
 impl Engine {
     /// Reaps what ended: the processes whose pidfds said so (`ended`);
