@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -90,6 +90,23 @@ struct Client {
     /// When the request line in `input` began, while it is incomplete.
     partial_since: Option<Instant>,
     closing: bool,
+    /// What its descriptor is watched for in the clients' epoll set.
+    watched: u32,
+}
+
+impl Client {
+    /// What its descriptor should be watched for: input unless it is
+    /// closing, room to write while an answer waits.
+    fn wanted(&self) -> u32 {
+        let mut ev = 0;
+        if !self.closing {
+            ev |= libc::EPOLLIN as u32;
+        }
+        if !self.output.is_empty() {
+            ev |= libc::EPOLLOUT as u32;
+        }
+        ev
+    }
 }
 
 impl Client {
@@ -131,7 +148,18 @@ pub(crate) struct ControlServer {
     /// With no descriptor left at all, new connections wait until then
     /// (polling the listener would only spin).
     accept_paused_until: Option<Instant>,
+    /// Where clients' input is read, reused (not a fresh 16 KB per read).
+    read_buf: Vec<u8>,
+    /// The clients' descriptors, each with its id as token: the loop
+    /// polls this one descriptor, not one per client (a thousand clients
+    /// made every turn cost the kernel a thousand looks).
+    epoll: OwnedFd,
+    events: Vec<(u64, u32)>,
 }
+
+/// At most this many clients' events are taken in one turn; the rest stay
+/// ready for the next.
+const EVENT_BATCH: usize = 512;
 
 /// How long new connections wait when no descriptor is left.
 const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
@@ -183,6 +211,9 @@ impl ControlServer {
             watch,
             reserve,
             accept_paused_until: None,
+            read_buf: vec![0; 16 * 1024],
+            epoll: crate::os::sys::epoll_create()?,
+            events: Vec::with_capacity(EVENT_BATCH),
         })
     }
 
@@ -255,17 +286,24 @@ impl ControlServer {
         if self.accept_paused_until.is_none() {
             v.push((self.listener.as_raw_fd(), libc::POLLIN));
         }
-        for c in self.clients.values() {
-            let mut ev = 0;
-            if !c.closing {
-                ev |= libc::POLLIN;
-            }
-            if !c.output.is_empty() {
-                ev |= libc::POLLOUT;
-            }
-            v.push((c.stream.as_raw_fd(), ev));
-        }
+        v.push((self.epoll.as_raw_fd(), libc::POLLIN));
         v
+    }
+
+    /// Brings what client `id`'s descriptor is watched for up to date.
+    fn rewatch(&mut self, id: ClientId) {
+        let Some(c) = self.clients.get_mut(&id) else { return };
+        let wanted = c.wanted();
+        if wanted != c.watched {
+            let fd = c.stream.as_raw_fd();
+            match crate::os::sys::epoll_modify(&self.epoll, fd, wanted, id) {
+                Ok(()) => c.watched = wanted,
+                Err(e) => {
+                    log::warn!("control socket: cannot watch a client ({e}); dropping it");
+                    self.clients.remove(&id);
+                }
+            }
+        }
     }
 
     /// The next time a client must be dropped, or connections accepted
@@ -289,12 +327,13 @@ impl ControlServer {
         if ready.contains(&self.listener.as_raw_fd()) {
             accepted = self.accept_all(now, &mut requests);
         }
-        let ids: Vec<ClientId> = self
-            .clients
-            .iter()
-            .filter(|(id, c)| ready.contains(&c.stream.as_raw_fd()) && !accepted.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut ids: Vec<ClientId> = Vec::new();
+        if ready.contains(&self.epoll.as_raw_fd()) {
+            if let Err(e) = crate::os::sys::epoll_ready(&self.epoll, &mut self.events, EVENT_BATCH) {
+                log::warn!("control socket: epoll_wait: {e}");
+            }
+            ids.extend(self.events.iter().map(|&(token, _)| token).filter(|id| !accepted.contains(id)));
+        }
         for id in ids {
             self.read_client(id, now, &mut requests);
             self.flush(id);
@@ -367,8 +406,15 @@ impl ControlServer {
                     last_active: now,
                     partial_since: None,
                     closing: false,
+                    watched: libc::EPOLLIN as u32,
                 },
             );
+            let fd = self.clients[&id].stream.as_raw_fd();
+            if let Err(e) = crate::os::sys::epoll_add(&self.epoll, fd, libc::EPOLLIN as u32, id) {
+                log::warn!("control socket: cannot watch a client ({e}); dropping it");
+                self.clients.remove(&id);
+                continue;
+            }
             accepted.push(id);
             self.read_client(id, now, requests);
             self.flush(id);
@@ -391,11 +437,11 @@ impl ControlServer {
 
     fn read_client(&mut self, id: ClientId, now: Instant, requests: &mut Vec<(ClientId, Request)>) {
         let Some(c) = self.clients.get_mut(&id) else { return };
-        let mut buf = [0u8; 16 * 1024];
+        let buf = &mut self.read_buf;
         let mut eof = false;
         // Read a bounded amount per turn, so one client cannot starve others.
         for _ in 0..16 {
-            match c.stream.read(&mut buf) {
+            match c.stream.read(buf) {
                 Ok(0) => {
                     eof = true;
                     break;
@@ -494,7 +540,9 @@ impl ControlServer {
         }
         if c.output.len() > MAX_OUTPUT || (c.closing && c.in_flight == 0 && c.output.is_empty()) {
             self.clients.remove(&id);
+            return;
         }
+        self.rewatch(id);
     }
 
     /// Drops idle clients whose time is up.

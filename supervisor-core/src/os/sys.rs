@@ -341,6 +341,21 @@ pub fn epoll_watch(epoll: &OwnedFd, fd: RawFd, events: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Changes what `fd`, watched in `epoll` with `token`, is watched for.
+///
+/// # Errors
+///
+/// The `epoll_ctl` error (`ENOENT` when it is not watched).
+pub fn epoll_modify(epoll: &OwnedFd, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call;
+    // epoll_ctl only reads it.
+    if unsafe { libc::epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_MOD, fd, &raw mut ev) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Watches `fd` for `events` in `epoll`, with `token` as the data its
 /// events carry.
 ///
