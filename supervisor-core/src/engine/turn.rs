@@ -15,6 +15,9 @@ use crate::os::procfs::ProcTable;
 use crate::os::sys;
 use crate::os::transcript::OutputStream;
 
+/// How long one turn fires timers for (see [`Engine::fire_timers`]).
+const TIMER_BUDGET: Duration = Duration::from_millis(2);
+
 /// What a polled descriptor belongs to.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Source {
@@ -122,10 +125,12 @@ impl Engine {
             self.reap_children(&ended, sigchld, now);
         }
         self.expire_finishers(now);
-        self.fire_timers(now);
-        // Exits and timers first: a restart never waits behind a busy
-        // control socket (hundreds of clients, a line to parse each).
+        // Exits first, then timers, then the control socket: a restart
+        // never waits behind a busy control socket (hundreds of clients, a
+        // line to parse each), and the work each takes in one turn is
+        // bounded, so that an exit is seen again soon.
         self.drain_queue();
+        self.fire_timers(now);
         if let Some(ctl) = self.control.as_mut() {
             let requests = if control_ready.is_empty() {
                 ctl.idle(now);
@@ -221,9 +226,15 @@ impl Engine {
         (fds, src)
     }
 
+    /// Fires the timers that are due, each handled at once, for at most
+    /// [`TIMER_BUDGET`]: a hundred services due together (crash loops, a
+    /// start of many) are started over several turns, each of which looks
+    /// at exits first. (A start holds the loop until its child has called
+    /// `exec`.) The rest stay due, and the next turn comes at once.
     pub(super) fn fire_timers(&mut self, now: Instant) {
+        let started = Instant::now();
         while let Some(&(t, idx)) = self.timers.first() {
-            if t > now {
+            if t > now || started.elapsed() > TIMER_BUDGET {
                 break;
             }
             self.set_timer(idx, None);
@@ -232,6 +243,7 @@ impl Engine {
                 Some(due) if run_due => due.push(idx),
                 _ => self.queue.push_back((idx, Event::Timer)),
             }
+            self.drain_queue();
         }
     }
 

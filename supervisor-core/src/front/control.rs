@@ -161,6 +161,12 @@ pub(crate) struct ControlServer {
 /// ready for the next.
 const EVENT_BATCH: usize = 512;
 
+/// How long one turn reads clients and accepts connections for: beyond it,
+/// the rest waits for the next turn (their descriptors stay ready), which
+/// looks at exits and timers first. A storm of clients cannot hold back a
+/// restart.
+const TURN_BUDGET: Duration = Duration::from_millis(1);
+
 /// How long new connections wait when no descriptor is left.
 const ACCEPT_PAUSE: Duration = Duration::from_secs(1);
 
@@ -323,36 +329,43 @@ impl ControlServer {
         if self.watch.as_ref().is_some_and(|w| ready.contains(&w.as_fd().as_raw_fd())) {
             self.check_socket();
         }
-        let mut accepted = Vec::new();
-        if ready.contains(&self.listener.as_raw_fd()) {
-            accepted = self.accept_all(now, &mut requests);
-        }
-        let mut ids: Vec<ClientId> = Vec::new();
+        let started = Instant::now();
+        // Clients already connected first, then newcomers: a storm of
+        // connections cannot starve a client that sent its request late.
         if ready.contains(&self.epoll.as_raw_fd()) {
             if let Err(e) = crate::os::sys::epoll_ready(&self.epoll, &mut self.events, EVENT_BATCH) {
                 log::warn!("control socket: epoll_wait: {e}");
             }
-            ids.extend(self.events.iter().map(|&(token, _)| token).filter(|id| !accepted.contains(id)));
+            let ids: Vec<ClientId> = self.events.iter().map(|&(token, _)| token).collect();
+            for id in ids {
+                self.read_client(id, now, &mut requests);
+                self.flush(id);
+                if started.elapsed() > TURN_BUDGET {
+                    break;
+                }
+            }
         }
-        for id in ids {
-            self.read_client(id, now, &mut requests);
-            self.flush(id);
+        if ready.contains(&self.listener.as_raw_fd()) {
+            self.accept_all(now, started, &mut requests);
         }
         self.expire(now);
         requests
     }
 
-    /// Accepts the waiting connections (at most [`MAX_CLIENTS`] a turn),
+    /// Accepts the waiting connections (at most [`MAX_CLIENTS`] a turn, and
+    /// for at most [`TURN_BUDGET`] from `started` once one is accepted),
     /// and reads at once what each has sent: a client that sends its
     /// request as it connects is served even when others hold every place.
     /// When all places are taken, the client idle the longest with nothing
-    /// pending makes room. Returns the clients accepted.
-    fn accept_all(&mut self, now: Instant, requests: &mut Vec<(ClientId, Request)>) -> Vec<ClientId> {
-        let mut accepted = Vec::new();
+    /// pending makes room.
+    fn accept_all(&mut self, now: Instant, started: Instant, requests: &mut Vec<(ClientId, Request)>) {
         if self.reserve.is_none() {
             self.reserve = open_reserve();
         }
-        for _ in 0..MAX_CLIENTS {
+        for n in 0..MAX_CLIENTS {
+            if n > 0 && started.elapsed() > TURN_BUDGET {
+                break;
+            }
             let stream = match self.listener.accept() {
                 Ok((s, _)) => s,
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
@@ -415,11 +428,9 @@ impl ControlServer {
                 self.clients.remove(&id);
                 continue;
             }
-            accepted.push(id);
             self.read_client(id, now, requests);
             self.flush(id);
         }
-        accepted
     }
 
     /// Drops the client idle the longest among those with nothing pending;
