@@ -10,6 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// (before Linux 5.7): not tried again.
 static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
 
+/// Makes the next spawns act as on a kernel without `clone3` (tests of the
+/// fallback).
+#[cfg(test)]
+pub(super) fn pretend_unsupported(yes: bool) {
+    UNSUPPORTED.store(yes, Ordering::Relaxed);
+}
+
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// `struct clone_args` as of Linux 5.7 (`CLONE_ARGS_SIZE_VER2`).

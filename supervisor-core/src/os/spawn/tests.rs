@@ -88,3 +88,42 @@ fn a_child_gets_its_descriptors_from_the_high_range_and_none_of_the_others() {
     assert!(fds.contains(&1), "{fds:?}");
     assert!(fds.iter().all(|&fd| fd < high), "a descriptor of ours leaked: {fds:?}");
 }
+
+/// Runs `sh -c 'echo ok'` with its stdout in a pipe; what it wrote.
+fn echo_ok(cgroup: Option<RawFd>) -> (Spawned, String) {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let (r, w) = crate::os::sys::pipe().unwrap();
+    crate::os::sys::set_nonblocking(w.as_raw_fd(), false).unwrap();
+    let mut svc = Service::new("echo", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), "echo ok".into()]));
+    svc.stdout = crate::Output::Pipe("out".into());
+    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), cgroup, ..Pipes::default() }).unwrap();
+    drop(w);
+    crate::os::reap::reap_blocking(&[sp.pid]);
+    crate::os::sys::set_nonblocking(r.as_raw_fd(), false).unwrap();
+    let mut out = String::new();
+    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+    (sp, out)
+}
+
+#[test]
+fn without_a_partial_unshare_a_child_gets_a_full_copy_and_runs() {
+    UNSHARE_UNSUPPORTED.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (sp, out) = echo_ok(None);
+    UNSHARE_UNSUPPORTED.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sp.exec_error, None);
+    assert_eq!(out, "ok\n");
+}
+
+#[test]
+fn without_clone3_a_child_runs_outside_its_cgroup_and_says_so() {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open("/tmp").unwrap();
+    clone3::pretend_unsupported(true);
+    let (sp, out) = echo_ok(Some(dir.as_raw_fd()));
+    clone3::pretend_unsupported(false);
+    assert_eq!(sp.exec_error, None);
+    assert_eq!(out, "ok\n");
+    let e = sp.cgroup_error.expect("the cgroup could not be used");
+    assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+}
