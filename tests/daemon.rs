@@ -61,6 +61,15 @@ fn up_detaches_into_a_named_daemon_with_a_locked_pidfile() {
     let state = supervisor_core::PidFile::read(&f.path("rt/run/supervisor.pid")).unwrap();
     assert_eq!(state, supervisor_core::PidState::Held(pid));
     assert!(cmdline(pid).starts_with("supervisor: t"), "ps shows the instance: {:?}", cmdline(pid));
+    // One binary: the daemon is `supervisor` itself, given its file and
+    // the readiness pipe as arguments, not through the environment.
+    assert_eq!(fs::read_link(format!("/proc/{pid}/exe")).unwrap(), crate::util::supervisor_bin());
+    let config = fs::canonicalize(&f.config).unwrap();
+    let args = format!("--config {} run --ready-fd ", config.display());
+    assert!(cmdline(pid).contains(&args), "{:?} has {args:?}", cmdline(pid));
+    let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(!environ.contains("SUPERVISOR_"), "no hand-over variables: {environ:?}");
     let parent = stat_field(pid, 4) as i32;
     assert!(!cmdline(parent).contains("supervisor"), "detached from `up`: parent {parent} is {:?}", cmdline(parent));
     assert_ne!(stat_field(pid, 6), i64::from(pid), "not a session leader (forked twice)");

@@ -22,7 +22,6 @@ mod security;
 mod servicedirs;
 mod simplevisor;
 mod stopping;
-mod supervisord;
 mod svc_frontends;
 mod tasks;
 mod transcripts;

@@ -72,7 +72,11 @@ pub enum Cmd {
         timeout: Duration,
     },
     /// Run the supervisor in the foreground, logging to standard error.
-    Run,
+    Run {
+        /// The readiness pipe that `up` hands down (for `up` only).
+        #[arg(long, hide = true, value_name = "FD")]
+        ready_fd: Option<i32>,
+    },
     /// Show the state of services (exit codes as LSB `status`).
     Status {
         /// Services to show (all when none).
@@ -230,20 +234,9 @@ pub enum Cmd {
     },
 }
 
-/// The `supervisor` command of this installation: this binary, or the
-/// `supervisor` beside the `supervisord` that runs this code.
+/// The `supervisor` command of this installation: this binary.
 pub(crate) fn cli_binary() -> PathBuf {
-    match std::env::current_exe() {
-        Ok(p) if p.file_name().is_some_and(|n| n == "supervisord") => p.with_file_name("supervisor"),
-        Ok(p) => p,
-        Err(_) => PathBuf::from("supervisor"),
-    }
-}
-
-/// `supervisord`: the supervisor process that `supervisor run` executes.
-#[must_use]
-pub fn daemon_main() -> ExitCode {
-    commands::daemon::daemon_main()
+    std::env::current_exe().unwrap_or_else(|_| PathBuf::from("supervisor"))
 }
 
 /// Runs the command line of this process and returns its exit code.

@@ -28,12 +28,6 @@ pub fn set_process_name(name: &str) {
     }
 }
 
-/// Whether `p` is an executable regular file.
-pub fn is_executable(p: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
 /// Restores the default disposition of the signals that the Rust runtime
 /// (`SIGPIPE`) or the library ignore, before this
 /// process `exec`s another program: ignored signals survive `exec`.
@@ -50,8 +44,7 @@ pub fn default_ignored_signals() {
 /// The variables through which the command line talks to the supervisor
 /// process it starts; services must not inherit them (a service's own
 /// `supervisor status` would otherwise act on its supervisor's file).
-const CONTROL_ENV: [&str; 5] =
-    ["SUPERVISOR_CONFIG", "SUPERVISOR_OVERRIDES", "SUPERVISOR_BUILD_ID", "SUPERVISOR_CLI", "SUPERVISOR_IN_PROCESS"];
+const CONTROL_ENV: [&str; 2] = ["SUPERVISOR_CONFIG", "SUPERVISOR_SOCKET"];
 
 /// Removes [`CONTROL_ENV`] from this process's environment, which the
 /// services inherit. Call it while the process is single-threaded (the

@@ -12,11 +12,11 @@ use crate::{Cli, Cmd};
 pub mod check;
 pub mod cleanup;
 pub mod convert;
-pub mod daemon;
 pub mod daemonize;
 pub mod exec;
 pub mod front;
 pub mod logs;
+pub mod process;
 pub mod reload;
 pub mod servicedir;
 pub mod services;
@@ -49,7 +49,11 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         command => Cli { command, ..cli },
     };
     // The file (or zdaemon's -p), with zdaemon's command-line options.
-    let config = zdaemon::load(&cli)?;
+    let config = match (zdaemon::load(&cli), &cli.command) {
+        (Ok(config), _) => config,
+        (Err(e), Cmd::Run { ready_fd }) => return Err(process::fail_start(e, *ready_fd)),
+        (Err(e), _) => return Err(e),
+    };
     let path = config.path.clone();
     if let Some(code) = zdaemon::dispatch(&config, &cli.command)? {
         return Ok(code);
@@ -59,8 +63,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
             println!("{}: ok ({} services)", path.display(), config.services.len());
             Ok(exit::OK)
         }
-        Cmd::Up { timeout } => daemon::up(&config, timeout),
-        Cmd::Run => daemon::run_foreground(config),
+        Cmd::Up { timeout } => process::up(&config, timeout),
+        Cmd::Run { ready_fd } => process::run_foreground(config, ready_fd),
         Cmd::Status { names, json } => status::status(&config, &names, json),
         Cmd::Start { targets, waiting } => services::change(&config, services::Change::Start, &targets, &waiting),
         Cmd::Stop { targets, waiting } => services::change(&config, services::Change::Stop, &targets, &waiting),
@@ -68,7 +72,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Pause { targets } => services::pause_resume(&config, true, &targets),
         Cmd::Resume { targets } => services::pause_resume(&config, false, &targets),
         Cmd::Signal { signal, targets } => services::signal(&config, &signal, &targets),
-        Cmd::Shutdown { timeout } => daemon::shutdown(&config, timeout),
+        Cmd::Shutdown { timeout } => process::shutdown(&config, timeout),
         Cmd::Reopen { names } => logs::reopen(&config, &names),
         Cmd::Logtail { name, lines, follow } => logs::logtail(&config, name.as_deref(), lines, follow),
         Cmd::Cleanup { names } => cleanup::cleanup(&config, &names),

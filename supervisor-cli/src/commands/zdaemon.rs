@@ -179,9 +179,9 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
     if !running {
         if !config.daemon {
             // zdaemon's `daemon off`: the supervisor runs in the foreground.
-            return super::daemon::run_foreground(config.clone());
+            return super::process::run_foreground(config.clone(), None);
         }
-        super::daemon::up(config, Duration::from_secs(10))?;
+        super::process::up(config, Duration::from_secs(10))?;
     } else if !restart {
         let s = service_status(config, PROGRAM)?;
         if let (ServiceState::Running, Some(pid)) = (s.state, s.pid) {

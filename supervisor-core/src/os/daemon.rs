@@ -236,39 +236,35 @@ impl Readiness {
     }
 }
 
-/// The environment variable through which a daemon that re-executes
-/// itself passes its [`Notifier`] to its new image.
-pub const READY_FD_ENV: &str = "SUPERVISOR_READY_FD";
-
 impl Notifier {
     /// Prepares the notifier for a re-execution: lets its descriptor
-    /// survive `exec` and returns the environment variable and value to
-    /// give the new image, which takes it back with [`Notifier::from_env`].
-    /// If the `exec` fails, this notifier still works.
+    /// survive `exec` and returns its number, to give the new image (on
+    /// its command line, say), which takes it back with
+    /// [`Notifier::from_inherited`]. If the `exec` fails, this notifier
+    /// still works.
     ///
     /// # Errors
     ///
     /// When its close-on-exec flag cannot be cleared.
-    pub fn to_env(&self) -> io::Result<(&'static str, String)> {
+    pub fn inheritable(&self) -> io::Result<RawFd> {
         crate::os::sys::set_cloexec(self.fd.as_raw_fd(), false)?;
-        Ok((READY_FD_ENV, self.fd.as_raw_fd().to_string()))
+        Ok(self.fd.as_raw_fd())
     }
 
-    /// Takes back a notifier handed over by [`Notifier::to_env`], and
-    /// removes the variable so that children do not inherit it. `None`
-    /// when the variable is absent or does not name an open pipe.
+    /// Takes back a notifier handed over by [`Notifier::inheritable`] as
+    /// descriptor `fd`, and makes it close-on-exec again so that children
+    /// do not inherit it. `None` when `fd` is not an open pipe above
+    /// standard error.
     ///
     /// # Safety
     ///
-    /// The descriptor named by the variable becomes the notifier's own:
-    /// call it at the start of `main`, while the program is single-threaded
-    /// and before anything else may own that descriptor (it changes the
-    /// environment, too).
+    /// Descriptor `fd` becomes the notifier's own: call it at the start of
+    /// `main`, before anything else may own that descriptor.
     #[must_use]
-    pub unsafe fn from_env() -> Option<Notifier> {
-        let value = std::env::var(READY_FD_ENV).ok()?;
-        std::env::remove_var(READY_FD_ENV);
-        let fd: RawFd = value.parse().ok().filter(|fd| *fd > 2)?;
+    pub unsafe fn from_inherited(fd: RawFd) -> Option<Notifier> {
+        if fd <= 2 {
+            return None;
+        }
         Some(Notifier { fd: crate::os::sys::adopt_inherited_fifo(fd)? })
     }
 

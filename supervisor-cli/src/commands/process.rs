@@ -1,4 +1,12 @@
-//! `run`, `up` and `shutdown`: the supervisor process itself.
+//! The supervisor process: `run` and `up`, its runtime directory, its
+//! pidfile, its socket, and the one re-execution of `up`.
+//!
+//! `up` reads the configuration, detaches (fork, `setsid`, fork) and
+//! executes this binary once more, as `supervisor: NAME` (the name `ps`
+//! shows), with the configuration's path and zdaemon's options as
+//! arguments and the readiness pipe as `run --ready-fd N`. That process
+//! reads the file again and serves; `up` returns once it says it serves,
+//! or with its error.
 
 use std::fs;
 use std::io;
@@ -43,17 +51,15 @@ fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
 
 /// `run`: the supervisor in the foreground until SIGTERM, SIGINT or
 /// `shutdown`. When started by `up`, it reports readiness (or its error)
-/// to the waiting `up` through the notifier it inherited.
+/// to the waiting `up` through `ready_fd`, the pipe it inherited.
 ///
 /// # Errors
 ///
 /// When the instance is already running or its socket cannot be served.
-pub fn run_foreground(config: Config) -> Result<u8, CliError> {
-    // Only returns when there is no `supervisord` of this build to run.
-    hand_over(&config);
-    // SAFETY: the supervisor process is single-threaded until it serves,
-    // and nothing in it has opened the descriptor that `up` handed down.
-    let notifier = unsafe { Notifier::from_env() };
+pub fn run_foreground(config: Config, ready_fd: Option<i32>) -> Result<u8, CliError> {
+    // SAFETY: the descriptor is the readiness pipe that `up` handed down
+    // (`run --ready-fd`); nothing else in this process owns it.
+    let notifier = ready_fd.and_then(|fd| unsafe { Notifier::from_inherited(fd) });
     match serve(config, notifier) {
         Ok(code) => Ok(code),
         Err((e, Some(n))) => {
@@ -64,105 +70,15 @@ pub fn run_foreground(config: Config) -> Result<u8, CliError> {
     }
 }
 
-/// The build of this binary: `supervisor` and `supervisord` of one build
-/// share it (see `build.rs`).
-pub const BUILD_ID: &str = env!("SUPERVISOR_BUILD_ID");
-
-/// Environment of the hand-over to `supervisord`: the build id, the
-/// `supervisor` to hand back to, zdaemon's options (JSON), and the marker
-/// that makes `supervisor run` stay in its process.
-const BUILD_ENV: &str = "SUPERVISOR_BUILD_ID";
-const CLI_ENV: &str = "SUPERVISOR_CLI";
-const OVERRIDES_ENV: &str = "SUPERVISOR_OVERRIDES";
-const IN_PROCESS_ENV: &str = "SUPERVISOR_IN_PROCESS";
-
-/// Runs the supervisor as `supervisord`, the binary beside this one that
-/// holds only what the supervisor process needs (no command line, no client
-/// commands), so that a long-running supervisor maps less code. Returns
-/// when there is none, or when this process was handed back to
-/// (`SUPERVISOR_IN_PROCESS`): the supervisor then runs here.
-fn hand_over(config: &Config) {
-    if std::env::var_os(IN_PROCESS_ENV).is_some() {
-        std::env::remove_var(IN_PROCESS_ENV);
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let daemon = exe.with_file_name("supervisord");
-    if !crate::os::is_executable(&daemon) || daemon == exe {
-        return;
-    }
-    let mut cmd = std::process::Command::new(&daemon);
-    cmd.arg0(format!("supervisor: {}", config.name)).env(BUILD_ENV, BUILD_ID).env(CLI_ENV, &exe);
-    if config.overrides.no_file {
-        cmd.env_remove("SUPERVISOR_CONFIG");
-    } else {
-        match std::fs::canonicalize(&config.path) {
-            Ok(p) => cmd.env("SUPERVISOR_CONFIG", p),
-            Err(_) => return,
-        };
-    }
-    match serde_json::to_string(&config.overrides) {
-        Ok(json) if !config.overrides.is_empty() || config.overrides.no_file => cmd.env(OVERRIDES_ENV, json),
-        _ => cmd.env_remove(OVERRIDES_ENV),
-    };
-    let err = cmd.exec();
-    log::debug!("cannot execute {}: {err}; the supervisor runs in this process", daemon.display());
-}
-
-/// `supervisord`'s `main`: reads the configuration that `supervisor run`
-/// handed over (`SUPERVISOR_CONFIG`, `SUPERVISOR_OVERRIDES`) and runs the
-/// supervisor, as `run` does. Started by another build's `supervisor`, it
-/// hands back to that one, which then runs the supervisor itself.
+/// `run` with a configuration that could not be read: tells a waiting
+/// `up` why, through `ready_fd`, and returns the error.
 #[must_use]
-pub fn daemon_main() -> std::process::ExitCode {
-    let code = match daemon_config() {
-        Ok(config) => run_foreground(config),
-        Err(e) => {
-            // SAFETY: as in run_foreground: single-threaded, and the
-            // descriptor is the one `up` handed down.
-            if let Some(n) = unsafe { Notifier::from_env() } {
-                n.fail(&e.to_string());
-            }
-            Err(e)
-        }
-    };
-    match code {
-        Ok(c) => std::process::ExitCode::from(c),
-        Err(e) => {
-            e.report();
-            std::process::ExitCode::from(e.exit_code())
-        }
+pub fn fail_start(error: CliError, ready_fd: Option<i32>) -> CliError {
+    // SAFETY: as in run_foreground.
+    if let Some(n) = ready_fd.and_then(|fd| unsafe { Notifier::from_inherited(fd) }) {
+        n.fail(&error.to_string());
     }
-}
-
-fn daemon_config() -> Result<Config, CliError> {
-    let file = std::env::var_os("SUPERVISOR_CONFIG").map(std::path::PathBuf::from);
-    let overrides: Option<crate::config::zdaemon::Overrides> = match std::env::var(OVERRIDES_ENV) {
-        Ok(json) => Some(serde_json::from_str(&json).map_err(|e| failed(format!("{OVERRIDES_ENV}: {e}")))?),
-        Err(_) => None,
-    };
-    if std::env::var(BUILD_ENV).ok().as_deref() != Some(BUILD_ID) {
-        // Another build's `supervisor`: it runs the supervisor itself.
-        if let Some(cli) = std::env::var_os(CLI_ENV) {
-            let mut cmd = std::process::Command::new(&cli);
-            // The name `ps` shows stays "supervisor: NAME".
-            if let Some(name) = std::env::args_os().next() {
-                cmd.arg0(name);
-            }
-            if let Some(o) = &overrides {
-                cmd.args(o.to_args());
-            }
-            let err = cmd.arg("run").env(IN_PROCESS_ENV, "1").exec();
-            return Err(failed(format!("cannot hand back to {}: {err}", std::path::Path::new(&cli).display())));
-        }
-    }
-    std::env::remove_var(BUILD_ENV);
-    std::env::remove_var(CLI_ENV);
-    std::env::remove_var(OVERRIDES_ENV);
-    if file.is_none() && overrides.is_none() {
-        return Err(CliError::Usage("supervisord: SUPERVISOR_CONFIG is not set".into()));
-    }
-    crate::config::zdaemon::load_with(file.as_deref(), overrides.unwrap_or_default()).map_err(CliError::Config)
+    error
 }
 
 type ServeError = (CliError, Option<Notifier>);
@@ -290,7 +206,7 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     }
     if !config.daemon {
         // `[supervisor] daemon = false` (zdaemon's `daemon off`).
-        return run_foreground(config.clone());
+        return run_foreground(config.clone(), None);
     }
     let mut command = daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);
@@ -318,14 +234,14 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
         },
         Daemonized::Daemon(notifier) => {
             // The daemon re-executes itself so that `ps` shows the instance.
-            let (var, value) = match notifier.to_env() {
-                Ok(kv) => kv,
+            let fd = match notifier.inheritable() {
+                Ok(fd) => fd,
                 Err(e) => {
                     notifier.fail(&format!("fcntl: {e}"));
                     std::process::exit(1)
                 }
             };
-            let err = command.arg("run").env(var, value).exec();
+            let err = command.args(["run", "--ready-fd", &fd.to_string()]).exec();
             // Only reached when exec failed.
             notifier.fail(&format!("exec: {err}"));
             std::process::exit(1)
@@ -367,8 +283,8 @@ pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliErr
 }
 
 /// The `supervisor` command that `up` runs as the daemon (before its
-/// `run` argument): the configuration file in `SUPERVISOR_CONFIG`, and
-/// zdaemon's options on the command line.
+/// `run` argument): this binary, named `supervisor: NAME`, with the
+/// configuration file and zdaemon's options as arguments.
 ///
 /// # Errors
 ///
@@ -377,12 +293,12 @@ pub fn daemon_command(config: &Config) -> Result<std::process::Command, CliError
     let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let mut cmd = std::process::Command::new(exe);
     cmd.arg0(format!("supervisor: {}", config.name));
-    if config.overrides.no_file {
-        cmd.env_remove("SUPERVISOR_CONFIG");
-    } else {
+    // A variable of the caller's would stand for a file not given.
+    cmd.env_remove("SUPERVISOR_CONFIG");
+    if !config.overrides.no_file {
         let cfg =
             fs::canonicalize(&config.path).map_err(|e| CliError::Failed(format!("{}: {e}", config.path.display())))?;
-        cmd.env("SUPERVISOR_CONFIG", cfg);
+        cmd.arg("--config").arg(cfg);
     }
     cmd.args(config.overrides.to_args());
     Ok(cmd)

@@ -1,3 +1,0 @@
-fn main() -> std::process::ExitCode {
-    supervisor_cli::daemon_main()
-}
