@@ -122,7 +122,7 @@ fn a_peer_of_another_uid_is_refused() {
     let v: Value = serde_json::from_str(&refused).unwrap_or_else(|e| panic!("{e}: {refused:?}"));
     assert_eq!(v["ok"], false);
     assert_eq!(v["error"]["code"], "permission_denied");
-    assert_eq!(v["error"]["message"], "permission denied");
+    assert_eq!(v["error"]["message"], "permission denied: uid 4343 is not allowed");
     assert!(v.get("status").is_none(), "nothing else is revealed");
 
     let served = ask(4242);

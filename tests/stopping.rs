@@ -179,10 +179,10 @@ min_uptime = "100ms"
     f.start();
     let pid = f.wait_state("a", "running", T)["pid"].clone();
     let sup = nix::unistd::Pid::from_raw(f.supervisor.as_ref().unwrap().id() as i32);
-    for sig in [nix::sys::signal::SIGHUP, nix::sys::signal::SIGUSR1, nix::sys::signal::SIGUSR2] {
+    for sig in [nix::sys::signal::SIGHUP, nix::sys::signal::SIGALRM, nix::sys::signal::SIGUSR2] {
         nix::sys::signal::kill(sup, sig).unwrap();
     }
-    wait_for("the signals to be logged", T, || f.log().contains("SIGUSR1 has no meaning").then_some(()));
+    wait_for("the signals to be logged", T, || f.log().contains("SIGALRM has no meaning").then_some(()));
     assert!(f.supervisor.as_mut().unwrap().try_wait().unwrap().is_none(), "still running");
     assert_eq!(f.service("a")["pid"], pid, "the service was not touched");
 }

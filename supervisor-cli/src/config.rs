@@ -34,6 +34,7 @@ mod across;
 mod check;
 mod error;
 mod kinds;
+mod locate;
 mod service;
 pub mod simplevisor;
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub mod zdaemon;
 use across::{check_files, check_runtime_dirs, check_with_the_engines_rules, default_transcripts};
 use check::{found, resolve, service_before, valid_name, Diag, Raw, Scope, NAME_RULE};
 pub use error::{ConfigError, ConfigErrors};
+pub use locate::{locate, Located};
 use service::ServiceRead;
 pub use zdaemon::{EventLogTarget, Overrides, ServiceExtras};
 
@@ -535,6 +537,20 @@ fn base_dir(path: &Path) -> PathBuf {
         Ok(cwd) => resolve(&cwd, dir),
         Err(_) => dir.to_path_buf(),
     }
+}
+
+/// Whether `name` is a valid instance (or service) name.
+#[must_use]
+pub fn valid_instance_name(name: &str) -> bool {
+    valid_name(name)
+}
+
+/// The runtime directory of instance `name` when none is configured, for
+/// this user and environment (root: `/run/supervisor/NAME`; others: `$XDG_RUNTIME_DIR/supervisor/NAME`, else `/tmp/supervisor-UID/NAME`).
+#[must_use]
+pub fn default_runtime_dir_of(name: &str) -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR");
+    default_runtime_dir(name, nix::unistd::geteuid().as_raw(), xdg.as_deref())
 }
 
 /// The runtime directory used when none is configured: for root

@@ -47,6 +47,19 @@ pub enum CliError {
         /// The exit code that "not running" means for this command.
         code: u8,
     },
+    /// The supervisor holds its pidfile, but its socket does not answer.
+    #[error(
+        "supervisor {name} is running as pid {pid}, but its control socket {socket} is missing or does not answer; \
+         `supervisor repair-socket` (or `kill -USR1 {pid}`) makes it again"
+    )]
+    SocketMissing {
+        /// The instance.
+        name: String,
+        /// The supervisor's pid.
+        pid: i32,
+        /// The socket path.
+        socket: String,
+    },
     /// A named service does not exist.
     #[error("{message}")]
     UnknownService {
@@ -68,6 +81,7 @@ impl CliError {
             CliError::Usage(_) => USAGE,
             CliError::Config(_) => BAD_CONFIG,
             CliError::NotRunning { code, .. } => *code,
+            CliError::SocketMissing { .. } => FAILURE,
             CliError::UnknownService { code, .. } => *code,
             CliError::Failed(_) => FAILURE,
         }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod exit;
 pub mod logger;
 mod os;
+pub mod out;
 
 use exit::CliError;
 
@@ -27,6 +28,21 @@ pub struct Cli {
     /// zdaemon spells it).
     #[arg(short, long, short_alias = 'C', global = true, env = "SUPERVISOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The control socket of a running supervisor, for client commands
+    /// (instead of finding it from the configuration file).
+    #[arg(long, global = true, env = "SUPERVISOR_SOCKET", value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The running instance of this name, found in the default runtime
+    /// root (`/run/supervisor` for root, else `$XDG_RUNTIME_DIR/supervisor`
+    /// or `/tmp/supervisor-UID`), for client commands.
+    #[arg(short = 'n', long = "name", global = true, value_name = "NAME")]
+    pub instance: Option<String>,
+    /// Print only errors (and what `--json` asks for).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Say more: how the instance was found, on standard error.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
     /// zdaemon's command-line options (`-p`, `-s`), before the command.
     #[command(flatten)]
     pub zdaemon: commands::zdaemon::ZdaemonArgs,
@@ -143,13 +159,24 @@ pub enum Cmd {
         /// The service (by default the program of a zdaemon configuration,
         /// or the only service).
         name: Option<String>,
-        /// How many lines.
-        #[arg(short = 'n', long, default_value_t = 10)]
+        /// How many lines (`-n N` works too, as tail's).
+        #[arg(long, default_value_t = 10)]
         lines: usize,
         /// Keep printing lines as they are written (across rotations).
         #[arg(short, long)]
         follow: bool,
     },
+    /// List the supervisors running for this user (name, pid, uptime,
+    /// socket, configuration file), from the default runtime root.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a running supervisor bind its control socket (and its
+    /// `[supervisor] socket` link) again where they are gone: sends it
+    /// SIGUSR1, found through its pidfile, and waits until it answers.
+    RepairSocket,
     /// Validate the configuration: exit 0, or print every error and exit 6.
     CheckConfig,
     /// Check the external services once, repair what is not as expected,
@@ -239,10 +266,20 @@ pub(crate) fn cli_binary() -> PathBuf {
     std::env::current_exe().unwrap_or_else(|_| PathBuf::from("supervisor"))
 }
 
+/// `supervisor svc -LETTERS DIR...` as daemontools' `svc`: its letters
+/// (`-q` is quit) are not this command's global options, so an `--` goes
+/// after `svc`.
+fn svc_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_some_and(|a| a == "svc") && args.get(2).is_some_and(|a| a != "--") {
+        args.insert(2, "--".into());
+    }
+    args
+}
+
 /// Runs the command line of this process and returns its exit code.
 #[must_use]
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(svc_args(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => {
             // zdaemon's default-to-interactive: no command means the shell.
@@ -253,6 +290,7 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
+    out::set_level(cli.quiet, cli.verbose);
     match commands::dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

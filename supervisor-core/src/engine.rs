@@ -341,6 +341,16 @@ impl Engine {
         self.control = Some(front);
     }
 
+    /// Binds the control socket again if its file is gone or is not the
+    /// one bound (removed, or its directory with it, while the inotify
+    /// watch that brings it back by itself was lost). Connected clients
+    /// keep their connections. True when a control socket serves
+    /// afterwards, false when there is none or it cannot be made (logged).
+    pub fn repair_control_socket(&mut self) -> bool {
+        self.nudge();
+        self.control.as_mut().is_some_and(|c| c.repair())
+    }
+
     /// The instance name.
     pub fn name(&self) -> &str {
         &self.name

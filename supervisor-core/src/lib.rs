@@ -188,6 +188,36 @@ pub mod process {
         crate::os::procfs::read_stat(pid).is_some_and(|p| !p.zombie)
     }
 
+    /// Waits at most `timeout` for process `pid` (not a child of this one)
+    /// to be gone: through a pidfd where the kernel has them (5.3), which
+    /// wakes at its exit, else by looking every 2 ms. True when it is gone.
+    #[must_use]
+    pub fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let deadline = std::time::Instant::now() + timeout;
+        if let Ok(fd) = crate::os::sys::pidfd_open(pid) {
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(ms)) {
+                    Ok(n) if n > 0 => return true,
+                    Ok(_) if left.is_zero() => return !is_alive(pid),
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        while is_alive(pid) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
+    }
+
     /// The direct children of process `pid` (empty when it has none, is
     /// gone, or the kernel does not say).
     #[must_use]

@@ -55,7 +55,7 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
         services = config.services.iter().filter(|s| s.kind.is_external()).cloned().collect();
     }
     if services.is_empty() {
-        println!("no external services in {}", config.path.display());
+        crate::say!("no external services in {}", config.path.display());
         return Ok(exit::OK);
     }
     // The longest a pass can take: four commands (status, stop, start,
@@ -92,7 +92,7 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
     for s in &status.services {
         let (line, ok) = describe(s, args.dry_run);
         all_ok &= ok;
-        println!("{line}");
+        crate::say!("{line}");
     }
     Ok(if all_ok { exit::OK } else { exit::FAILURE })
 }

@@ -60,7 +60,7 @@ pub fn cleanup(config: &Config, names: &[String]) -> Result<u8, CliError> {
             Err(e) => return Err(e),
         };
         match verdict {
-            Ok(done) => println!("{name}: {done}"),
+            Ok(done) => crate::say!("{name}: {done}"),
             Err(why) => {
                 eprintln!("supervisor: {name}: runtime directory {} not removed: {why}", dir.display());
                 code = exit::FAILURE;
@@ -73,7 +73,7 @@ pub fn cleanup(config: &Config, names: &[String]) -> Result<u8, CliError> {
 /// Why the service's directory must stay, if it must.
 fn busy(config: &Config, name: &str, dir: &Path) -> Result<Option<String>, CliError> {
     let command = Command::Status { names: vec![name.to_owned()] };
-    match super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE) {
+    match super::reach::Reach::of(config).call(command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE) {
         Ok(resp) => {
             let status = resp.status.and_then(|s| s.services.into_iter().find(|s| s.name == name));
             match status {

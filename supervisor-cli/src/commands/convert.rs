@@ -25,20 +25,20 @@ pub fn convert(file: &Path) -> Result<u8, CliError> {
     match Flavour::detect(&text) {
         Flavour::Zdaemon => {
             let toml = zdaemon::to_toml(file, &text).map_err(CliError::Config)?;
-            print!("{toml}");
+            crate::out::data(&toml);
         }
         Flavour::Simplevisor => {
             let toml = simplevisor::to_toml(file, &text).map_err(CliError::Config)?;
             Config::parse(file, &toml).map_err(CliError::Config)?;
-            println!("# The simplevisor configuration {}, in the TOML schema", file.display());
-            println!("# (see docs/config.md and the simplevisor part of docs/migrating.md).");
-            println!();
-            print!("{toml}");
+            crate::data!("# The simplevisor configuration {}, in the TOML schema", file.display());
+            crate::data!("# (see docs/config.md and the simplevisor part of docs/migrating.md).");
+            crate::data!("");
+            crate::out::data(&toml);
         }
         Flavour::Toml => {
             Config::parse(file, &text).map_err(CliError::Config)?;
             eprintln!("supervisor: {} is already a TOML configuration; printed unchanged", file.display());
-            print!("{text}");
+            crate::out::data(&text);
         }
     }
     Ok(exit::OK)

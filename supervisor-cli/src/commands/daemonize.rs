@@ -60,15 +60,15 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
     if args.status {
         return Ok(match state {
             PidState::Held(pid) => {
-                println!("running (pid {pid})");
+                crate::say!("running (pid {pid})");
                 exit::OK
             }
             PidState::Absent => {
-                println!("not running");
+                crate::say!("not running");
                 exit::STATUS_STOPPED
             }
             PidState::Stale(_) => {
-                println!("not running, but a stale pidfile is left: {}", args.pidfile.display());
+                crate::say!("not running, but a stale pidfile is left: {}", args.pidfile.display());
                 exit::FAILURE
             }
         });
@@ -80,7 +80,7 @@ pub fn daemonize(args: &DaemonizeArgs) -> Result<u8, CliError> {
         return Err(CliError::Usage("daemonize: give the program after --, or --stop or --status".into()));
     }
     if let PidState::Held(pid) = state {
-        println!("already running (pid {pid})");
+        crate::say!("already running (pid {pid})");
         return Ok(exit::OK);
     }
     let cwd = std::env::current_dir().unwrap_or_else(|_| "/".into());
@@ -150,12 +150,12 @@ fn stop(args: &DaemonizeArgs, state: PidState) -> Result<u8, CliError> {
     let pid = match state {
         PidState::Held(pid) => pid,
         PidState::Absent => {
-            println!("not running");
+            crate::say!("not running");
             return Ok(exit::OK);
         }
         PidState::Stale(_) => {
             let _ = std::fs::remove_file(&args.pidfile);
-            println!("not running; removed the stale pidfile {}", args.pidfile.display());
+            crate::say!("not running; removed the stale pidfile {}", args.pidfile.display());
             return Ok(exit::OK);
         }
     };
@@ -170,7 +170,7 @@ fn stop(args: &DaemonizeArgs, state: PidState) -> Result<u8, CliError> {
                 if matches!(other, Ok(PidState::Stale(_))) {
                     let _ = std::fs::remove_file(&args.pidfile);
                 }
-                println!("stopped");
+                crate::say!("stopped");
                 return Ok(exit::OK);
             }
         }

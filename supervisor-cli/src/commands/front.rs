@@ -244,7 +244,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        println!("{}: started: {}", self.dir.display(), self.status_text());
+        crate::say!("{}: started: {}", self.dir.display(), self.status_text());
         true
     }
 
@@ -265,7 +265,7 @@ impl Ctx<'_> {
             self.fail(why);
             return false;
         }
-        println!("{}: stopped: {}", self.dir.display(), self.status_text());
+        crate::say!("{}: stopped: {}", self.dir.display(), self.status_text());
         true
     }
 }
@@ -364,7 +364,7 @@ pub fn front(which: Front, args: &FrontArgs) -> Result<u8, CliError> {
         Front::Restart => {
             let running = SvStatus::read(dir).is_ok_and(|st| st.pid.is_some() && st.state == RunState::Run);
             if !running {
-                println!("{}: not running, not restarted: {}", dir.display(), ctx.status_text());
+                crate::say!("{}: not running, not restarted: {}", dir.display(), ctx.status_text());
                 return Ok(exit::OK);
             }
             // Start even when the stop check failed, so that a restart never

@@ -16,9 +16,8 @@ use crate::exit::{self, CliError};
 /// # Errors
 ///
 /// Not running (7), unknown service (2).
-pub fn reopen(config: &Config, names: &[String]) -> Result<u8, CliError> {
-    let resp = super::call(
-        config,
+pub fn reopen(reach: &super::reach::Reach, names: &[String]) -> Result<u8, CliError> {
+    let resp = reach.call(
         Command::Reopen { names: names.to_vec() },
         Duration::from_secs(10),
         exit::NOT_RUNNING,

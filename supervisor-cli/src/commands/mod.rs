@@ -1,13 +1,9 @@
 //! One module per group of subcommands.
 
-use std::time::Duration;
-
-use supervisor_core::protocol::{ClientError, ControlClient};
-use supervisor_core::protocol::{Command, ErrorCode, Response};
-
-use crate::config::Config;
+use crate::config::Flavour;
 use crate::exit::{self, CliError};
 use crate::{Cli, Cmd};
+use reach::Reach;
 
 pub mod check;
 pub mod cleanup;
@@ -15,8 +11,11 @@ pub mod convert;
 pub mod daemonize;
 pub mod exec;
 pub mod front;
+pub mod instances;
 pub mod logs;
 pub mod process;
+pub mod reach;
+pub mod record;
 pub mod reload;
 pub mod servicedir;
 pub mod services;
@@ -46,8 +45,17 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Reload { scan: Some(dir), .. } => return servicedir::reload(&dir),
         Cmd::Convert { file } => return convert::convert(&file),
         Cmd::Shell => return shell::shell(cli.config.as_deref(), &cli.zdaemon),
+        Cmd::List { json } => return instances::list(json),
         command => Cli { command, ..cli },
     };
+    if is_client(&cli.command) {
+        let reach = Reach::resolve(&cli)?;
+        crate::out::detail(&format!("instance {}: socket {}", reach.label, reach.socket.display()));
+        // zdaemon's forms of start, stop, status and restart read the file.
+        if !(reach.flavour == Flavour::Zdaemon && zdaemon::is_zdaemon_form(&cli.command)) {
+            return client(&reach, cli.command);
+        }
+    }
     // The file (or zdaemon's -p), with zdaemon's command-line options.
     let config = match (zdaemon::load(&cli), &cli.command) {
         (Ok(config), _) => config,
@@ -60,24 +68,18 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
     }
     match cli.command {
         Cmd::CheckConfig => {
-            println!("{}: ok ({} services)", path.display(), config.services.len());
+            crate::say!("{}: ok ({} services)", path.display(), config.services.len());
             Ok(exit::OK)
         }
         Cmd::Up { timeout } => process::up(&config, timeout),
         Cmd::Run { ready_fd } => process::run_foreground(config, ready_fd),
-        Cmd::Status { names, json } => status::status(&config, &names, json),
-        Cmd::Start { targets, waiting } => services::change(&config, services::Change::Start, &targets, &waiting),
-        Cmd::Stop { targets, waiting } => services::change(&config, services::Change::Stop, &targets, &waiting),
-        Cmd::Restart { targets, waiting } => services::change(&config, services::Change::Restart, &targets, &waiting),
-        Cmd::Pause { targets } => services::pause_resume(&config, true, &targets),
-        Cmd::Resume { targets } => services::pause_resume(&config, false, &targets),
-        Cmd::Signal { signal, targets } => services::signal(&config, &signal, &targets),
-        Cmd::Shutdown { timeout } => process::shutdown(&config, timeout),
-        Cmd::Reopen { names } => logs::reopen(&config, &names),
-        Cmd::Logtail { name, lines, follow } => logs::logtail(&config, name.as_deref(), lines, follow),
+        Cmd::Logtail { name, lines, follow } => {
+            // `logtail -n N`, as tail's -n: a number given to the global -n.
+            let lines = cli.instance.as_deref().and_then(|n| n.parse().ok()).unwrap_or(lines);
+            logs::logtail(&config, name.as_deref(), lines, follow)
+        }
         Cmd::Cleanup { names } => cleanup::cleanup(&config, &names),
         Cmd::Check(args) => check::check(&config, &args),
-        Cmd::Reload { scan: None, dry_run } => reload::reload(&config, dry_run),
         Cmd::Scan(_)
         | Cmd::Supervise(_)
         | Cmd::Svc(_)
@@ -90,41 +92,56 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Daemonize(_)
         | Cmd::Reload { scan: Some(_), .. }
         | Cmd::Convert { .. }
+        | Cmd::List { .. }
         | Cmd::Shell => unreachable!("handled before the configuration is loaded"),
+        Cmd::Status { .. }
+        | Cmd::Start { .. }
+        | Cmd::Stop { .. }
+        | Cmd::Restart { .. }
+        | Cmd::Pause { .. }
+        | Cmd::Resume { .. }
+        | Cmd::Signal { .. }
+        | Cmd::Shutdown { .. }
+        | Cmd::Reopen { .. }
+        | Cmd::Reload { .. }
+        | Cmd::RepairSocket => unreachable!("client commands, or zdaemon's forms of them"),
         Cmd::Fg { .. } | Cmd::Kill { .. } => unreachable!("handled by zdaemon::dispatch"),
     }
 }
 
-/// Connects to the instance's socket; "not running" maps to `code`.
-pub(crate) fn connect(config: &Config, not_running_code: u8) -> Result<ControlClient, CliError> {
-    let socket = config.socket_path();
-    ControlClient::connect(&socket).map_err(|_| CliError::NotRunning {
-        name: config.name.clone(),
-        socket: socket.display().to_string(),
-        code: not_running_code,
-    })
+/// Whether `command` only talks to a running supervisor (and so needs
+/// only to find it, not a valid file).
+fn is_client(command: &Cmd) -> bool {
+    matches!(
+        command,
+        Cmd::Status { .. }
+            | Cmd::Start { .. }
+            | Cmd::Stop { .. }
+            | Cmd::Restart { .. }
+            | Cmd::Pause { .. }
+            | Cmd::Resume { .. }
+            | Cmd::Signal { .. }
+            | Cmd::Shutdown { .. }
+            | Cmd::Reopen { .. }
+            | Cmd::Reload { scan: None, .. }
+            | Cmd::RepairSocket
+    )
 }
 
-/// One request and its response, with errors mapped for a command whose
-/// "not running" and "unknown service" codes are given.
-pub(crate) fn call(
-    config: &Config,
-    command: Command,
-    timeout: Duration,
-    not_running: u8,
-    unknown: u8,
-) -> Result<Response, CliError> {
-    let mut client = connect(config, not_running)?;
-    let resp = client.call(command, timeout).map_err(|e| match e {
-        ClientError::Timeout(t) => CliError::Failed(format!("no answer from the supervisor within {t:?}")),
-        other => CliError::Failed(other.to_string()),
-    })?;
-    match &resp.error {
-        None => Ok(resp),
-        Some(err) => match err.code {
-            ErrorCode::UnknownService => Err(CliError::UnknownService { message: err.message.clone(), code: unknown }),
-            ErrorCode::BadRequest => Err(CliError::Usage(err.message.clone())),
-            _ => Err(CliError::Failed(err.message.clone())),
-        },
+/// Runs a client command against the instance `reach` found.
+fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
+    match command {
+        Cmd::Status { names, json } => status::status(reach, &names, json),
+        Cmd::Start { targets, waiting } => services::change(reach, services::Change::Start, &targets, &waiting),
+        Cmd::Stop { targets, waiting } => services::change(reach, services::Change::Stop, &targets, &waiting),
+        Cmd::Restart { targets, waiting } => services::change(reach, services::Change::Restart, &targets, &waiting),
+        Cmd::Pause { targets } => services::pause_resume(reach, true, &targets),
+        Cmd::Resume { targets } => services::pause_resume(reach, false, &targets),
+        Cmd::Signal { signal, targets } => services::signal(reach, &signal, &targets),
+        Cmd::Shutdown { timeout } => instances::shutdown(reach, timeout),
+        Cmd::Reopen { names } => logs::reopen(reach, &names),
+        Cmd::Reload { dry_run, .. } => reload::reload(reach, dry_run),
+        Cmd::RepairSocket => instances::repair_socket(reach),
+        other => unreachable!("not a client command: {other:?}"),
     }
 }

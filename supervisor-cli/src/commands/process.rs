@@ -22,6 +22,7 @@ use supervisor_core::PidFile;
 use supervisor_core::{DaemonError, Daemonized, Daemonizer, Notifier};
 use supervisor_core::{Engine, Signal};
 
+use super::record::Record;
 use crate::config::Config;
 use crate::exit::{self, CliError};
 use crate::logger;
@@ -122,7 +123,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
-    let socket_link = try_!(SocketLink::create(&config));
+    let mut socket_link = try_!(SocketLink::create(&config));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",
         config.name,
@@ -143,8 +144,12 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         n.ready();
     }
     let name = config.name.clone();
+    let run_dir = config.run_dir();
+    let mut name_link = NameLink::create(&config);
     // The reloader keeps the one copy of the configuration from now on.
     let mut reloader = super::reload::Reloader::new(config);
+    let mut record = record_of(&reloader);
+    save_record(&record, &run_dir);
     engine.accept_reload();
     while !engine.is_finished() {
         engine.turn(reloader.max_wait()).map_err(|e| (failed(e), None))?;
@@ -154,40 +159,134 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
                 let _ = engine.reopen(None);
             } else if sig == Signal::SIGHUP {
                 reloader.on_hangup(&mut engine);
+            } else if sig == Signal::SIGUSR1 {
+                repair_socket(&mut engine, &mut socket_link, reloader.config());
+                name_link = name_link.or_else(|| NameLink::create(reloader.config()));
+                save_record(&record, &run_dir);
             } else {
                 log::warn!("SIG{} has no meaning for the supervisor; ignored", supervisor_core::signal_name(sig));
             }
         }
         reloader.after_turn(&mut engine);
-        keep_pidfile(&mut pidfile, reloader.config());
+        let remade = keep_pidfile(&mut pidfile, reloader.config());
+        if remade || record.config_stamp != reloader.applied() {
+            record = Record { config_stamp: reloader.applied(), ..record };
+            save_record(&record, &run_dir);
+        }
     }
     engine.run().map_err(|e| (failed(e), None))?;
+    Record::remove(&run_dir);
+    drop(name_link);
     drop(socket_link);
     drop(pidfile);
     log::info!("supervisor {name} exits");
     Ok(exit::OK)
 }
 
+/// The instance record of the supervisor that `reloader` runs.
+fn record_of(reloader: &super::reload::Reloader) -> Record {
+    let config = reloader.config();
+    let file = (!config.overrides.no_file).then(|| fs::canonicalize(&config.path).unwrap_or(config.path.clone()));
+    Record::new(&config.name, config.socket_path(), file, reloader.applied())
+}
+
+fn save_record(record: &Record, run_dir: &std::path::Path) {
+    if let Err(e) = record.save(run_dir) {
+        log::warn!("cannot write the instance record in {}: {e}", run_dir.display());
+    }
+}
+
+/// `SIGUSR1` (`supervisor repair-socket`): binds the control socket again,
+/// and makes the `[supervisor] socket` link again, if they are gone.
+fn repair_socket(engine: &mut Engine, link: &mut Option<SocketLink>, config: &Config) {
+    log::info!("SIGUSR1: making the control socket again where it is gone");
+    if !engine.repair_control_socket() {
+        log::error!("the control socket {} cannot be made again", config.bound_socket_path().display());
+    }
+    if link.as_ref().is_some_and(|l| fs::symlink_metadata(&l.path).is_ok()) {
+        return;
+    }
+    // The old one first: dropping it after would remove the new link.
+    *link = None;
+    match SocketLink::create(config) {
+        Ok(new) => *link = new,
+        Err(e) => log::error!("cannot make the socket link again: {e}"),
+    }
+}
+
+/// A link `ROOT/NAME` to a runtime directory that is not the default one
+/// (`ROOT` being the default runtime root), so that `-n NAME` and `list`
+/// find the instance; removed when the supervisor ends. Made only where
+/// nothing is in the way.
+#[derive(Debug)]
+struct NameLink {
+    path: PathBuf,
+    target: PathBuf,
+}
+
+impl NameLink {
+    fn create(config: &Config) -> Option<NameLink> {
+        let path = crate::config::default_runtime_dir_of(&config.name);
+        if path == config.runtime_dir {
+            return None;
+        }
+        match fs::symlink_metadata(&path) {
+            // A link left by a supervisor that was killed: nobody holds
+            // the pidfile it leads to.
+            Ok(m) if m.file_type().is_symlink() && !held(&path.join("run/supervisor.pid")) => {
+                let _ = fs::remove_file(&path);
+            }
+            Ok(_) => return None,
+            Err(_) => {}
+        }
+        let root = path.parent()?;
+        make_private_dir(root, 0o755).ok()?;
+        match std::os::unix::fs::symlink(&config.runtime_dir, &path) {
+            Ok(()) => Some(NameLink { path, target: config.runtime_dir.clone() }),
+            Err(e) => {
+                log::debug!("cannot link {} to the runtime directory: {e}", path.display());
+                None
+            }
+        }
+    }
+}
+
+fn held(pidfile: &std::path::Path) -> bool {
+    matches!(PidFile::read(pidfile), Ok(supervisor_core::PidState::Held(_)))
+}
+
+impl Drop for NameLink {
+    fn drop(&mut self) {
+        if fs::read_link(&self.path).ok().as_ref() == Some(&self.target) {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// The runtime directory (or the pidfile alone) was removed under the
 /// running supervisor: makes them again, so that `up` still sees that it
-/// runs (the control socket comes back by itself).
-fn keep_pidfile(pidfile: &mut PidFile, config: &Config) {
+/// runs (the control socket comes back by itself). True when it did.
+fn keep_pidfile(pidfile: &mut PidFile, config: &Config) -> bool {
     if pidfile.path().exists() {
-        return;
+        return false;
     }
     log::warn!("{} was removed; making the runtime directory and the pidfile again", pidfile.path().display());
     if let Err(e) = make_runtime_dirs(config) {
         log::error!("cannot make the runtime directory again: {e}");
-        return;
+        return false;
     }
     match PidFile::acquire(&config.pidfile_path()) {
         Ok(new) => *pidfile = new,
         Err(e) => log::error!("cannot make the pidfile again: {e}"),
     }
+    true
 }
 
+/// The pid of the supervisor of `config` when one runs: it answers, or
+/// holds the pidfile without a socket.
 fn ping(config: &Config) -> Option<i32> {
-    let mut client = super::connect(config, exit::NOT_RUNNING).ok()?;
+    let reach = super::reach::Reach::of(config);
+    let Ok(mut client) = reach.connect(exit::NOT_RUNNING) else { return reach.running_pid() };
     let resp = client.call(Command::Ping, Duration::from_secs(5)).ok()?;
     resp.status.map(|s| s.supervisor.pid)
 }
@@ -201,7 +300,7 @@ fn ping(config: &Config) -> Option<i32> {
 /// When the daemon fails (its message), or does not answer in `timeout`.
 pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     if let Some(pid) = ping(config) {
-        println!("supervisor {} is already running (pid {pid})", config.name);
+        crate::say!("supervisor {} is already running (pid {pid})", config.name);
         return Ok(exit::OK);
     }
     if !config.daemon {
@@ -216,13 +315,13 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
         Daemonized::Parent(readiness) => match readiness.wait(timeout) {
             Ok(()) => {
                 let pid = ping(config).map_or_else(|| "?".to_string(), |p| p.to_string());
-                println!("supervisor {} started (pid {pid})", config.name);
+                crate::say!("supervisor {} started (pid {pid})", config.name);
                 Ok(exit::OK)
             }
             Err(e) => {
                 // Lost a race with another `up`: that one serves now.
                 if let Some(pid) = ping(config) {
-                    println!("supervisor {} is already running (pid {pid})", config.name);
+                    crate::say!("supervisor {} is already running (pid {pid})", config.name);
                     return Ok(exit::OK);
                 }
                 let log = config.log_dir().join("supervisor.log");
@@ -247,39 +346,6 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
             std::process::exit(1)
         }
     }
-}
-
-/// `shutdown`: stops everything and returns once the supervisor is gone.
-///
-/// # Errors
-///
-/// When it does not finish within the timeout.
-pub fn shutdown(config: &Config, timeout: Option<Duration>) -> Result<u8, CliError> {
-    let Ok(mut client) = super::connect(config, exit::OK) else {
-        println!("supervisor {} is not running", config.name);
-        return Ok(exit::OK);
-    };
-    let timeout = timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
-    let pid = client.call(Command::Ping, Duration::from_secs(5)).ok().and_then(|r| r.status).map(|s| s.supervisor.pid);
-    let resp = client.call(Command::Shutdown, timeout).map_err(failed)?;
-    if let Some(err) = resp.error {
-        return Err(failed(err.message));
-    }
-    client.wait_closed(Duration::from_secs(10)).map_err(failed)?;
-    // The answer comes once every service is stopped; the process itself
-    // is gone a little later. Return only then, so that `shutdown && up`
-    // never finds it still running.
-    if let Some(pid) = pid {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while supervisor_core::process::is_alive(pid) {
-            if std::time::Instant::now() >= deadline {
-                return Err(failed(format!("the supervisor (pid {pid}) answered the shutdown but did not exit")));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-    println!("supervisor {} stopped", config.name);
-    Ok(exit::OK)
 }
 
 /// The `supervisor` command that `up` runs as the daemon (before its

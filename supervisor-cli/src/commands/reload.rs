@@ -233,8 +233,8 @@ fn summary(report: &ReloadReport) -> String {
 
 /// The metadata that tells a changed file: modification time, size,
 /// inode and device. `None` when the file cannot be examined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stamp {
     mtime: (i64, i64),
     size: u64,
     ino: u64,
@@ -257,7 +257,7 @@ impl Stamp {
     }
 }
 
-fn stamp(path: &Path) -> Option<Stamp> {
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
     Some(Stamp { mtime: (m.mtime(), m.mtime_nsec()), size: m.size(), ino: m.ino(), dev: m.dev() })
 }
@@ -271,6 +271,8 @@ pub struct Reloader {
     /// With `reload = "auto"`: new metadata, and when they were first
     /// seen, while the file settles.
     settling: Option<(Option<Stamp>, Instant)>,
+    /// The file's metadata when the running configuration was read from it.
+    applied: Option<Stamp>,
 }
 
 impl Reloader {
@@ -278,7 +280,15 @@ impl Reloader {
     #[must_use]
     pub fn new(config: Config) -> Reloader {
         let seen = stamp(&config.path);
-        Reloader { current: config, seen, settling: None }
+        Reloader { current: config, seen, settling: None, applied: seen }
+    }
+
+    /// The file's metadata when the running configuration was read from it
+    /// (a rejected file does not change it): a client that finds other
+    /// metadata checks the file for errors.
+    #[must_use]
+    pub(crate) fn applied(&self) -> Option<Stamp> {
+        self.applied
     }
 
     /// The configuration the supervisor runs.
@@ -335,6 +345,7 @@ impl Reloader {
                 report.notes.extend(problems);
                 report.applied = true;
                 self.current = new;
+                self.applied = now;
                 report
             }
         };
@@ -415,8 +426,11 @@ impl Reloader {
 ///
 /// 7 when no supervisor runs, 6 (after printing every error) when the
 /// supervisor found the file invalid, 1 for other failures.
-pub fn reload(config: &Config, dry_run: bool) -> Result<u8, CliError> {
-    let mut client = super::connect(config, exit::NOT_RUNNING)?;
+pub fn reload(reach: &super::reach::Reach, dry_run: bool) -> Result<u8, CliError> {
+    // Not `reach.connect`, which would warn of the file's errors: the
+    // supervisor reports them itself.
+    let mut client = supervisor_core::protocol::ControlClient::connect(&reach.socket)
+        .map_err(|_| reach.unreachable(exit::NOT_RUNNING))?;
     let resp = client.call(Command::Reload { dry_run }, Duration::from_secs(30)).map_err(|e| match e {
         supervisor_core::protocol::ClientError::Timeout(t) => {
             CliError::Failed(format!("no answer from the supervisor within {t:?}"))
@@ -432,7 +446,7 @@ pub fn reload(config: &Config, dry_run: bool) -> Result<u8, CliError> {
             Ok(exit::BAD_CONFIG)
         }
         (Some(report), None) => {
-            print!("{}", render(&report));
+            crate::out::say(&render(&report));
             Ok(exit::OK)
         }
         (_, Some(err)) => Err(CliError::Failed(err.message)),

@@ -203,7 +203,7 @@ pub fn scan(args: &ScanArgs) -> Result<u8, CliError> {
         match unsafe { Daemonizer::new().daemonize() }.map_err(failed)? {
             Daemonized::Parent(readiness) => {
                 readiness.wait(Duration::from_secs(10)).map_err(failed)?;
-                println!("supervisor scan {}: started", dir.display());
+                crate::say!("supervisor scan {}: started", dir.display());
                 return Ok(exit::OK);
             }
             Daemonized::Daemon(n) => Some(n),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use supervisor_core::protocol::{Command, Response, Selection};
 
-use crate::config::Config;
+use super::reach::Reach;
 use crate::exit::{self, CliError};
 use crate::{Targets, Waiting};
 
@@ -26,9 +26,12 @@ fn selection(targets: &Targets) -> Result<Selection, CliError> {
     Ok(if targets.all { Selection::every() } else { Selection::named(targets.names.iter().cloned()) })
 }
 
-/// The default wait: the slowest stop plus start in the configuration.
-fn default_timeout(config: &Config) -> Duration {
-    config.longest_change() + Duration::from_secs(10)
+/// The default wait without `--timeout`: the slowest stop plus start in
+/// the configuration, plus 10 s; 10 minutes when the file is not read
+/// (a stop: the supervisor answers once the processes are gone, which
+/// their `stop_timeout` and `KILL` bound) or cannot be.
+fn default_timeout(config: Option<&crate::config::Config>) -> Duration {
+    config.map_or(Duration::from_secs(600), |c| c.longest_change() + Duration::from_secs(10))
 }
 
 /// Prints per-service failures and turns the response into an exit code.
@@ -48,7 +51,7 @@ fn outcome(resp: &Response, verb: &str) -> u8 {
 /// # Errors
 ///
 /// Usage (no names), not running (7), unknown service (2).
-pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Waiting) -> Result<u8, CliError> {
+pub fn change(reach: &Reach, change: Change, targets: &Targets, waiting: &Waiting) -> Result<u8, CliError> {
     let began = std::time::Instant::now();
     let sel = selection(targets)?;
     let wait = !waiting.no_wait;
@@ -57,15 +60,17 @@ pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Wait
         Change::Stop => Command::Stop { sel, wait },
         Change::Restart => Command::Restart { sel, wait },
     };
-    let timeout = waiting.timeout.unwrap_or_else(|| default_timeout(config));
-    let resp = super::call(config, command, timeout, exit::NOT_RUNNING, exit::USAGE)?;
+    // Starts read the file, for its start tests; a stop does not need it.
+    let config = if change == Change::Stop { None } else { reach.config() };
+    let timeout = waiting.timeout.unwrap_or_else(|| default_timeout(config.as_ref()));
+    let resp = reach.call(command, timeout, exit::NOT_RUNNING, exit::USAGE)?;
     let verb = match change {
         Change::Start => "start",
         Change::Stop => "stop",
         Change::Restart => "restart",
     };
     let code = outcome(&resp, verb);
-    if code == exit::OK && wait && change != Change::Stop {
+    if let (exit::OK, true, Some(config)) = (code, wait, &config) {
         // Then each service's `start_test`, until it passes.
         let names: Vec<String> =
             if targets.all { config.services.iter().map(|s| s.name.clone()).collect() } else { targets.names.clone() };
@@ -79,10 +84,10 @@ pub fn change(config: &Config, change: Change, targets: &Targets, waiting: &Wait
 /// # Errors
 ///
 /// As [`change`].
-pub fn pause_resume(config: &Config, pause: bool, targets: &Targets) -> Result<u8, CliError> {
+pub fn pause_resume(reach: &Reach, pause: bool, targets: &Targets) -> Result<u8, CliError> {
     let sel = selection(targets)?;
     let command = if pause { Command::Pause { sel } } else { Command::Resume { sel } };
-    let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
+    let resp = reach.call(command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
     Ok(outcome(&resp, if pause { "pause" } else { "resume" }))
 }
 
@@ -92,11 +97,11 @@ pub fn pause_resume(config: &Config, pause: bool, targets: &Targets) -> Result<u
 /// # Errors
 ///
 /// As [`change`]; a bad signal name is a usage error.
-pub fn signal(config: &Config, signal: &str, targets: &Targets) -> Result<u8, CliError> {
+pub fn signal(reach: &Reach, signal: &str, targets: &Targets) -> Result<u8, CliError> {
     let sel = selection(targets)?;
     supervisor_core::parse_signal(signal).map_err(CliError::Usage)?;
     let command = Command::Signal { signal: signal.to_string(), sel };
-    let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
+    let resp = reach.call(command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
     let mut code = exit::OK;
     for s in resp.services.iter().flatten() {
         if !s.ok {

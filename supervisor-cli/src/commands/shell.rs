@@ -94,12 +94,12 @@ pub fn shell(config: Option<&Path>, zd: &ZdaemonArgs) -> Result<u8, CliError> {
     let mut lines = io::stdin().lock().lines();
     loop {
         if interactive {
-            print!("{prompt}");
+            crate::out::data(&prompt);
             let _ = io::stdout().flush();
         }
         let Some(line) = lines.next() else {
             if interactive {
-                println!();
+                crate::data!("");
             }
             break;
         };
@@ -140,7 +140,7 @@ fn run_line(config: Option<&Path>, zd: &ZdaemonArgs, words: &[String]) -> u8 {
         Err(e) => {
             let _ = e.print();
             if e.kind() == ErrorKind::DisplayHelp && words.len() == 1 {
-                println!("{SHELL_HELP}");
+                crate::data!("{SHELL_HELP}");
             }
             return if e.use_stderr() { exit::USAGE } else { exit::OK };
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use supervisor_core::protocol::Command;
 use supervisor_core::{ExitStatus, LsbStatus, ServiceStatus, StatusSnapshot};
 
-use crate::config::Config;
+use super::reach::Reach;
 use crate::exit::{self, CliError};
 
 /// The LSB `status` code of one service.
@@ -25,15 +25,15 @@ pub fn combined_code(services: &[ServiceStatus]) -> u8 {
 /// # Errors
 ///
 /// Not running (3), unknown service (4), or a failed call (1).
-pub fn status(config: &Config, names: &[String], json: bool) -> Result<u8, CliError> {
+pub fn status(reach: &Reach, names: &[String], json: bool) -> Result<u8, CliError> {
     let command = Command::Status { names: names.to_vec() };
-    let resp = super::call(config, command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
+    let resp = reach.call(command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
     let snapshot = resp.status.ok_or_else(|| CliError::Failed("the supervisor sent no status".into()))?;
     if json {
         let text = serde_json::to_string_pretty(&snapshot).map_err(|e| CliError::Failed(e.to_string()))?;
-        println!("{text}");
+        crate::data!("{text}");
     } else {
-        print!("{}", table(&snapshot));
+        crate::out::say(&table(&snapshot));
     }
     Ok(combined_code(&snapshot.services))
 }
@@ -59,12 +59,19 @@ pub fn table(snapshot: &StatusSnapshot) -> String {
             last,
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    columns(&rows)
+}
+
+/// Rows in columns two spaces apart, the last one not padded.
+pub fn columns<R: AsRef<[String]>>(rows: &[R]) -> String {
+    let n = rows.first().map_or(0, |r| r.as_ref().len());
+    let widths: Vec<usize> =
+        (0..n).map(|i| rows.iter().map(|r| r.as_ref().get(i).map_or(0, String::len)).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for r in rows {
         let mut line = String::new();
-        for (i, cell) in r.iter().enumerate() {
-            if i == 5 {
+        for (i, cell) in r.as_ref().iter().enumerate() {
+            if i + 1 == n {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[i]));

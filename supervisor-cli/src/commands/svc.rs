@@ -194,7 +194,7 @@ fn raw_svc_args(parsed: &[String]) -> Vec<String> {
 pub fn svc(args: &SvcArgs) -> Result<u8, CliError> {
     let argv = raw_svc_args(&args.args);
     if argv.first().is_some_and(|a| a == "--help") {
-        println!("Usage: supervisor svc -LETTERS... DIR...\n\n{SVC_USAGE}");
+        crate::say!("Usage: supervisor svc -LETTERS... DIR...\n\n{SVC_USAGE}");
         return Ok(exit::OK);
     }
     let (letters, dirs) = match parse_svc(&argv) {

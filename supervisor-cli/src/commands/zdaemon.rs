@@ -93,6 +93,19 @@ pub fn load(cli: &Cli) -> Result<Config, CliError> {
     crate::config::zdaemon::load_with(file.as_deref(), overrides).map_err(CliError::Config)
 }
 
+/// Whether `command` is one that zdaemon's forms change when the file is a
+/// zdaemon configuration (see [`dispatch`]).
+#[must_use]
+pub fn is_zdaemon_form(command: &Cmd) -> bool {
+    match command {
+        Cmd::Fg { .. } | Cmd::Kill { .. } => true,
+        Cmd::Start { targets, .. } | Cmd::Restart { targets, .. } => !targets.all,
+        Cmd::Stop { targets, .. } => targets.names.is_empty() && !targets.all,
+        Cmd::Status { names, json } => !json && names.is_empty(),
+        _ => false,
+    }
+}
+
 /// The commands that zdaemon's forms change: `fg` and `kill` always;
 /// `start`, `restart`, `stop` and `status` without names for a zdaemon
 /// configuration. `None` for the others.
@@ -155,7 +168,7 @@ fn pick<'c>(config: &'c Config, service: Option<&str>) -> Result<&'c Service, Cl
 
 /// The supervisor's pid, when it answers.
 fn supervisor_pid(config: &Config) -> Option<i32> {
-    let mut client = super::connect(config, exit::NOT_RUNNING).ok()?;
+    let mut client = super::reach::Reach::of(config).connect(exit::NOT_RUNNING).ok()?;
     let resp = client.call(Command::Ping, Duration::from_secs(5)).ok()?;
     resp.status.map(|s| s.supervisor.pid)
 }
@@ -163,7 +176,12 @@ fn supervisor_pid(config: &Config) -> Option<i32> {
 /// The status of one service of a running supervisor.
 fn service_status(config: &Config, name: &str) -> Result<ServiceStatus, CliError> {
     let command = Command::Status { names: vec![name.to_owned()] };
-    let resp = super::call(config, command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
+    let resp = super::reach::Reach::of(config).call(
+        command,
+        Duration::from_secs(10),
+        exit::STATUS_STOPPED,
+        exit::STATUS_UNKNOWN,
+    )?;
     let snapshot = resp.status.ok_or_else(|| CliError::Failed("the supervisor sent no status".into()))?;
     snapshot.services.into_iter().find(|s| s.name == name).ok_or_else(|| CliError::UnknownService {
         message: format!("no service named {name:?}"),
@@ -185,7 +203,7 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
     } else if !restart {
         let s = service_status(config, PROGRAM)?;
         if let (ServiceState::Running, Some(pid)) = (s.state, s.pid) {
-            println!("daemon process already running; pid={pid}");
+            crate::say!("daemon process already running; pid={pid}");
             return Ok(exit::OK);
         }
     }
@@ -194,7 +212,7 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
     let command = if restart && running { Command::Restart { sel, wait } } else { Command::Start { sel, wait } };
     let start_timeout = config.extras.get(PROGRAM).map_or(Duration::from_secs(300), |e| e.start_timeout);
     let timeout = waiting.timeout.unwrap_or(start_timeout);
-    let resp = super::call(config, command, timeout, exit::NOT_RUNNING, exit::USAGE)?;
+    let resp = super::reach::Reach::of(config).call(command, timeout, exit::NOT_RUNNING, exit::USAGE)?;
     if let Some(s) = resp.services.iter().flatten().find(|s| !s.ok) {
         eprintln!("supervisor: {}: {}", s.name, s.message.as_deref().unwrap_or(s.state.as_str()));
         return Ok(exit::FAILURE);
@@ -206,14 +224,14 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
         }
     }
     let pid = service_status(config, PROGRAM)?.pid.map_or_else(|| "?".to_owned(), |p| p.to_string());
-    println!("daemon process {}, pid={pid}", if restart { "restarted" } else { "started" });
+    crate::say!("daemon process {}, pid={pid}", if restart { "restarted" } else { "started" });
     Ok(exit::OK)
 }
 
 /// zdaemon's `stop`: the program and the supervisor.
 fn stop(config: &Config, waiting: &Waiting) -> Result<u8, CliError> {
-    let Ok(mut client) = super::connect(config, exit::OK) else {
-        println!("daemon manager not running");
+    let Ok(mut client) = super::reach::Reach::of(config).connect(exit::OK) else {
+        crate::say!("daemon manager not running");
         return Ok(exit::OK);
     };
     let timeout = waiting.timeout.unwrap_or(config.longest_stop() + Duration::from_secs(10));
@@ -231,7 +249,7 @@ fn stop(config: &Config, waiting: &Waiting) -> Result<u8, CliError> {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-    println!("daemon process stopped");
+    crate::say!("daemon process stopped");
     Ok(exit::OK)
 }
 
@@ -240,16 +258,16 @@ fn status(config: &Config) -> Result<u8, CliError> {
     match service_status(config, PROGRAM) {
         Ok(s) => match s.pid {
             Some(pid) if s.state != ServiceState::Stopping => {
-                println!("program running; pid={pid}");
+                crate::say!("program running; pid={pid}");
                 Ok(super::status::lsb_code(&s))
             }
             _ => {
-                println!("daemon manager running; daemon process not running");
+                crate::say!("daemon manager running; daemon process not running");
                 Ok(super::status::lsb_code(&s))
             }
         },
         Err(CliError::NotRunning { .. }) => {
-            println!("daemon manager not running");
+            crate::say!("daemon manager not running");
             Ok(exit::STATUS_STOPPED)
         }
         Err(e) => Err(e),
@@ -266,15 +284,16 @@ fn kill(config: &Config, service: Option<&str>, signal: &str) -> Result<u8, CliE
         other => other,
     })?;
     let command = Command::Signal { signal: signal.to_owned(), sel: Selection::named([name.clone()]) };
-    let resp = super::call(config, command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
+    let resp =
+        super::reach::Reach::of(config).call(command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
     if let Some(s) = resp.services.iter().flatten().find(|s| !s.ok) {
         eprintln!("supervisor: {}: not signalled: {}", s.name, s.message.as_deref().unwrap_or("not running"));
         return Ok(exit::NOT_RUNNING);
     }
     let name = supervisor_core::signal_name(sig);
     match pid.pid {
-        Some(pid) => println!("signal SIG{name} sent to process {pid}"),
-        None => println!("signal SIG{name} sent"),
+        Some(pid) => crate::say!("signal SIG{name} sent to process {pid}"),
+        None => crate::say!("signal SIG{name} sent"),
     }
     Ok(exit::OK)
 }

@@ -32,4 +32,10 @@ pub(crate) trait FrontEnd: Debug + Send {
 
     /// The engine is done: deliver what is pending, for at most `limit`.
     fn close(&mut self, limit: Duration);
+
+    /// Makes what a client needs to reach it again, if it is gone (the
+    /// control socket's file): true when it serves afterwards.
+    fn repair(&mut self) -> bool {
+        true
+    }
 }

@@ -67,7 +67,14 @@ impl ControlClient {
         let req = Request { id: Value::from(id), command };
         let mut line = serde_json::to_vec(&req).map_err(|e| ClientError::Protocol(e.to_string()))?;
         line.push(b'\n');
-        self.send_raw(&line)?;
+        if let Err(e) = self.send_raw(&line) {
+            // A server that refuses a peer writes one error line and
+            // closes: that line, not the broken pipe, is the answer.
+            return match self.read_response(Duration::from_millis(100)) {
+                Ok(resp) if resp.error.is_some() => Ok(resp),
+                _ => Err(e),
+            };
+        }
         loop {
             let resp = self.read_response(timeout)?;
             if resp.id == id || resp.id.is_null() {

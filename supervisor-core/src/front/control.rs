@@ -217,8 +217,9 @@ impl ControlServer {
 
     /// The socket file changed: when it is gone (removed alone, or with the
     /// runtime directory under a running supervisor), binds it again.
-    /// Connected clients keep their connections.
-    fn check_socket(&mut self) {
+    /// Connected clients keep their connections. True when the socket
+    /// serves afterwards.
+    fn check_socket(&mut self) -> bool {
         if let Some(w) = &self.watch {
             while let Ok(events) = w.read_events() {
                 if events.is_empty() {
@@ -227,7 +228,10 @@ impl ControlServer {
             }
         }
         if self.intact() {
-            return;
+            if self.watch.is_none() {
+                self.watch = watch_socket(&self.path);
+            }
+            return true;
         }
         match Self::listen(&self.path, &self.policy) {
             Ok((listener, bound)) => {
@@ -235,12 +239,14 @@ impl ControlServer {
                 self.listener = listener;
                 self.bound = bound;
                 self.watch = watch_socket(&self.path);
+                true
             }
             Err(e) => {
                 // The services go on; the socket stays gone (and said so)
-                // until the supervisor is restarted.
+                // until SIGUSR1 or `repair-socket` tries again.
                 log::error!("control socket {} was removed and cannot be made again: {e}", self.path.display());
                 self.watch = None;
+                false
             }
         }
     }
@@ -361,7 +367,9 @@ impl ControlServer {
                     cred.map_or(-1, |c| i64::from(c.uid())),
                     cred.map_or(-1, |c| i64::from(c.pid()))
                 );
-                let line = Response::error(Value::Null, ErrorCode::PermissionDenied, "permission denied").to_line();
+                let who = cred.map_or_else(|| "a peer of unknown uid".to_owned(), |c| format!("uid {}", c.uid()));
+                let message = format!("permission denied: {who} is not allowed");
+                let line = Response::error(Value::Null, ErrorCode::PermissionDenied, message).to_line();
                 let _ = (&stream).write(&line);
                 continue;
             }
@@ -566,6 +574,10 @@ impl FrontEnd for ControlServer {
 
     fn close(&mut self, limit: Duration) {
         self.flush_all(limit);
+    }
+
+    fn repair(&mut self) -> bool {
+        self.check_socket()
     }
 }
 
