@@ -103,7 +103,12 @@ fn socket_and_name_reach_the_instance_without_a_file() {
     let (code, out, err) = bare(empty.path(), &["list", "--json"], &[]);
     assert_eq!(code, 0, "{err}");
     let list: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    let mine = list.as_array().unwrap().iter().find(|i| i["name"] == name.as_str()).unwrap_or_else(|| panic!("{out}"));
+    let mine = list["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{out}"));
     assert_eq!(mine["pid"], supervisor_pid(&f));
     assert_eq!(mine["config"], fs::canonicalize(&f.config).unwrap().display().to_string());
     let (_, table, _) = bare(empty.path(), &["list"], &[]);

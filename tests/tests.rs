@@ -5,6 +5,7 @@ mod util;
 
 mod cgroups;
 mod cli_exit_codes;
+mod cli_json;
 mod cli_reach;
 mod config_errors;
 mod control_socket;

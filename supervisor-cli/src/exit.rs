@@ -87,6 +87,49 @@ impl CliError {
         }
     }
 
+    /// The error's kind, in JSON documents.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::Usage(_) => "usage",
+            CliError::Config(_) => "bad_config",
+            CliError::NotRunning { .. } => "not_running",
+            CliError::SocketMissing { .. } => "socket_missing",
+            CliError::UnknownService { .. } => "unknown_service",
+            CliError::Failed(_) => "failed",
+        }
+    }
+
+    /// The JSON document of the error that `--json` prints on standard
+    /// output: `ok` (false), `exit_code`, and `error` with its `kind`,
+    /// `message`, and what else it knows (`errors`, `pid`, `socket`).
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        let message = match self {
+            CliError::Config(errors) => match errors.0.first() {
+                Some(first) => format!("{} has {} error(s)", first.path.display(), errors.0.len()),
+                None => "bad configuration".to_owned(),
+            },
+            other => other.to_string(),
+        };
+        let mut doc = error_document(self.exit_code(), self.kind(), &message);
+        let error = &mut doc["error"];
+        match self {
+            CliError::Config(errors) => error["errors"] = serde_json::json!(errors.0),
+            CliError::NotRunning { name, socket, .. } => {
+                error["instance"] = name.as_str().into();
+                error["socket"] = socket.as_str().into();
+            }
+            CliError::SocketMissing { name, pid, socket } => {
+                error["instance"] = name.as_str().into();
+                error["pid"] = (*pid).into();
+                error["socket"] = socket.as_str().into();
+            }
+            _ => {}
+        }
+        doc
+    }
+
     /// Prints the error on standard error.
     pub fn report(&self) {
         match self {
@@ -98,4 +141,10 @@ impl CliError {
             other => eprintln!("supervisor: {other}"),
         }
     }
+}
+
+/// `{"ok": false, "exit_code": CODE, "error": {"kind": KIND, "message": MESSAGE}}`.
+#[must_use]
+pub fn error_document(code: u8, kind: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({ "ok": false, "exit_code": code, "error": { "kind": kind, "message": message } })
 }

@@ -43,6 +43,10 @@ pub struct Cli {
     /// Say more: how the instance was found, on standard error.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// Print one JSON document on standard output, also on failure (with
+    /// the same exit code), for the commands that report (docs/cli.md).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// zdaemon's command-line options (`-p`, `-s`), before the command.
     #[command(flatten)]
     pub zdaemon: commands::zdaemon::ZdaemonArgs,
@@ -98,9 +102,6 @@ pub enum Cmd {
         /// Services to show (all when none).
         #[arg(value_name = "NAME")]
         names: Vec<String>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
     },
     /// Start services and wait until they run.
     Start {
@@ -168,11 +169,7 @@ pub enum Cmd {
     },
     /// List the supervisors running for this user (name, pid, uptime,
     /// socket, configuration file), from the default runtime root.
-    List {
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List,
     /// Make a running supervisor bind its control socket (and its
     /// `[supervisor] socket` link) again where they are gone: sends it
     /// SIGUSR1, found through its pidfile, and waits until it answers.
@@ -279,8 +276,16 @@ fn svc_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 /// Runs the command line of this process and returns its exit code.
 #[must_use]
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse_from(svc_args(std::env::args_os().collect())) {
+    let args = svc_args(std::env::args_os().collect());
+    let json = args.iter().any(|a| a == "--json");
+    let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let _ = e.print();
+            let doc = exit::error_document(exit::USAGE, "usage", &e.kind().to_string());
+            data!("{doc}");
+            return ExitCode::from(exit::USAGE);
+        }
         Err(e) => {
             // zdaemon's default-to-interactive: no command means the shell.
             if let Some(code) = commands::shell::without_command(&e) {
@@ -290,12 +295,22 @@ pub fn run() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
         }
     };
-    out::set_level(cli.quiet, cli.verbose);
+    ExitCode::from(execute(cli))
+}
+
+/// Runs a parsed command line (of this process, or a line of the shell)
+/// with its output options, reports its error, and returns its exit code.
+#[must_use]
+pub fn execute(cli: Cli) -> u8 {
+    out::set_level(cli.quiet, cli.verbose, cli.json);
     match commands::dispatch(cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(e) => {
             e.report();
-            ExitCode::from(e.exit_code())
+            if out::json() {
+                data!("{}", e.to_json());
+            }
+            e.exit_code()
         }
     }
 }

@@ -9,21 +9,35 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 /// 0: `-q`; 1: normal; 2: `-v`.
 static LEVEL: AtomicU8 = AtomicU8::new(1);
+/// `--json`.
+static JSON: AtomicBool = AtomicBool::new(false);
 /// Standard output's reader went away.
 static GONE: AtomicBool = AtomicBool::new(false);
 
-/// Sets the level from `-q` and `-v`.
-pub fn set_level(quiet: bool, verbose: bool) {
-    LEVEL.store(
-        if quiet {
-            0
-        } else if verbose {
-            2
-        } else {
-            1
-        },
-        Ordering::Relaxed,
-    );
+/// Sets the level from `-q` and `-v`, and `--json`.
+pub fn set_level(quiet: bool, verbose: bool, json: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => 0,
+        (false, false) => 1,
+        (false, true) => 2,
+    };
+    LEVEL.store(level, Ordering::Relaxed);
+    JSON.store(json, Ordering::Relaxed);
+}
+
+/// Whether `--json` was given: the command prints one JSON document on
+/// standard output (and its human text nowhere).
+#[must_use]
+pub fn json() -> bool {
+    JSON.load(Ordering::Relaxed)
+}
+
+/// Prints `doc` as the command's JSON document.
+pub fn document(doc: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(doc) {
+        Ok(text) => data(&format!("{text}\n")),
+        Err(e) => eprintln!("supervisor: cannot write JSON: {e}"),
+    }
 }
 
 /// Whether `-q` was given.
@@ -57,9 +71,9 @@ pub fn data(text: &str) {
     }
 }
 
-/// Writes `text` on standard output unless `-q` was given.
+/// Writes `text` on standard output unless `-q` or `--json` was given.
 pub fn say(text: &str) {
-    if !quiet() {
+    if !quiet() && !json() {
         data(text);
     }
 }

@@ -56,6 +56,9 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
     }
     if services.is_empty() {
         crate::say!("no external services in {}", config.path.display());
+        if crate::out::json() {
+            crate::out::document(&serde_json::json!({ "ok": true, "exit_code": 0, "services": [] }));
+        }
         return Ok(exit::OK);
     }
     // The longest a pass can take: four commands (status, stop, start,
@@ -89,12 +92,25 @@ pub fn check(config: &Config, args: &CheckArgs) -> Result<u8, CliError> {
     }
     let status = engine.status();
     let mut all_ok = true;
+    let mut found = Vec::new();
     for s in &status.services {
         let (line, ok) = describe(s, args.dry_run);
         all_ok &= ok;
         crate::say!("{line}");
+        found.push(serde_json::json!({
+            "name": s.name,
+            "ok": ok,
+            "check": s.extra.last_check,
+            "error": s.error,
+            "summary": line,
+        }));
     }
-    Ok(if all_ok { exit::OK } else { exit::FAILURE })
+    let code = if all_ok { exit::OK } else { exit::FAILURE };
+    if crate::out::json() {
+        let doc = serde_json::json!({ "ok": all_ok, "exit_code": code, "dry_run": args.dry_run, "services": found });
+        crate::out::document(&doc);
+    }
+    Ok(code)
 }
 
 /// One line: what the pass found, did and left, and whether that is as

@@ -154,11 +154,11 @@ fn running() -> Vec<Listed> {
 ///
 /// # Errors
 ///
-/// Only when the JSON cannot be made.
-pub fn list(json: bool) -> Result<u8, CliError> {
+/// None so far; the signature is the commands' own.
+pub fn list() -> Result<u8, CliError> {
     let found = running();
-    if json {
-        crate::data!("{}", serde_json::to_string_pretty(&found).map_err(failed)?);
+    if crate::out::json() {
+        crate::out::document(&serde_json::json!({ "ok": true, "instances": found }));
         return Ok(exit::OK);
     }
     let mut rows = vec![["NAME", "PID", "UPTIME", "SOCKET", "CONFIG"].map(String::from)];

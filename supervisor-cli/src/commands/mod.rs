@@ -45,7 +45,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Reload { scan: Some(dir), .. } => return servicedir::reload(&dir),
         Cmd::Convert { file } => return convert::convert(&file),
         Cmd::Shell => return shell::shell(cli.config.as_deref(), &cli.zdaemon),
-        Cmd::List { json } => return instances::list(json),
+        Cmd::List => return instances::list(),
         command => Cli { command, ..cli },
     };
     if is_client(&cli.command) {
@@ -68,6 +68,10 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
     }
     match cli.command {
         Cmd::CheckConfig => {
+            if crate::out::json() {
+                let doc = serde_json::json!({ "ok": true, "file": path, "services": config.services.len() });
+                crate::out::document(&doc);
+            }
             crate::say!("{}: ok ({} services)", path.display(), config.services.len());
             Ok(exit::OK)
         }
@@ -92,7 +96,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Daemonize(_)
         | Cmd::Reload { scan: Some(_), .. }
         | Cmd::Convert { .. }
-        | Cmd::List { .. }
+        | Cmd::List
         | Cmd::Shell => unreachable!("handled before the configuration is loaded"),
         Cmd::Status { .. }
         | Cmd::Start { .. }
@@ -131,7 +135,7 @@ fn is_client(command: &Cmd) -> bool {
 /// Runs a client command against the instance `reach` found.
 fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
     match command {
-        Cmd::Status { names, json } => status::status(reach, &names, json),
+        Cmd::Status { names } => status::status(reach, &names),
         Cmd::Start { targets, waiting } => services::change(reach, services::Change::Start, &targets, &waiting),
         Cmd::Stop { targets, waiting } => services::change(reach, services::Change::Stop, &targets, &waiting),
         Cmd::Restart { targets, waiting } => services::change(reach, services::Change::Restart, &targets, &waiting),

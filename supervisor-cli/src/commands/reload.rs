@@ -437,16 +437,25 @@ pub fn reload(reach: &super::reach::Reach, dry_run: bool) -> Result<u8, CliError
         }
         other => CliError::Failed(other.to_string()),
     })?;
+    let document = |report: &ReloadReport, code: u8| {
+        if crate::out::json() {
+            let doc =
+                serde_json::json!({ "ok": code == exit::OK, "exit_code": code, "dry_run": dry_run, "reload": report });
+            crate::out::document(&doc);
+        }
+    };
     match (resp.reload, resp.error) {
         (Some(report), _) if !report.errors.is_empty() => {
             for e in &report.errors {
                 eprintln!("error: {e}");
             }
             eprintln!("supervisor: {}: not reloaded; the running configuration is unchanged", report.path);
+            document(&report, exit::BAD_CONFIG);
             Ok(exit::BAD_CONFIG)
         }
         (Some(report), None) => {
             crate::out::say(&render(&report));
+            document(&report, exit::OK);
             Ok(exit::OK)
         }
         (_, Some(err)) => Err(CliError::Failed(err.message)),

@@ -34,6 +34,17 @@ fn default_timeout(config: Option<&crate::config::Config>) -> Duration {
     config.map_or(Duration::from_secs(600), |c| c.longest_change() + Duration::from_secs(10))
 }
 
+/// With `--json`, the command's document: `ok`, `exit_code`, `command`,
+/// and the answer for each service (`name`, `state`, `ok`, `message`).
+fn document(resp: &Response, verb: &str, code: u8) {
+    if crate::out::json() {
+        let services = resp.services.clone().unwrap_or_default();
+        let doc =
+            serde_json::json!({ "ok": code == exit::OK, "exit_code": code, "command": verb, "services": services });
+        crate::out::document(&doc);
+    }
+}
+
 /// Prints per-service failures and turns the response into an exit code.
 fn outcome(resp: &Response, verb: &str) -> u8 {
     let mut code = exit::OK;
@@ -69,13 +80,14 @@ pub fn change(reach: &Reach, change: Change, targets: &Targets, waiting: &Waitin
         Change::Stop => "stop",
         Change::Restart => "restart",
     };
-    let code = outcome(&resp, verb);
+    let mut code = outcome(&resp, verb);
     if let (exit::OK, true, Some(config)) = (code, wait, &config) {
         // Then each service's `start_test`, until it passes.
         let names: Vec<String> =
             if targets.all { config.services.iter().map(|s| s.name.clone()).collect() } else { targets.names.clone() };
-        return super::zdaemon::run_start_tests(config, &names, began);
+        code = super::zdaemon::run_start_tests(config, &names, began)?;
     }
+    document(&resp, verb, code);
     Ok(code)
 }
 
@@ -88,7 +100,10 @@ pub fn pause_resume(reach: &Reach, pause: bool, targets: &Targets) -> Result<u8,
     let sel = selection(targets)?;
     let command = if pause { Command::Pause { sel } } else { Command::Resume { sel } };
     let resp = reach.call(command, Duration::from_secs(10), exit::NOT_RUNNING, exit::USAGE)?;
-    Ok(outcome(&resp, if pause { "pause" } else { "resume" }))
+    let verb = if pause { "pause" } else { "resume" };
+    let code = outcome(&resp, verb);
+    document(&resp, verb, code);
+    Ok(code)
 }
 
 /// `signal SIG NAME...`: 0 when every service had a process to signal, 7
@@ -109,5 +124,6 @@ pub fn signal(reach: &Reach, signal: &str, targets: &Targets) -> Result<u8, CliE
             code = exit::NOT_RUNNING;
         }
     }
+    document(&resp, "signal", code);
     Ok(code)
 }

@@ -149,13 +149,7 @@ fn run_line(config: Option<&Path>, zd: &ZdaemonArgs, words: &[String]) -> u8 {
         eprintln!("supervisor: already in the shell");
         return exit::USAGE;
     }
-    match super::dispatch(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            e.report();
-            e.exit_code()
-        }
-    }
+    crate::execute(cli)
 }
 
 #[cfg(test)]

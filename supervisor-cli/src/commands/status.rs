@@ -25,13 +25,12 @@ pub fn combined_code(services: &[ServiceStatus]) -> u8 {
 /// # Errors
 ///
 /// Not running (3), unknown service (4), or a failed call (1).
-pub fn status(reach: &Reach, names: &[String], json: bool) -> Result<u8, CliError> {
+pub fn status(reach: &Reach, names: &[String]) -> Result<u8, CliError> {
     let command = Command::Status { names: names.to_vec() };
     let resp = reach.call(command, Duration::from_secs(10), exit::STATUS_STOPPED, exit::STATUS_UNKNOWN)?;
     let snapshot = resp.status.ok_or_else(|| CliError::Failed("the supervisor sent no status".into()))?;
-    if json {
-        let text = serde_json::to_string_pretty(&snapshot).map_err(|e| CliError::Failed(e.to_string()))?;
-        crate::data!("{text}");
+    if crate::out::json() {
+        crate::out::document(&snapshot);
     } else {
         crate::out::say(&table(&snapshot));
     }

@@ -57,9 +57,6 @@ pub struct SvstatArgs {
     /// The service directories.
     #[arg(required = true)]
     pub dirs: Vec<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The text daemontools' `error_str` gives an errno, which `svc` and
@@ -377,7 +374,7 @@ impl SvstatJson {
 pub fn svstat(args: &SvstatArgs) -> Result<u8, CliError> {
     let probes: Vec<(&Path, Probe)> = args.dirs.iter().map(|d| (d.as_path(), probe(d))).collect();
     let mut out = io::stdout().lock();
-    if args.json {
+    if crate::out::json() {
         let list: Vec<SvstatJson> = probes.iter().map(|(d, p)| SvstatJson::new(d, p)).collect();
         let text = serde_json::to_string_pretty(&list).map_err(|e| CliError::Failed(e.to_string()))?;
         let _ = writeln!(out, "{text}");

@@ -101,7 +101,7 @@ pub fn is_zdaemon_form(command: &Cmd) -> bool {
         Cmd::Fg { .. } | Cmd::Kill { .. } => true,
         Cmd::Start { targets, .. } | Cmd::Restart { targets, .. } => !targets.all,
         Cmd::Stop { targets, .. } => targets.names.is_empty() && !targets.all,
-        Cmd::Status { names, json } => !json && names.is_empty(),
+        Cmd::Status { names } => !crate::out::json() && names.is_empty(),
         _ => false,
     }
 }
@@ -125,7 +125,7 @@ pub fn dispatch(config: &Config, command: &Cmd) -> Result<Option<u8>, CliError> 
             start(&with_args(config, &targets.names), waiting, true)?
         }
         Cmd::Stop { targets, waiting } if zd && targets.names.is_empty() && !targets.all => stop(config, waiting)?,
-        Cmd::Status { names, json: false } if zd && names.is_empty() => status(config)?,
+        Cmd::Status { names } if zd && names.is_empty() && !crate::out::json() => status(config)?,
         _ => return Ok(None),
     };
     Ok(Some(code))

@@ -4,10 +4,12 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One problem in a configuration file.
-#[derive(Debug, Clone, PartialEq)]
+/// One problem in a configuration file (in JSON: `file`, `line`,
+/// `column`, `service`, `key`, `message`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ConfigError {
     /// The configuration file.
+    #[serde(rename = "file")]
     pub path: PathBuf,
     /// 1-based line of the offending text, when it has one.
     pub line: Option<usize>,
