@@ -4,6 +4,7 @@
 mod util;
 
 mod cgroups;
+mod cli_events;
 mod cli_exit_codes;
 mod cli_json;
 mod cli_reach;

@@ -141,6 +141,16 @@ pub enum Cmd {
         #[command(flatten)]
         targets: Targets,
     },
+    /// Follow state changes live, one line each (JSON lines with
+    /// `--json`), until interrupted; ends when the supervisor goes away.
+    Events {
+        /// The services (or groups) to follow (all when none).
+        #[arg(value_name = "NAME")]
+        names: Vec<String>,
+        /// First the changes since the supervisor started (its last 1024).
+        #[arg(long)]
+        since_start: bool,
+    },
     /// Stop all services and the supervisor; return once it is gone.
     Shutdown {
         /// How long to wait.

@@ -9,6 +9,7 @@ pub mod check;
 pub mod cleanup;
 pub mod convert;
 pub mod daemonize;
+pub mod events;
 pub mod exec;
 pub mod front;
 pub mod instances;
@@ -108,7 +109,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Shutdown { .. }
         | Cmd::Reopen { .. }
         | Cmd::Reload { .. }
-        | Cmd::RepairSocket => unreachable!("client commands, or zdaemon's forms of them"),
+        | Cmd::RepairSocket
+        | Cmd::Events { .. } => unreachable!("client commands, or zdaemon's forms of them"),
         Cmd::Fg { .. } | Cmd::Kill { .. } => unreachable!("handled by zdaemon::dispatch"),
     }
 }
@@ -129,6 +131,7 @@ fn is_client(command: &Cmd) -> bool {
             | Cmd::Reopen { .. }
             | Cmd::Reload { scan: None, .. }
             | Cmd::RepairSocket
+            | Cmd::Events { .. }
     )
 }
 
@@ -146,6 +149,7 @@ fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
         Cmd::Reopen { names } => logs::reopen(reach, &names),
         Cmd::Reload { dry_run, .. } => reload::reload(reach, dry_run),
         Cmd::RepairSocket => instances::repair_socket(reach),
+        Cmd::Events { names, since_start } => events::events(reach, names, since_start),
         other => unreachable!("not a client command: {other:?}"),
     }
 }

@@ -171,13 +171,28 @@ impl Reach {
         not_running: u8,
         unknown: u8,
     ) -> Result<Response, CliError> {
+        self.open(command, timeout, not_running, unknown).map(|(_, resp)| resp)
+    }
+
+    /// As [`Reach::call`], keeping the connection (for a stream).
+    ///
+    /// # Errors
+    ///
+    /// As [`Reach::call`].
+    pub fn open(
+        &self,
+        command: Command,
+        timeout: Duration,
+        not_running: u8,
+        unknown: u8,
+    ) -> Result<(ControlClient, Response), CliError> {
         let mut client = self.connect(not_running)?;
         let resp = client.call(command, timeout).map_err(|e| match e {
             ClientError::Timeout(t) => CliError::Failed(format!("no answer from the supervisor within {t:?}")),
             other => CliError::Failed(other.to_string()),
         })?;
         match &resp.error {
-            None => Ok(resp),
+            None => Ok((client, resp)),
             Some(err) => Err(match err.code {
                 ErrorCode::UnknownService => CliError::UnknownService { message: err.message.clone(), code: unknown },
                 ErrorCode::BadRequest => CliError::Usage(err.message.clone()),

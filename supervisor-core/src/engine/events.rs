@@ -1,10 +1,17 @@
 //! State-change events for subscribers: one per transition, in order,
-//! through bounded channels that never block the engine.
+//! through bounded channels that never block the engine, and to control
+//! clients that asked for `events`; the last [`EVENT_HISTORY`] are kept
+//! for `events --since-start`.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::time::SystemTime;
 
+use serde_json::Value;
+
+use super::frontend::ClientId;
 use super::Engine;
+use crate::model::protocol::{Event, Response, EVENT_HISTORY};
 use crate::model::{ExitStatus, ServiceState};
 
 /// How many events wait for a slow subscriber before new ones are dropped
@@ -30,14 +37,54 @@ pub struct StateChange {
     pub exit: Option<ExitStatus>,
     /// When (wall clock).
     pub at: SystemTime,
+    /// The change's number, from 1 at the engine's start, without gaps.
+    pub seq: u64,
 }
 
-/// The subscribers and what they missed.
+impl StateChange {
+    /// The change as the control protocol streams it.
+    #[must_use]
+    pub fn to_event(&self) -> Event {
+        let time = self.at.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        Event {
+            seq: self.seq,
+            service: self.service.clone(),
+            from: self.from,
+            to: self.to,
+            pid: self.pid,
+            exit: self.exit,
+            time,
+        }
+    }
+}
+
+/// A control client that follows the changes (`events`).
+#[derive(Debug)]
+struct Watcher {
+    client: ClientId,
+    /// Its request's id, repeated on every line.
+    id: Value,
+    /// The services it follows; `None` for all.
+    names: Option<Vec<String>>,
+}
+
+impl Watcher {
+    fn wants(&self, change: &StateChange) -> bool {
+        self.names.as_ref().is_none_or(|n| n.contains(&change.service))
+    }
+}
+
+/// The subscribers, what they missed, and the recent changes.
 #[derive(Debug, Default)]
 pub(super) struct Subscribers {
     senders: Vec<SyncSender<StateChange>>,
+    watchers: Vec<Watcher>,
     /// Events not delivered because a subscriber's backlog was full.
     pub(super) dropped: u64,
+    /// The number of the last change.
+    seq: u64,
+    /// The last [`EVENT_HISTORY`] changes.
+    history: VecDeque<StateChange>,
 }
 
 impl Subscribers {
@@ -45,9 +92,17 @@ impl Subscribers {
         self.senders.push(tx);
     }
 
-    /// Whether anybody listens (so that no event is built for nobody).
+    /// Whether a channel subscriber listens.
     pub(super) fn any(&self) -> bool {
         !self.senders.is_empty()
+    }
+
+    /// Keeps `change` in the history.
+    fn remember(&mut self, change: StateChange) {
+        if self.history.len() == EVENT_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back(change);
     }
 
     /// Hands `change` to every subscriber; forgets those that hung up.
@@ -91,10 +146,8 @@ impl Engine {
         exit: Option<ExitStatus>,
         old_pid: Option<i32>,
     ) {
-        if !self.events.any() {
-            return;
-        }
         let s = &self.slots[idx];
+        self.events.seq += 1;
         let change = StateChange {
             service: s.svc.name.clone(),
             from,
@@ -102,8 +155,43 @@ impl Engine {
             pid: s.leader.or(old_pid),
             exit,
             at: SystemTime::now(),
+            seq: self.events.seq,
         };
-        self.events.send(&change);
+        if self.events.any() {
+            self.events.send(&change);
+        }
+        if !self.events.watchers.is_empty() {
+            let mut watchers = std::mem::take(&mut self.events.watchers);
+            watchers.retain(|w| !w.wants(&change) || self.stream_to(w, &change));
+            self.events.watchers = watchers;
+        }
+        self.events.remember(change);
+    }
+
+    /// Sends `change` to a watcher; false when it is gone.
+    fn stream_to(&mut self, w: &Watcher, change: &StateChange) -> bool {
+        let line = Response::with_event(w.id.clone(), change.to_event());
+        self.control.as_mut().is_some_and(|c| c.stream(w.client, &line))
+    }
+
+    /// `events`: control client `client` follows the changes of `names`
+    /// (all when `None`) from now on, after those kept since the start
+    /// when `since_start`; answered at once.
+    pub(super) fn watch(&mut self, client: ClientId, id: Value, names: Option<Vec<String>>, since_start: bool) {
+        let w = Watcher { client, id, names };
+        let acked = self.control.as_mut().is_some_and(|c| c.stream(client, &Response::ok(w.id.clone())));
+        if !acked {
+            return;
+        }
+        if since_start {
+            let past: Vec<StateChange> = self.events.history.iter().filter(|c| w.wants(c)).cloned().collect();
+            for change in &past {
+                if !self.stream_to(&w, change) {
+                    return;
+                }
+            }
+        }
+        self.events.watchers.push(w);
     }
 }
 
@@ -119,6 +207,7 @@ mod tests {
             pid: None,
             exit: None,
             at: SystemTime::UNIX_EPOCH,
+            seq: u64::from(n) + 1,
         }
     }
 
@@ -145,5 +234,30 @@ mod tests {
         subs.send(&change(0));
         assert!(!subs.any());
         assert_eq!(subs.dropped, 0);
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    #[test]
+    fn the_history_keeps_the_last_changes() {
+        let mut subs = Subscribers::default();
+        for n in 0..EVENT_HISTORY as u64 + 10 {
+            let mut c = StateChange {
+                service: "s".into(),
+                from: ServiceState::Stopped,
+                to: ServiceState::Starting,
+                pid: None,
+                exit: None,
+                at: SystemTime::UNIX_EPOCH,
+                seq: 0,
+            };
+            c.seq = n + 1;
+            subs.remember(c);
+        }
+        assert_eq!(subs.history.len(), EVENT_HISTORY);
+        assert_eq!(subs.history.front().map(|c| c.seq), Some(11));
     }
 }

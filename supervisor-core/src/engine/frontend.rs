@@ -33,6 +33,13 @@ pub(crate) trait FrontEnd: Debug + Send {
     /// The engine is done: deliver what is pending, for at most `limit`.
     fn close(&mut self, limit: Duration);
 
+    /// One more line of a stream to `client` (`events`), which stays
+    /// open; false when the client is gone (or was dropped for not
+    /// reading).
+    fn stream(&mut self, _client: ClientId, _line: &Response) -> bool {
+        false
+    }
+
     /// Makes what a client needs to reach it again, if it is gone (the
     /// control socket's file): true when it serves afterwards.
     fn repair(&mut self) -> bool {

@@ -118,6 +118,22 @@ impl Engine {
                 }
                 return;
             }
+            Command::Events { names, since_start } => {
+                let ReplyTo::Socket(client) = to else {
+                    let msg = "events are streamed over the control socket; a Handle subscribes with Handle::subscribe";
+                    return reply(self, Response::error(Value::Null, ErrorCode::BadRequest, msg));
+                };
+                let names = if names.is_empty() {
+                    None
+                } else {
+                    match self.resolve(&Selection::named(names)) {
+                        Ok(idxs) => Some(idxs.into_iter().map(|i| self.slots[i].svc.name.clone()).collect()),
+                        Err(e) => return reply(self, *e),
+                    }
+                };
+                self.watch(client, id, names, since_start);
+                return;
+            }
             Command::Shutdown => {
                 if self.finished {
                     // Asked again after the end: the answer is the same.

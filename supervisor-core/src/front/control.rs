@@ -54,6 +54,9 @@ struct Client {
     /// When the request line in `input` began, while it is incomplete.
     partial_since: Option<Instant>,
     closing: bool,
+    /// It follows `events`: its request stays in flight, and it goes as
+    /// soon as it hangs up.
+    streaming: bool,
     /// What its descriptor is watched for in the clients' epoll set.
     watched: u32,
 }
@@ -391,6 +394,7 @@ impl ControlServer {
                     last_active: now,
                     partial_since: None,
                     closing: false,
+                    streaming: false,
                     watched: libc::EPOLLIN as u32,
                 },
             );
@@ -448,7 +452,7 @@ impl ControlServer {
         if eof {
             // Half-closed: answer what is in flight, then drop.
             c.closing = true;
-            if c.in_flight == 0 && c.output.is_empty() {
+            if c.streaming || (c.in_flight == 0 && c.output.is_empty()) {
                 self.clients.remove(&id);
             }
         }
@@ -503,6 +507,17 @@ impl ControlServer {
         c.in_flight = c.in_flight.saturating_sub(1);
         c.output.extend(response.to_line());
         self.flush(id);
+    }
+
+    /// Queues one line of a stream (`events`) to a client, whose request
+    /// stays in flight; false when it is gone or has not read the
+    /// [`MAX_OUTPUT`] bytes already queued (it is dropped then).
+    fn stream(&mut self, id: ClientId, response: &Response) -> bool {
+        let Some(c) = self.clients.get_mut(&id) else { return false };
+        c.streaming = true;
+        c.output.extend(response.to_line());
+        self.flush(id);
+        self.clients.contains_key(&id)
     }
 
     fn flush(&mut self, id: ClientId) {
@@ -578,6 +593,10 @@ impl FrontEnd for ControlServer {
 
     fn repair(&mut self) -> bool {
         self.check_socket()
+    }
+
+    fn stream(&mut self, client: ClientId, line: &Response) -> bool {
+        ControlServer::stream(self, client, line)
     }
 }
 

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::model::{ServiceState, StatusSnapshot};
+use crate::model::{ExitStatus, ServiceState, StatusSnapshot};
 
 /// The longest request line the server accepts, in bytes.
 pub const MAX_REQUEST: usize = 64 * 1024;
@@ -140,6 +140,46 @@ pub enum Command {
     /// Stop every service, then the supervisor. Answered once all are
     /// stopped, just before the supervisor exits.
     Shutdown,
+    /// Follow state changes: answered at once (`ok`), then one line per
+    /// change, each a response with the same id and an [`Event`], until the
+    /// client closes the connection or the supervisor exits. Over the
+    /// control socket only.
+    Events {
+        /// The services (or groups) to follow; empty means all.
+        #[serde(default)]
+        names: Vec<String>,
+        /// First the changes since the supervisor started (at most the last
+        /// [`EVENT_HISTORY`]).
+        #[serde(default, skip_serializing_if = "is_false")]
+        since_start: bool,
+    },
+}
+
+/// How many past state changes the supervisor keeps for `events
+/// --since-start`.
+pub const EVENT_HISTORY: usize = 1024;
+
+/// One state change, as `events` streams it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Event {
+    /// The change's number, from 1 at the supervisor's start, without gaps:
+    /// a gap in what a client got means it missed changes.
+    pub seq: u64,
+    /// The service.
+    pub service: String,
+    /// The state before.
+    pub from: ServiceState,
+    /// The state after.
+    pub to: ServiceState,
+    /// Its main process (see [`StateChange::pid`](crate::StateChange::pid)).
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// How that process ended, when its end caused the change.
+    #[serde(default)]
+    pub exit: Option<ExitStatus>,
+    /// When, in seconds since the Unix epoch.
+    pub time: f64,
 }
 
 /// A request: a command and the id its response will carry.
@@ -222,6 +262,9 @@ pub struct Response {
     /// For `reload`: the plan, or the errors of the file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload: Option<ReloadReport>,
+    /// For `events`: one state change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
 }
 
 /// What a reload does to one service.
@@ -305,27 +348,42 @@ impl Response {
             status: None,
             services: None,
             reload: None,
+            event: None,
         }
     }
 
     /// A success with a status snapshot.
     #[must_use]
     pub fn with_status(id: Value, status: StatusSnapshot) -> Response {
-        Response { id, ok: true, error: None, status: Some(status), services: None, reload: None }
+        Response { id, ok: true, error: None, status: Some(status), services: None, reload: None, event: None }
     }
 
     /// An answer about services: ok when every one is.
     #[must_use]
     pub fn with_services(id: Value, services: Vec<ServiceResult>) -> Response {
         let ok = services.iter().all(|s| s.ok);
-        Response { id, ok, error: None, status: None, services: Some(services), reload: None }
+        Response { id, ok, error: None, status: None, services: Some(services), reload: None, event: None }
+    }
+
+    /// A plain success (the first answer to `events`).
+    #[must_use]
+    pub fn ok(id: Value) -> Response {
+        Response { id, ok: true, error: None, status: None, services: None, reload: None, event: None }
+    }
+
+    /// One line of an `events` stream.
+    #[must_use]
+    pub fn with_event(id: Value, event: Event) -> Response {
+        Response { id, ok: true, error: None, status: None, services: None, reload: None, event: Some(event) }
     }
 
     /// The answer to `reload`: ok unless the file had errors.
     #[must_use]
     pub fn with_reload(id: Value, report: ReloadReport) -> Response {
         if report.errors.is_empty() {
-            return Response { id, ok: true, error: None, status: None, services: None, reload: Some(report) };
+            let mut r = Response::ok(id);
+            r.reload = Some(report);
+            return r;
         }
         let n = report.errors.len();
         let message = format!(

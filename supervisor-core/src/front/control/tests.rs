@@ -11,6 +11,7 @@ fn client() -> (Client, UnixStream) {
         last_active: Instant::now(),
         partial_since: None,
         closing: false,
+        streaming: false,
         watched: 0,
     };
     (c, theirs)
