@@ -23,10 +23,12 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::Value;
 
 use crate::engine::{ClientId, Engine, EngineError, FrontEnd};
-use crate::model::protocol::{parse_request, ErrorCode, Request, Response, MAX_REQUEST};
+use crate::model::protocol::{ErrorCode, Request, Response};
 use crate::os::runtime_dir::make_private_dir;
+use conn::Client;
 
 mod access;
+mod conn;
 
 pub use access::AccessPolicy;
 
@@ -42,58 +44,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a client may take to finish a request line it began: a client
 /// that sends a byte now and then cannot hold its place.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-
-#[derive(Debug)]
-struct Client {
-    stream: UnixStream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    skipping: bool,
-    in_flight: usize,
-    last_active: Instant,
-    /// When the request line in `input` began, while it is incomplete.
-    partial_since: Option<Instant>,
-    closing: bool,
-    /// It follows `events`: its request stays in flight, and it goes as
-    /// soon as it hangs up.
-    streaming: bool,
-    /// What its descriptor is watched for in the clients' epoll set.
-    watched: u32,
-}
-
-impl Client {
-    /// What its descriptor should be watched for: input unless it is
-    /// closing, room to write while an answer waits.
-    fn wanted(&self) -> u32 {
-        let mut ev = 0;
-        if !self.closing {
-            ev |= libc::EPOLLIN as u32;
-        }
-        if !self.output.is_empty() {
-            ev |= libc::EPOLLOUT as u32;
-        }
-        ev
-    }
-}
-
-impl Client {
-    /// When it must be dropped, if nothing changes: an incomplete request
-    /// must be finished in time, an idle client goes after a while; one
-    /// that waits for answers stays.
-    fn deadline(&self) -> Option<Instant> {
-        if self.in_flight > 0 {
-            return None;
-        }
-        let idle = self.last_active + IDLE_TIMEOUT;
-        Some(self.partial_since.map_or(idle, |t| (t + REQUEST_TIMEOUT).min(idle)))
-    }
-
-    /// Whether it may be dropped to make room: nothing of its own is
-    /// pending (no request in flight, no answer to deliver).
-    fn evictable(&self) -> bool {
-        self.in_flight == 0 && self.output.is_empty()
-    }
-}
 
 /// The listening side.
 #[derive(Debug)]
@@ -437,7 +387,7 @@ impl ControlServer {
                     c.last_active = now;
                     let seen = c.input.len();
                     c.input.extend_from_slice(&buf[..n]);
-                    Self::split_lines(id, c, seen, requests);
+                    c.split_lines(id, seen, requests);
                     c.partial_since =
                         if c.input.is_empty() && !c.skipping { None } else { c.partial_since.or(Some(now)) };
                 }
@@ -455,48 +405,6 @@ impl ControlServer {
             if c.streaming || (c.in_flight == 0 && c.output.is_empty()) {
                 self.clients.remove(&id);
             }
-        }
-    }
-
-    /// Takes the whole lines out of a client's input, of which the first
-    /// `seen` bytes are known to hold no newline. Each byte is searched
-    /// once, and the input is shifted once per read, not once per line: a
-    /// line that comes a byte at a time, or many lines in one read, cost
-    /// time in proportion to their length (both were quadratic).
-    fn split_lines(id: ClientId, c: &mut Client, seen: usize, requests: &mut Vec<(ClientId, Request)>) {
-        // The input before `start` is taken; none before `from` is a newline.
-        let (mut start, mut from) = (0, seen.min(c.input.len()));
-        while let Some(pos) = c.input[from..].iter().position(|b| *b == b'\n').map(|p| p + from) {
-            let line = c.input[start..pos].to_vec();
-            (start, from) = (pos + 1, pos + 1);
-            if std::mem::take(&mut c.skipping) || line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            if line.len() > MAX_REQUEST {
-                let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
-                c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
-                continue;
-            }
-            match parse_request(&line) {
-                Ok(req) if c.in_flight >= MAX_IN_FLIGHT => {
-                    let r = Response::error(req.id, ErrorCode::Busy, "too many requests in flight");
-                    c.output.extend(r.to_line());
-                }
-                Ok(req) => {
-                    c.in_flight += 1;
-                    requests.push((id, req));
-                }
-                Err(resp) => c.output.extend(resp.to_line()),
-            }
-        }
-        c.input.drain(..start);
-        if c.input.len() > MAX_REQUEST {
-            if !c.skipping {
-                let msg = format!("request too large (limit {MAX_REQUEST} bytes)");
-                c.output.extend(Response::error(Value::Null, ErrorCode::TooLarge, msg).to_line());
-            }
-            c.skipping = true;
-            c.input.clear();
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::protocol::MAX_REQUEST;
 
 fn client() -> (Client, UnixStream) {
     let (ours, theirs) = UnixStream::pair().unwrap();
@@ -23,7 +24,7 @@ fn feed(c: &mut Client, bytes: &[u8], piece: usize) -> Vec<Request> {
     for chunk in bytes.chunks(piece) {
         let seen = c.input.len();
         c.input.extend_from_slice(chunk);
-        ControlServer::split_lines(ClientId::default(), c, seen, &mut requests);
+        c.split_lines(ClientId::default(), seen, &mut requests);
     }
     requests.into_iter().map(|(_, r)| r).collect()
 }
