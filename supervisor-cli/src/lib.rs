@@ -177,6 +177,19 @@ pub enum Cmd {
         #[arg(short, long)]
         follow: bool,
     },
+    /// Print a shell completion script (bash, zsh or fish) on standard
+    /// output.
+    Completions {
+        /// The shell.
+        shell: commands::reference::Shell,
+    },
+    /// Print the man page `supervisor(1)`; with `--dir DIR`, write it and
+    /// one page per subcommand (`supervisor-status.1`, ...) into DIR.
+    Man {
+        /// Where to write the pages.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// List the supervisors running for this user (name, pid, uptime,
     /// socket, configuration file), from the default runtime root.
     List,

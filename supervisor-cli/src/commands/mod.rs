@@ -17,6 +17,7 @@ pub mod logs;
 pub mod process;
 pub mod reach;
 pub mod record;
+pub mod reference;
 pub mod reload;
 pub mod servicedir;
 pub mod services;
@@ -47,6 +48,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         Cmd::Convert { file } => return convert::convert(&file),
         Cmd::Shell => return shell::shell(cli.config.as_deref(), &cli.zdaemon),
         Cmd::List => return instances::list(),
+        Cmd::Completions { shell } => return reference::completions(shell),
+        Cmd::Man { dir } => return reference::man(dir.as_deref()),
         command => Cli { command, ..cli },
     };
     if is_client(&cli.command) {
@@ -98,6 +101,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Reload { scan: Some(_), .. }
         | Cmd::Convert { .. }
         | Cmd::List
+        | Cmd::Completions { .. }
+        | Cmd::Man { .. }
         | Cmd::Shell => unreachable!("handled before the configuration is loaded"),
         Cmd::Status { .. }
         | Cmd::Start { .. }
