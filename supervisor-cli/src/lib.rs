@@ -354,3 +354,19 @@ pub fn config_path(cli: &Cli) -> Result<PathBuf, CliError> {
     }
     Err(CliError::Usage("no configuration: use -c FILE or set SUPERVISOR_CONFIG".into()))
 }
+
+/// The configuration of a command line: `-c` (or `SUPERVISOR_CONFIG`,
+/// or `./supervisor.toml`), or `-p` alone, with zdaemon's options applied.
+///
+/// # Errors
+///
+/// No configuration (usage), or its errors (6).
+pub fn load_config(cli: &Cli) -> Result<config::Config, CliError> {
+    let overrides = cli.zdaemon.overrides();
+    let file = match (&cli.config, &overrides.program) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(_)) => None,
+        (None, None) => Some(config_path(cli)?),
+    };
+    crate::config::zdaemon::load_with(file.as_deref(), overrides).map_err(CliError::Config)
+}

@@ -61,7 +61,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         }
     }
     // The file (or zdaemon's -p), with zdaemon's command-line options.
-    let config = match (zdaemon::load(&cli), &cli.command) {
+    let config = match (crate::load_config(&cli), &cli.command) {
         (Ok(config), _) => config,
         (Err(e), Cmd::Run { ready_fd }) => return Err(process::fail_start(e, *ready_fd)),
         (Err(e), _) => return Err(e),

@@ -55,7 +55,7 @@ impl Reach {
         if cli.zdaemon.program.is_some() {
             // zdaemon's -p: the program of an instance of its own, or of a
             // zdaemon file; read in full, as zdaemon does.
-            let config = super::zdaemon::load(cli)?;
+            let config = crate::load_config(cli)?;
             return Ok(Reach::of(&config));
         }
         if let Some(name) = &cli.instance {
@@ -212,7 +212,7 @@ impl Reach {
     /// running supervisor read it and now has errors.
     fn warn_if_file_invalid(&self) {
         let Some(file) = &self.file else { return };
-        let now = super::reload::stamp(file);
+        let now = super::record::stamp(file);
         let record = self.run_dir.as_deref().and_then(Record::load);
         if record.is_some_and(|r| r.config_stamp == now) {
             return;

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::reload::Stamp;
+use std::os::unix::fs::MetadataExt;
 
 /// The record's file name, in `RUNTIME_DIR/run`.
 const FILE: &str = "instance.json";
@@ -75,4 +75,19 @@ impl Record {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         std::time::Duration::from_secs_f64((now - self.started).max(0.0))
     }
+}
+
+/// The metadata that tells a changed file: modification time, size,
+/// inode and device. `None` when the file cannot be examined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stamp {
+    pub(crate) mtime: (i64, i64),
+    pub(crate) size: u64,
+    pub(crate) ino: u64,
+    pub(crate) dev: u64,
+}
+
+pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp { mtime: (m.mtime(), m.mtime_nsec()), size: m.size(), ino: m.ino(), dev: m.dev() })
 }

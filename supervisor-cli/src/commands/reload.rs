@@ -11,8 +11,6 @@
 //! and `SIGHUP`, and with `[supervisor] reload = "auto"` watches the
 //! file's metadata.
 
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,6 +18,7 @@ use supervisor_core::protocol::{Command, ReloadAction, ReloadChange, ReloadRepor
 use supervisor_core::ReloadRequest;
 use supervisor_core::{Engine, Service};
 
+use super::record::{stamp, Stamp};
 use crate::config::{Config, ReloadMode};
 use crate::exit::{self, CliError};
 use crate::logger;
@@ -231,35 +230,18 @@ fn summary(report: &ReloadReport) -> String {
     parts.join("; ")
 }
 
-/// The metadata that tells a changed file: modification time, size,
-/// inode and device. `None` when the file cannot be examined.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Stamp {
-    mtime: (i64, i64),
-    size: u64,
-    ino: u64,
-    dev: u64,
-}
-
-impl Stamp {
-    /// Whether the file looks complete at first sight: not empty, and
-    /// modified at least `SETTLE` ago (by the system clock). An empty file
-    /// may be one being truncated, whose modification time the kernel
-    /// updates just after its size: it must stay so for `SETTLE`.
-    fn settled(&self) -> bool {
-        if self.size == 0 {
-            return false;
-        }
-        let (secs, nsecs) = self.mtime;
-        let Ok(secs) = u64::try_from(secs) else { return false };
-        let mtime = std::time::UNIX_EPOCH + Duration::new(secs, nsecs.clamp(0, 999_999_999) as u32);
-        std::time::SystemTime::now().duration_since(mtime).is_ok_and(|age| age >= SETTLE)
+/// Whether the file looks complete at first sight: not empty, and
+/// modified at least `SETTLE` ago (by the system clock). An empty file
+/// may be one being truncated, whose modification time the kernel
+/// updates just after its size: it must stay so for `SETTLE`.
+fn settled(stamp: &Stamp) -> bool {
+    if stamp.size == 0 {
+        return false;
     }
-}
-
-pub(crate) fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { mtime: (m.mtime(), m.mtime_nsec()), size: m.size(), ino: m.ino(), dev: m.dev() })
+    let (secs, nsecs) = stamp.mtime;
+    let Ok(secs) = u64::try_from(secs) else { return false };
+    let mtime = std::time::UNIX_EPOCH + Duration::new(secs, nsecs.clamp(0, 999_999_999) as u32);
+    std::time::SystemTime::now().duration_since(mtime).is_ok_and(|age| age >= SETTLE)
 }
 
 /// The running configuration of a supervisor, and how it is reloaded.
@@ -385,7 +367,7 @@ impl Reloader {
                 t
             }
         };
-        if !now.is_some_and(|s| s.settled()) && still_since.elapsed() < SETTLE {
+        if !now.is_some_and(|s| settled(&s)) && still_since.elapsed() < SETTLE {
             return false;
         }
         log::info!("{} changed; reloading it", self.current.path.display());
@@ -466,6 +448,7 @@ pub fn reload(reach: &super::reach::Reach, dry_run: bool) -> Result<u8, CliError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn config(text: &str) -> Config {
         let text = format!("[supervisor]\nname = \"t\"\nruntime_dir = \"/tmp/sv-reload-unit\"\n{text}");

@@ -35,7 +35,7 @@ use supervisor_core::{Service, ServiceState, ServiceStatus, Signal};
 use crate::config::zdaemon::{Overrides, PROGRAM};
 use crate::config::Config;
 use crate::exit::{self, CliError};
-use crate::{config_path, Cli, Cmd, Waiting};
+use crate::{Cmd, Waiting};
 
 /// zdaemon's command-line options, given before the command.
 #[derive(Debug, Clone, Default, Args)]
@@ -75,22 +75,6 @@ impl ZdaemonArgs {
     pub fn to_args(&self) -> Vec<String> {
         Overrides { socket: self.socket_name.clone(), ..self.overrides() }.to_args()
     }
-}
-
-/// The configuration of a command line: `-c` (or `SUPERVISOR_CONFIG`,
-/// or `./supervisor.toml`), or `-p` alone, with zdaemon's options applied.
-///
-/// # Errors
-///
-/// No configuration (usage), or its errors (6).
-pub fn load(cli: &Cli) -> Result<Config, CliError> {
-    let overrides = cli.zdaemon.overrides();
-    let file = match (&cli.config, &overrides.program) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(_)) => None,
-        (None, None) => Some(config_path(cli)?),
-    };
-    crate::config::zdaemon::load_with(file.as_deref(), overrides).map_err(CliError::Config)
 }
 
 /// Whether `command` is one that zdaemon's forms change when the file is a
