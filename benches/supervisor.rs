@@ -52,6 +52,7 @@ use supervisor_core::{ServiceState, StatusSnapshot};
 
 mod handle;
 mod load;
+mod peers;
 mod transcript;
 
 /// Errors are reported, not recovered from.
@@ -105,6 +106,9 @@ fn run() -> Res<()> {
     if settings.wants("handle") {
         handle::bench_handle(&bins, &settings, &mut report)?;
     }
+    if settings.wants("peers") {
+        peers::bench_peers(&bins, &settings, &mut report)?;
+    }
     if settings.wants("load") {
         load::bench_load(&bins, &settings, &mut report)?;
     }
@@ -142,7 +146,7 @@ struct Settings {
 }
 
 /// The parts that `BENCH_ONLY` can name, in the order they run.
-const PARTS: [&str; 8] = ["restart", "rss", "hundred", "fleet", "transcript", "handle", "load", "scale"];
+const PARTS: [&str; 9] = ["restart", "rss", "hundred", "fleet", "transcript", "handle", "peers", "load", "scale"];
 
 impl Settings {
     /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.
