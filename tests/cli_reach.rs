@@ -79,6 +79,10 @@ fn an_unchanged_file_is_not_read_in_full() {
     assert_eq!(record["config"], fs::canonicalize(&f.config).unwrap().display().to_string());
     let (code, _, err) = f.cli_code(&["status"]);
     assert_eq!((code, err.as_str()), (0, ""));
+    // -v says how the instance was found.
+    let (code, _, err) = f.cli_code(&["-v", "status"]);
+    assert_eq!(code, 0);
+    assert!(err.contains(&format!("instance t: socket {}", f.socket().display())), "{err}");
 }
 
 #[test]

@@ -33,12 +33,14 @@ pub fn shutdown(reach: &Reach, timeout: Option<Duration>) -> Result<u8, CliError
     let timeout = timeout
         .or_else(|| reach.config().map(|c| c.longest_stop() + Duration::from_secs(10)))
         .unwrap_or(Duration::from_secs(600));
-    let pid = match reach.connect(exit::OK) {
-        Ok(client) => through_socket(client, timeout)?,
+    // Once it answered, the supervisor only has to exit; after a TERM it
+    // still stops every service first.
+    let (pid, wait) = match reach.connect(exit::OK) {
+        Ok(client) => (through_socket(client, timeout)?, EXIT_WAIT),
         Err(CliError::SocketMissing { pid, socket, .. }) => {
             crate::out::warn(&format!("{socket} does not answer; sending TERM to the supervisor (pid {pid})"));
             kill(Pid::from_raw(pid), Signal::SIGTERM).map_err(|e| failed(format!("kill {pid}: {e}")))?;
-            Some(pid)
+            (Some(pid), timeout.max(EXIT_WAIT))
         }
         Err(_) => {
             crate::say!("supervisor {} is not running", reach.label);
@@ -49,7 +51,6 @@ pub fn shutdown(reach: &Reach, timeout: Option<Duration>) -> Result<u8, CliError
     // is gone a little later. Return only then, so that `shutdown && up`
     // never finds it still running.
     if let Some(pid) = pid {
-        let wait = if reach.connect(exit::OK).is_err() { timeout.max(EXIT_WAIT) } else { EXIT_WAIT };
         if !supervisor_core::process::wait_gone(pid, wait) {
             return Err(failed(format!("the supervisor (pid {pid}) was told to shut down but did not exit")));
         }
