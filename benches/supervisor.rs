@@ -836,7 +836,9 @@ fn bench_hundred(bins: &Bins, settings: &Settings, report: &mut Report) -> Res<(
     inst.launch()?;
     inst.wait_ready()?;
     let mem = settled_memory(&mut inst)?;
-    report.check("RSS, 100 idle services", mem.text(), "<= 4 MiB", mem.rss_mib() <= 4.0);
+    // Memory is judged on PSS and private memory (part `peers`, beside
+    // daemontools); RSS counts the whole of every file page mapped.
+    report.info("memory, 100 idle services", mem.text());
     measure_wakeups(&inst, settings.idle, report)?;
     measure_status(&inst, settings.runs, report)?;
     let wall = inst.shutdown()?;
@@ -1029,7 +1031,7 @@ fn fleet_details(inst: &mut Instance, files: &[PathBuf], settings: &Settings, re
     let n = files.len();
     let mem = settled_memory(inst)?;
     if n >= 1000 {
-        report.check(&format!("RSS, {n} idle services"), mem.text(), "<= 12 MiB", mem.rss_mib() <= 12.0);
+        report.info(&format!("memory, {n} idle services"), mem.text());
     } else {
         report.info(&format!("RSS, {n} idle services (quick)"), mem.text());
     }

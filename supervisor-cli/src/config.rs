@@ -115,7 +115,8 @@ pub struct Config {
     /// cgroup of its own where the supervisor may make one.
     pub cgroups: bool,
     /// The settings of each service that only the command line uses
-    /// (`logfile`, `start_test`, `start_timeout`), by service name.
+    /// (`logfile`, `start_test`, `start_timeout`), by service name; a
+    /// service without an entry has the defaults.
     pub extras: std::collections::BTreeMap<String, ServiceExtras>,
     /// zdaemon's command-line options applied to the file (`-p`, `-s`,
     /// the program's extra arguments); see [`Config::reread`].
@@ -202,8 +203,16 @@ impl Config {
             Some(v) => read_supervisor(&mut scope, v),
             None => Settings::default(),
         };
-        let extras_of =
-            |services: &[ServiceRead]| services.iter().map(|r| (r.service.name.clone(), r.extras.clone())).collect();
+        // Only the services that have some: most have none, and an entry
+        // per service cost the supervisor 0.2 kB each.
+        let extras_of = |services: &[ServiceRead]| {
+            let default = ServiceExtras::default();
+            services
+                .iter()
+                .filter(|r| r.extras != default)
+                .map(|r| (r.service.name.clone(), r.extras.clone()))
+                .collect()
+        };
         let mut services = match top.get("service") {
             Some(v) => read_services(&mut diag, &base, v),
             None => Vec::new(),

@@ -138,8 +138,10 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     for svc in &config.services {
         try_!(engine.add_service(svc.clone()));
     }
-    // Start-up is over: its temporary memory goes back to the system.
+    // Start-up is over: its temporary memory goes back to the system, the
+    // heap's and the stack's.
     crate::os::release_free_memory();
+    crate::os::release_unused_stack();
     if let Some(n) = notifier {
         n.ready();
     }
