@@ -131,6 +131,11 @@ impl Engine {
         // bounded, so that an exit is seen again soon.
         self.drain_queue();
         self.fire_timers(now);
+        // What changed so far (also by the host between turns: a reload
+        // that removed a service) is in the state file before any answer
+        // of this turn goes out: a client never sees a state that the file
+        // does not have yet.
+        self.save_state();
         if let Some(ctl) = self.control.as_mut() {
             let requests = if control_ready.is_empty() {
                 ctl.idle(now);
