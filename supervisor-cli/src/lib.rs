@@ -14,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod commands;
 pub mod config;
 pub mod exit;
+mod fast;
 pub mod logger;
 mod os;
 pub mod out;
@@ -301,7 +302,11 @@ fn svc_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
 /// Runs the command line of this process and returns its exit code.
 #[must_use]
 pub fn run() -> ExitCode {
-    let args = svc_args(std::env::args_os().collect());
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(cli) = fast::parse(&args) {
+        return ExitCode::from(execute(cli));
+    }
+    let args = svc_args(args);
     let json = args.iter().any(|a| a == "--json");
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
