@@ -106,3 +106,23 @@ fn events_of_an_unknown_service_or_without_a_supervisor_fail() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("nosuch"), "{err}");
 }
+
+#[test]
+fn events_end_when_their_reader_goes_away() {
+    let mut f = Fixture::new("[service.s]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    f.start();
+    f.wait_state("s", "running", T);
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let mut child = Command::new(supervisor_bin())
+        .args(["-c", &f.config.display().to_string(), "events", "--since-start"])
+        .stdout(Stdio::from(write))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The past changes are written at once, into a pipe nobody reads.
+    assert_eq!(wait_exit(&mut child), 0, "a closed output is not a failure");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+}
