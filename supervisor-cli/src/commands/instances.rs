@@ -87,24 +87,16 @@ pub fn repair_socket(reach: &Reach) -> Result<u8, CliError> {
             code: exit::NOT_RUNNING,
         });
     };
-    if let Ok(mut c) = ControlClient::connect(&reach.socket) {
-        if c.call(Command::Ping, Duration::from_secs(5)).is_ok() {
-            crate::say!(
-                "supervisor {} (pid {pid}) answers at {}: nothing to repair",
-                reach.label,
-                reach.socket.display()
-            );
-            return Ok(exit::OK);
-        }
+    if reach.answering_pid().is_some() {
+        crate::say!("supervisor {} (pid {pid}) answers at {}: nothing to repair", reach.label, reach.socket.display());
+        return Ok(exit::OK);
     }
     kill(Pid::from_raw(pid), Signal::SIGUSR1).map_err(|e| failed(format!("kill -USR1 {pid}: {e}")))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        if let Ok(mut c) = ControlClient::connect(&reach.socket) {
-            if c.call(Command::Ping, Duration::from_secs(5)).is_ok() {
-                crate::say!("supervisor {} (pid {pid}) answers at {} again", reach.label, reach.socket.display());
-                return Ok(exit::OK);
-            }
+        if reach.answering_pid().is_some() {
+            crate::say!("supervisor {} (pid {pid}) answers at {} again", reach.label, reach.socket.display());
+            return Ok(exit::OK);
         }
         if std::time::Instant::now() >= deadline {
             return Err(failed(format!(

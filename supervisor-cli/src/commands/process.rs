@@ -16,7 +16,6 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use supervisor_core::protocol::Command;
 use supervisor_core::runtime_dir::make_private_dir;
 use supervisor_core::PidFile;
 use supervisor_core::{DaemonError, Daemonized, Daemonizer, Notifier};
@@ -288,9 +287,7 @@ fn keep_pidfile(pidfile: &mut PidFile, config: &Config) -> bool {
 /// holds the pidfile without a socket.
 fn ping(config: &Config) -> Option<i32> {
     let reach = super::reach::Reach::of(config);
-    let Ok(mut client) = reach.connect(exit::NOT_RUNNING) else { return reach.running_pid() };
-    let resp = client.call(Command::Ping, Duration::from_secs(5)).ok()?;
-    resp.status.map(|s| s.supervisor.pid)
+    reach.answering_pid().or_else(|| reach.running_pid())
 }
 
 /// `up`: detaches a supervisor (fork, `setsid`, fork, `chdir`, `umask`,

@@ -136,6 +136,14 @@ impl Reach {
         }
     }
 
+    /// The pid of the supervisor when it answers a ping on the socket.
+    #[must_use]
+    pub fn answering_pid(&self) -> Option<i32> {
+        let mut client = ControlClient::connect(&self.socket).ok()?;
+        let resp = client.call(Command::Ping, Duration::from_secs(5)).ok()?;
+        resp.status.map(|s| s.supervisor.pid)
+    }
+
     /// The error for a socket that does not answer: "not running" (with
     /// `code`), or running without a socket when the pidfile is held.
     #[must_use]

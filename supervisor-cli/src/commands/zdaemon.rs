@@ -152,9 +152,7 @@ fn pick<'c>(config: &'c Config, service: Option<&str>) -> Result<&'c Service, Cl
 
 /// The supervisor's pid, when it answers.
 fn supervisor_pid(config: &Config) -> Option<i32> {
-    let mut client = super::reach::Reach::of(config).connect(exit::NOT_RUNNING).ok()?;
-    let resp = client.call(Command::Ping, Duration::from_secs(5)).ok()?;
-    resp.status.map(|s| s.supervisor.pid)
+    super::reach::Reach::of(config).answering_pid()
 }
 
 /// The status of one service of a running supervisor.
