@@ -40,6 +40,7 @@ use crate::os::supervise::SuperviseDir;
 use crate::os::sys::SignalPipe;
 
 mod clock;
+mod deps;
 mod events;
 mod external;
 mod frontend;
@@ -446,6 +447,7 @@ impl Engine {
     /// Checks `svc` on its own and against this engine.
     pub(super) fn check_service(&self, svc: &Service) -> Result<(), InvalidService> {
         svc.validate()?;
+        self.check_dependencies(svc)?;
         for (field, out) in [("stdout", &svc.stdout), ("stderr", &svc.stderr)] {
             if let Output::Pipe(n) = out {
                 if !self.named_pipes.contains_key(n) {

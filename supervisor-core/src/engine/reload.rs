@@ -30,9 +30,9 @@ pub struct ReloadRequest {
 
 /// A service waiting for its old definition to be down.
 #[derive(Debug)]
-struct Replacement {
-    idx: usize,
-    svc: Service,
+pub(super) struct Replacement {
+    pub(super) idx: usize,
+    pub(super) svc: Service,
     /// Whether the new definition is wanted up.
     up: bool,
 }
@@ -45,7 +45,7 @@ pub(super) struct Reloads {
     /// Requests not yet taken by the host.
     requests: VecDeque<ReloadRequest>,
     /// Replacements waiting for the old processes to end.
-    pending: Vec<Replacement>,
+    pub(super) pending: Vec<Replacement>,
 }
 
 impl Engine {

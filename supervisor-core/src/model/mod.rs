@@ -7,6 +7,7 @@ mod group;
 mod limits;
 mod lsb;
 pub(crate) mod protocol;
+mod readiness;
 mod request;
 mod restart;
 mod service;
@@ -20,6 +21,7 @@ pub use external::{Health, Operation, PassReport, RestartCommand, Step};
 pub use group::{Group, Strategy};
 pub use limits::{parse_size, Limits, SizeError, UNLIMITED};
 pub use lsb::LsbStatus;
+pub use readiness::{HealthCheck, HttpTarget, Probe, ReadyCheck, ReadyPolicy};
 pub use request::ServiceRequest;
 pub use restart::{RestartMode, RestartPolicy};
 pub use service::{

@@ -13,6 +13,7 @@ use crate::model::Limits;
 use crate::model::RestartPolicy;
 use crate::model::TaskSpec;
 use crate::model::TranscriptConfig;
+use crate::model::{HealthCheck, ReadyPolicy};
 
 /// How a service's program is given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,6 +299,23 @@ pub struct Service {
     /// What kind of service it is: a program kept running (the default),
     /// a loop task, or a service controlled by commands.
     pub kind: Kind,
+    /// When it counts as ready, and so `running`; without one, once it
+    /// has stayed up for [`RestartPolicy::min_uptime`]. Daemons only.
+    pub ready: Option<ReadyPolicy>,
+    /// A liveness check, made while it is ready; failing it restarts the
+    /// service. Daemons only.
+    pub health: Option<HealthCheck>,
+    /// With [`ReadyCheck::Systemd`](crate::ReadyCheck::Systemd): once ready, `WATCHDOG=1` must come
+    /// at least this often, or the service is restarted
+    /// (`WATCHDOG_USEC` is set for it).
+    pub watchdog: Option<Duration>,
+    /// Services it needs: it starts once they are ready, stops before
+    /// them, and is stopped while one is down. Each must be added before
+    /// it, and be a daemon or an external service.
+    pub requires: Vec<String>,
+    /// Services it starts after (once they are ready, stopped or failed)
+    /// and stops before; order only. Each must be added before it.
+    pub after: Vec<String>,
 }
 
 /// What kind of service a [`Service`] is.
@@ -366,6 +384,11 @@ impl Service {
             runtime_dir: None,
             coordinate: None,
             kind: Kind::Daemon,
+            ready: None,
+            health: None,
+            watchdog: None,
+            requires: Vec::new(),
+            after: Vec::new(),
         }
     }
 }

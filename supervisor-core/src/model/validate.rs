@@ -134,6 +134,7 @@ impl Service {
                 return bad("transcript.keep", &format!("at most {MAX_KEEP} rotated files are kept"));
             }
         }
+        super::readiness::check(self)?;
         match &self.kind {
             Kind::Daemon => {}
             Kind::Task(t) => {
@@ -157,7 +158,7 @@ impl Service {
     }
 }
 
-fn check_command(name: &str, command: &Command) -> Result<(), InvalidService> {
+pub(super) fn check_command(name: &str, command: &Command) -> Result<(), InvalidService> {
     match command {
         Command::Argv(words) => check_words(name, "command", words),
         Command::Shell(line) if line.trim().is_empty() => Err(InvalidService::new(name, "command", "empty command")),
@@ -190,7 +191,7 @@ fn check_path(name: &str, field: &'static str, path: &Path) -> Result<(), Invali
     Ok(())
 }
 
-fn positive(name: &str, field: &'static str, d: Duration) -> Result<(), InvalidService> {
+pub(super) fn positive(name: &str, field: &'static str, d: Duration) -> Result<(), InvalidService> {
     if d.is_zero() {
         return Err(InvalidService::new(name, field, "must be more than zero"));
     }
