@@ -89,7 +89,7 @@ pub(crate) fn parse_addr(text: &str, default_port: u16) -> Result<SocketAddr, St
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ReadyCheck {
-    /// sd_notify: `NOTIFY_SOCKET` is set for the service, which sends
+    /// `sd_notify`: `NOTIFY_SOCKET` is set for the service, which sends
     /// `READY=1`.
     Systemd,
     /// s6's style: the service writes a newline on this descriptor (3 or
