@@ -69,6 +69,12 @@ impl Backoff {
         if ran_for >= policy.min_uptime {
             return Decision::RestartNow;
         }
+        self.on_quick_failure(policy)
+    }
+
+    /// Decides what follows a start that failed without an exit (not
+    /// ready in time): a quick failure, whatever the exit codes say.
+    pub fn on_quick_failure(&mut self, policy: &RestartPolicy) -> Decision {
         self.failures = self.failures.saturating_add(1);
         let next = self.delay + policy.backoff_step;
         if next > policy.backoff_limit {

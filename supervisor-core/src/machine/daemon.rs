@@ -200,7 +200,9 @@ impl Machine {
                 self.exec_failed = false;
                 // The start went through; an exec failure follows at once.
                 self.error = None;
-                vec![Action::ArmTimer(now + svc.restart.min_uptime)]
+                // Running once ready, or once it stayed up for min_uptime.
+                let wait = svc.ready.as_ref().map_or(svc.restart.min_uptime, |r| r.timeout);
+                vec![Action::ArmTimer(now + wait)]
             }
             (Event::SpawnFailed { error, transient }, S::Starting) => {
                 self.error = Some(error);
@@ -275,11 +277,36 @@ impl Machine {
             (Event::AllGone, S::Stopping) if !self.leader_alive => self.finish_stop(svc, now),
             (Event::AllGone, _) => Vec::new(),
 
-            (Event::Timer, S::Starting) => {
+            (Event::Timer, S::Starting) if svc.ready.is_some() && self.pid.is_some() => {
+                let timeout = svc.ready.as_ref().map_or(Duration::ZERO, |r| r.timeout);
+                self.error = Some(format!("not ready after {}", crate::model::human_secs(timeout)));
+                let then = match self.backoff.on_quick_failure(&svc.restart) {
+                    Decision::GiveUp => Then::Rest(S::Fatal),
+                    Decision::RestartAfter(d) => Then::Backoff(d),
+                    Decision::RestartNow | Decision::Finished => Then::Spawn,
+                };
+                if matches!(then, Then::Spawn | Then::Backoff(_)) {
+                    self.restarts += 1;
+                }
+                self.begin_stop(svc, then, now)
+            }
+            (Event::Timer, S::Starting) if svc.ready.is_none() => {
                 self.enter(S::Running, now);
                 self.error = None;
                 Vec::new()
             }
+            (Event::Ready, S::Starting) if svc.ready.is_some() && self.pid.is_some() => {
+                self.enter(S::Running, now);
+                self.error = None;
+                vec![Action::CancelTimer]
+            }
+            (Event::Ready, _) => Vec::new(),
+            (Event::Unhealthy { reason }, S::Running) => {
+                self.error = Some(reason);
+                self.restarts += 1;
+                self.begin_stop(svc, Then::Spawn, now)
+            }
+            (Event::Unhealthy { .. }, _) => Vec::new(),
             (Event::Timer, S::Backoff) => self.spawn(now),
             (Event::Timer, S::Stopping) if !self.killed => {
                 self.killed = true;

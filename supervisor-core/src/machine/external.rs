@@ -202,7 +202,12 @@ impl ExternalMachine {
                 self.request(spec, Request::Restart, now)
             }
             Event::Check => self.request(spec, Request::Check, now),
-            Event::Pause | Event::Resume | Event::Adopted { .. } | Event::AllGone => Vec::new(),
+            Event::Pause
+            | Event::Resume
+            | Event::Adopted { .. }
+            | Event::AllGone
+            | Event::Ready
+            | Event::Unhealthy { .. } => Vec::new(),
             Event::Spawned { pid } => {
                 if let Some(j) = self.job.as_mut() {
                     j.pid = Some(pid);

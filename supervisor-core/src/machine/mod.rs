@@ -65,6 +65,14 @@ pub enum Event {
     },
     /// The main process is reaped and no descendant is left.
     AllGone,
+    /// The service is ready: it said so, or its readiness probe passed
+    /// (daemons with [`Service::ready`](crate::Service::ready)).
+    Ready,
+    /// It failed its health check or missed its watchdog: restart it.
+    Unhealthy {
+        /// Why, for the status.
+        reason: String,
+    },
     /// The deadline from the last [`Action::ArmTimer`] passed.
     Timer,
     /// Command: find out the state now and repair it (external services;

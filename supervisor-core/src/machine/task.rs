@@ -293,6 +293,8 @@ impl TaskMachine {
             (Event::Exited { .. } | Event::Adopted { .. }, _) => Vec::new(),
             (Event::AllGone, Phase::Cleaning) if !self.leader_alive => self.schedule(now),
             (Event::AllGone, _) => Vec::new(),
+            // Tasks have no readiness or health checks.
+            (Event::Ready | Event::Unhealthy { .. }, _) => Vec::new(),
             (Event::Timer, Phase::Idle) => self.spawn(now),
             (Event::Timer, Phase::Running)
                 if self.pid.is_some() && self.spec.timeout.zip(self.run_started).is_some_and(|(t, s)| now >= s + t) =>

@@ -27,6 +27,7 @@ pub use restart::{RestartMode, RestartPolicy};
 pub use service::{
     parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Kind, Output, Service, SplitError,
 };
+pub(crate) use status::human_secs;
 pub use status::{ExitStatus, KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
 pub use task::{LastRun, TaskSpec};
 pub(crate) use transcript::rfc3339_micros;

@@ -2,6 +2,7 @@
 //! JSON.
 
 use std::fmt;
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use nix::sys::wait::WaitStatus;
@@ -252,5 +253,15 @@ mod tests {
         let back: ExitStatus = serde_json::from_str(&sig).unwrap();
         assert_eq!(back, ExitStatus::Signal(Signal::SIGTERM));
         assert_eq!(ExitStatus::Signal(Signal::SIGKILL).to_string(), "killed by SIGKILL");
+    }
+}
+
+/// A duration for people, in seconds: `0.2 s`, `3 s`, `1.5 s`, `90 s`.
+pub(crate) fn human_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 || (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round() as u64)
+    } else {
+        format!("{s:.1} s")
     }
 }

@@ -237,3 +237,75 @@ fn expected_stopped_waits_for_start() {
     assert!(!m.want_up());
     assert_eq!(m.state(), S::Stopped);
 }
+
+/// A rig whose service is ready by `notify = "fd:3"`, with a 5 s timeout.
+fn with_ready() -> Rig {
+    let mut r = Rig::new();
+    let mut ready = crate::model::ReadyPolicy::new(crate::model::ReadyCheck::Fd(3));
+    ready.timeout = Duration::from_secs(5);
+    r.svc.ready = Some(ready);
+    r
+}
+
+#[test]
+fn with_a_ready_check_it_is_running_only_once_ready() {
+    let mut r = with_ready();
+    assert_eq!(r.ev(Event::Start), vec![Action::CancelTimer, Action::Spawn]);
+    assert_eq!(r.ev(Event::Spawned { pid: 10 }), vec![Action::ArmTimer(r.now + Duration::from_secs(5))]);
+    // Staying up for min_uptime is not enough.
+    r.at(2000);
+    assert_eq!(r.m.state(), S::Starting);
+    assert_eq!(r.ev(Event::Ready), vec![Action::CancelTimer]);
+    assert_eq!(r.m.state(), S::Running);
+    assert_eq!(r.m.since(), r.now);
+    // A second word changes nothing.
+    assert!(r.ev(Event::Ready).is_empty());
+}
+
+#[test]
+fn not_ready_in_time_is_a_failed_start_with_backoff() {
+    let mut r = with_ready();
+    r.ev(Event::Start);
+    r.ev(Event::Spawned { pid: 10 });
+    r.at(5000);
+    let a = r.ev(Event::Timer);
+    assert_eq!(a[0], Action::Signal(Signal::SIGTERM));
+    assert_eq!(r.m.state(), S::Stopping);
+    assert_eq!(r.m.error(), Some("not ready after 5 s"));
+    assert_eq!(r.m.backoff().failures(), 1);
+    r.at(10);
+    let a = r.ev(Event::Exited { status: ExitStatus::Signal(Signal::SIGTERM), leftovers: false });
+    assert_eq!(r.m.state(), S::Backoff);
+    assert!(matches!(a.as_slice(), [Action::ArmTimer(_)]), "{a:?}");
+    assert_eq!(r.m.restarts(), 1);
+    // The exit of a process stopped for it is not a second failure.
+    assert_eq!(r.m.backoff().failures(), 1);
+}
+
+#[test]
+fn ready_from_a_process_not_started_or_gone_is_ignored() {
+    let mut r = with_ready();
+    assert!(r.ev(Event::Ready).is_empty());
+    assert_eq!(r.m.state(), S::Stopped);
+    r.ev(Event::Start);
+    // Spawn asked for, not done yet.
+    assert!(r.ev(Event::Ready).is_empty());
+    assert_eq!(r.m.state(), S::Starting);
+}
+
+#[test]
+fn unhealthy_restarts_a_running_service_with_the_reason() {
+    let mut r = Rig::new();
+    r.up(10);
+    assert!(r.at(1000).ev(Event::Timer).is_empty());
+    let a = r.ev(Event::Unhealthy { reason: "health: 3 failures in a row".into() });
+    assert_eq!(a[0], Action::Signal(Signal::SIGTERM));
+    assert_eq!(r.m.error(), Some("health: 3 failures in a row"));
+    r.at(10);
+    let a = r.ev(Event::Exited { status: ExitStatus::Signal(Signal::SIGTERM), leftovers: false });
+    assert_eq!(a, vec![Action::CancelTimer, Action::Spawn]);
+    assert_eq!(r.m.restarts(), 1);
+    // Not while starting: readiness decides there.
+    r.ev(Event::Spawned { pid: 11 });
+    assert!(r.ev(Event::Unhealthy { reason: "late".into() }).is_empty());
+}
