@@ -1,5 +1,6 @@
 //! The operating-system plumbing: system calls, spawning, reaping, the
-//! process table, pidfiles, transcripts and the files a supervisor keeps.
+//! process table, pidfiles, transcripts, probes and the files a supervisor
+//! keeps.
 //! All of the crate's `unsafe` code is here.
 
 pub(crate) mod cgroup;
@@ -9,6 +10,9 @@ pub(crate) mod output;
 pub(crate) mod persist;
 pub(crate) mod pidfile;
 pub(crate) mod previous;
+// Until the engine runs its probes with it.
+#[allow(dead_code)]
+pub(crate) mod probe;
 pub(crate) mod procfs;
 pub(crate) mod reap;
 pub(crate) mod runtime_dir;
