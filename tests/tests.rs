@@ -19,6 +19,7 @@ mod external;
 mod faults;
 mod lifecycle;
 mod properties;
+mod readiness;
 mod reliability;
 mod reload;
 mod runtime_dirs;

@@ -31,17 +31,17 @@ use crate::model::{Expected, Group, Input, InvalidService, Output, Service, Serv
 use crate::os::cgroup::CgroupTree;
 use crate::os::output::ServiceOutput;
 use crate::os::persist::SavedState;
-use crate::os::pidfile::PidFile;
 use crate::os::previous::INSTANCE_ENV;
 use crate::os::procfs::ProcTable;
 use crate::os::reap::ReapScope;
 use crate::os::spawn;
-use crate::os::supervise::SuperviseDir;
 use crate::os::sys::SignalPipe;
 
+mod checks;
 mod clock;
 mod deps;
 mod events;
+mod explain;
 mod external;
 mod frontend;
 mod groups;
@@ -52,6 +52,7 @@ mod reload;
 mod report;
 mod requests;
 mod saved;
+mod slot;
 mod spawning;
 mod svdir;
 mod tasks;
@@ -65,6 +66,7 @@ pub use reload::ReloadRequest;
 pub(crate) use frontend::{ClientId, FrontEnd};
 use handle::{Inbox, ReplyTo};
 use requests::Wait;
+use slot::{Member, Slot};
 
 /// Errors of engine calls.
 #[derive(Debug, thiserror::Error)]
@@ -98,54 +100,6 @@ impl EngineError {
             other => io::Error::other(other.to_string()),
         }
     }
-}
-
-/// A descendant of a service tracked beside its main process.
-#[derive(Debug)]
-struct Member {
-    pid: i32,
-    start_time: u64,
-    pidfd: Option<OwnedFd>,
-}
-
-#[derive(Debug)]
-struct Slot {
-    svc: Service,
-    m: Behaviour,
-    timer: Option<Instant>,
-    leader: Option<i32>,
-    /// A pidfd of the main process: readable once it has ended, so that
-    /// its exit is reaped without looking at every child.
-    leader_fd: Option<OwnedFd>,
-    /// The main process was started in the service's cgroup: its
-    /// `cgroup.procs` names every process of this run.
-    cgroup: bool,
-    pgid: Option<i32>,
-    members: Vec<Member>,
-    output: Option<ServiceOutput>,
-    pidfile: Option<PidFile>,
-    /// The wanted state last set by a command (not by a shutdown).
-    persisted_up: bool,
-    leader_start_time: Option<u64>,
-    /// The daemontools `supervise/` directory, for service directories.
-    supervise: Option<SuperviseDir>,
-    /// When the main process last started or ended (for `supervise/status`).
-    changed_at: SystemTime,
-    /// `svc -x`: the host should stop supervising once the service is down.
-    exit_when_down: bool,
-    /// A `finish` program that runs, and when it must be killed.
-    finishing: Option<(i32, Instant)>,
-    /// A spawn waits for `finish` to end.
-    spawn_held: bool,
-    /// Removed from supervision (its name may be added again).
-    retired: bool,
-    /// A group member waiting for the members before it to start.
-    held_start: bool,
-    /// A group member to be stopped once the members after it are down
-    /// (true until it is down).
-    held_stop: bool,
-    /// The stop for `held_stop` was sent.
-    group_stop_sent: bool,
 }
 
 /// The supervision engine. See the crate documentation for an example.
@@ -209,6 +163,10 @@ pub struct Engine {
     touched: std::cell::RefCell<Vec<usize>>,
     /// Every armed timer, as (deadline, service): the nearest is first.
     timers: BTreeSet<(Instant, usize)>,
+    /// The deadlines of the checks, and the probe processes.
+    checks: checks::Registry,
+    /// What the dependency graph needs to know between turns.
+    deps: deps::Graph,
     /// Services with a `supervise/` directory.
     supervised: Vec<usize>,
     /// One cgroup per service, where this process may make them (only
@@ -293,6 +251,8 @@ impl Engine {
             services: std::cell::RefCell::new(poller::ServicePoll::new()?),
             touched: std::cell::RefCell::new(Vec::new()),
             timers: BTreeSet::new(),
+            checks: checks::Registry::default(),
+            deps: deps::Graph::default(),
             supervised: Vec::new(),
             cgroups: None,
             cgroups_wanted: true,
@@ -374,6 +334,7 @@ impl Engine {
             None => None,
         };
         self.check_service(&svc)?;
+        self.note_dependencies(&svc);
         // What an external service's commands start is not ours: a later
         // supervisor must not take it for a leftover of this one.
         let external = svc.kind.is_external();
@@ -414,6 +375,10 @@ impl Engine {
             held_start: false,
             held_stop: false,
             group_stop_sent: false,
+            checks: checks::Checks::default(),
+            stopped_by: None,
+            waiting: false,
+            stop_held: None,
         };
         let idx = if let Some(i) = reuse {
             self.set_timer(i, None);
@@ -436,7 +401,7 @@ impl Engine {
                 // Find out, then bring it where it is wanted.
                 self.queue.push_back((idx, Event::Check));
             } else if expected == Expected::Running {
-                self.queue.push_back((idx, Event::Start));
+                self.start_or_wait(idx, Event::Start);
             }
             self.drain_queue();
             self.advance_groups();
@@ -492,8 +457,25 @@ impl Engine {
             return false;
         }
         self.release_holds(idx);
-        self.queue.push_back((idx, request.into()));
+        match request {
+            ServiceRequest::Stop | ServiceRequest::Restart => {
+                if request == ServiceRequest::Stop {
+                    self.slots[idx].stopped_by = Some("stopped by a command".into());
+                }
+                if !self.hold_for_dependents(idx, request) {
+                    let event = request.into();
+                    if request == ServiceRequest::Restart && self.slots[idx].m.is_at_rest() {
+                        self.start_or_wait(idx, event);
+                    } else {
+                        self.queue.push_back((idx, event));
+                    }
+                }
+            }
+            ServiceRequest::Start | ServiceRequest::Once => self.start_or_wait(idx, request.into()),
+            ServiceRequest::Pause | ServiceRequest::Resume => self.queue.push_back((idx, request.into())),
+        }
         self.drain_queue();
+        self.advance_deps();
         true
     }
 
@@ -525,15 +507,17 @@ impl Engine {
         self.shutting_down = true;
         for idx in 0..self.slots.len() {
             self.slots[idx].held_start = false;
+            self.slots[idx].stopped_by = Some("stopped for the shutdown".into());
             if self.group_of(idx).is_some() {
                 // Stopped once the members after it are down.
                 self.slots[idx].held_stop = true;
             } else {
-                self.queue.push_back((idx, Event::Stop));
+                self.stop_in_order(idx);
             }
         }
         self.drain_queue();
         self.advance_groups();
+        self.advance_deps();
         self.check_finished();
     }
 

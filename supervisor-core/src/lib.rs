@@ -131,10 +131,10 @@ pub use engine::{Engine, EngineError, Handle, HandleError, ReloadRequest, StateC
 pub use front::control::AccessPolicy;
 pub use model::{
     parse_signal, signal_name, split_words, valid_service_name, Command, Environment, ExitStatus, Expected,
-    ExternalSpec, Group, Health, HealthCheck, HttpTarget, Input, InvalidService, Kind, KindStatus, LastRun, Limits,
-    LsbStatus, Output, PassReport, Probe, ReadyCheck, ReadyPolicy, RestartCommand, RestartMode, RestartPolicy, Service,
-    ServiceRequest, ServiceState, ServiceStatus, SplitError, StatusSnapshot, Strategy, SupervisorStatus, TaskSpec,
-    Timestamps, TranscriptConfig, MAX_DURATION,
+    ExternalSpec, Group, Health, HealthCheck, HealthStatus, HttpTarget, Input, InvalidService, Kind, KindStatus,
+    LastRun, Limits, LsbStatus, Output, PassReport, Probe, ProbeStatus, ReadyCheck, ReadyPolicy, RestartCommand,
+    RestartMode, RestartPolicy, Service, ServiceRequest, ServiceState, ServiceStatus, SplitError, StatusSnapshot,
+    Strategy, SupervisorStatus, TaskSpec, Timestamps, TranscriptConfig, MAX_DURATION,
 };
 pub use nix::sys::signal::Signal;
 pub use os::daemon::{DaemonError, Daemonized, Daemonizer, Notifier, Readiness};

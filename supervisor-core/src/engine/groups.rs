@@ -87,7 +87,7 @@ impl Engine {
     }
 
     /// Whether a slot has nothing running and is at rest.
-    fn is_down(&self, idx: usize) -> bool {
+    pub(super) fn is_down(&self, idx: usize) -> bool {
         let s = &self.slots[idx];
         s.leader.is_none() && s.members.is_empty() && s.m.is_at_rest()
     }

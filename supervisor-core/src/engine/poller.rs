@@ -84,6 +84,12 @@ fn slot_fds(i: usize, s: &Slot, mut f: impl FnMut(RawFd, Source)) {
             f(fd.as_raw_fd(), Source::Member(i, m.pid));
         }
     }
+    if let Some(fd) = s.checks.ready_fd() {
+        f(fd, Source::ReadyPipe(i));
+    }
+    if let Some((fd, write)) = s.checks.probe_fd() {
+        f(fd, Source::Probe(i, write));
+    }
 }
 
 /// The signature of slot `i`'s descriptors (never 0): a quick mix of
@@ -100,6 +106,8 @@ fn signature(i: usize, s: &Slot) -> u64 {
             Source::Output(_, stream) => mix(2 + stream as u64),
             Source::Member(_, pid) => mix(4 + ((pid as u64) << 8)),
             Source::Leader(_, pid) => mix(5 + ((pid as u64) << 8)),
+            Source::ReadyPipe(_) => mix(6),
+            Source::Probe(_, write) => mix(7 + u64::from(write)),
             _ => mix(3),
         }
     });
@@ -184,7 +192,8 @@ impl ServicePoll {
             slot_fds(i, &slots[i], |fd, src| {
                 let token = self.next_token;
                 self.next_token += 1;
-                match sys::epoll_add(&self.epoll, fd, libc::EPOLLIN as u32, token) {
+                let events = if src.poll_events() == libc::POLLOUT { libc::EPOLLOUT } else { libc::EPOLLIN };
+                match sys::epoll_add(&self.epoll, fd, events as u32, token) {
                     Ok(()) => {
                         self.tokens.insert(token, src);
                         fds.push((fd, token));

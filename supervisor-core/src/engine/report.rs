@@ -36,7 +36,7 @@ impl Engine {
 
     pub(super) fn service_status(&self, idx: usize, now: Instant) -> ServiceStatus {
         let s = &self.slots[idx];
-        ServiceStatus {
+        let mut st = ServiceStatus {
             name: s.svc.name.clone(),
             state: s.m.state(),
             pid: s.m.pid(),
@@ -51,8 +51,18 @@ impl Engine {
             transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
             dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
             transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
+            ready: false,
+            ready_since: None,
+            health: None,
+            last_probe: None,
+            status_text: None,
+            waiting_for: Vec::new(),
+            reason: None,
+            next_try_in_s: None,
             extra: self.kind_status(idx, now),
-        }
+        };
+        self.explain(idx, now, &mut st);
+        st
     }
 
     fn kind_status(&self, idx: usize, now: Instant) -> KindStatus {

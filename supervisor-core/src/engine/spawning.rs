@@ -80,9 +80,13 @@ impl Engine {
                 _ => None,
             };
             pipes.cgroup = cgroup.as_ref().map(AsRawFd::as_raw_fd);
+            let ready = if command.is_none() { self.ready_pipe_for(idx) } else { None };
+            pipes.ready = ready.as_ref().map(|(w, at)| (w.as_raw_fd(), *at));
+            let slot = &mut self.slots[idx];
             let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes);
-            // The child has its copies; ours would keep the pipe open.
+            // The child has its copies; ours would keep the pipes open.
             drop(writers);
+            drop(ready);
             match spawned {
                 Ok(sp) => {
                     match command {
@@ -141,7 +145,7 @@ impl Engine {
                 Input::Pipe(n) => end(n, true),
                 Input::Null => None,
             },
-            cgroup: None,
+            ..spawn::Pipes::default()
         }
     }
 

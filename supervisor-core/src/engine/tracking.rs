@@ -84,7 +84,8 @@ impl Engine {
         let mut reaped = reap_pids(ended.iter().copied());
         self.unsignalled_exits |= !reaped.is_empty();
         if sigchld {
-            let unwatched: Vec<i32> = self.finishers.keys().chain(&self.unwatched_leaders).copied().collect();
+            let unwatched: Vec<i32> =
+                self.finishers.keys().chain(&self.unwatched_leaders).chain(self.checks.pids.keys()).copied().collect();
             reaped.extend(reap_pids(unwatched.into_iter()));
             let explained = !reaped.is_empty() || std::mem::take(&mut self.unsignalled_exits);
             if self.scope == ReapScope::WholeProcess {
@@ -112,6 +113,8 @@ impl Engine {
         for (pid, status) in reaped {
             if let Some(idx) = self.finishers.remove(&pid) {
                 self.finish_ended(idx, status);
+            } else if self.checks.pids.contains_key(&pid) {
+                self.probe_exited(pid, status);
             } else if let Some(idx) = self.leaders.remove(&pid) {
                 self.unwatched_leaders.remove(&pid);
                 self.touch(idx);
@@ -224,7 +227,11 @@ impl Engine {
             let kids = procfs::children(me).unwrap_or_default();
             let orphans = kids
                 .into_iter()
-                .filter(|p| !self.leaders.contains_key(p) && !self.finishers.contains_key(p))
+                .filter(|p| {
+                    !self.leaders.contains_key(p)
+                        && !self.finishers.contains_key(p)
+                        && !self.checks.pids.contains_key(p)
+                })
                 .filter_map(|p| procfs::environ_value(p, SERVICE_ENV).map(|name| (p, name)))
                 .collect();
             self.orphans = Some(orphans);
@@ -401,7 +408,11 @@ impl Drop for Engine {
         for &pid in self.finishers.keys() {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
         }
-        let known: Vec<i32> = self.leaders.keys().chain(self.finishers.keys()).copied().collect();
+        for &pid in self.checks.pids.keys() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), Signal::SIGKILL);
+        }
+        let known: Vec<i32> =
+            self.leaders.keys().chain(self.finishers.keys()).chain(self.checks.pids.keys()).copied().collect();
         let left = crate::os::reap::reap_within(&known, DROP_REAP_LIMIT);
         if !left.is_empty() {
             log::error!("engine dropped: {} process(es) did not die within {DROP_REAP_LIMIT:?}: {left:?}", left.len());

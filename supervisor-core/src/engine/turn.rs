@@ -28,6 +28,11 @@ pub(super) enum Source {
     Leader(usize, i32),
     Output(usize, OutputStream),
     Supervise(usize),
+    /// The readiness pipe of a service (`notify = "fd:N"`).
+    ReadyPipe(usize),
+    /// A probe try of a service: its output, or its socket (`true`: it
+    /// waits to write).
+    Probe(usize, bool),
     Inbox,
     /// The epoll set of the services' descriptors (`poller.rs`).
     Services,
@@ -37,8 +42,22 @@ impl Source {
     /// The service a descriptor belongs to.
     pub(super) fn slot(self) -> Option<usize> {
         match self {
-            Source::Member(i, _) | Source::Leader(i, _) | Source::Output(i, _) | Source::Supervise(i) => Some(i),
+            Source::Member(i, _)
+            | Source::Leader(i, _)
+            | Source::Output(i, _)
+            | Source::Supervise(i)
+            | Source::ReadyPipe(i)
+            | Source::Probe(i, _) => Some(i),
             _ => None,
+        }
+    }
+
+    /// The `poll` events it waits for.
+    pub(super) fn poll_events(self) -> i16 {
+        if matches!(self, Source::Probe(_, true)) {
+            libc::POLLOUT
+        } else {
+            libc::POLLIN
         }
     }
 }
@@ -131,6 +150,7 @@ impl Engine {
         // bounded, so that an exit is seen again soon.
         self.drain_queue();
         self.fire_timers(now);
+        self.fire_checks(now);
         // What changed so far (also by the host between turns: a reload
         // that removed a service) is in the state file before any answer
         // of this turn goes out: a client never sees a state that the file
@@ -153,6 +173,7 @@ impl Engine {
         self.drain_queue();
         self.advance_groups();
         self.drain_queue();
+        self.advance_deps();
         self.apply_replacements();
         self.settle_waits();
         self.check_finished();
@@ -172,7 +193,18 @@ impl Engine {
             Source::Output(idx, stream) => {
                 if let Some(o) = self.slots[idx].output.as_mut() {
                     o.read_ready(stream, &mut self.read_buf);
+                    if o.take_matched() {
+                        self.log_matched(idx);
+                    }
                 }
+                None
+            }
+            Source::ReadyPipe(idx) => {
+                self.read_ready_pipe(idx);
+                None
+            }
+            Source::Probe(idx, _) => {
+                self.advance_try(idx, Instant::now());
                 None
             }
             Source::Supervise(idx) => {
@@ -226,7 +258,7 @@ impl Engine {
         services.sync(&self.slots, &mut self.touched.borrow_mut());
         add(services.fd(), libc::POLLIN, Source::Services);
         for &(fd, s) in services.fallback() {
-            add(fd, libc::POLLIN, s);
+            add(fd, s.poll_events(), s);
         }
         (fds, src)
     }
@@ -277,6 +309,7 @@ impl Engine {
             let slot = &mut self.slots[idx];
             if before != after {
                 log::debug!("{}: {} -> {}", slot.svc.name, before, after);
+                self.deps_changed();
                 self.log_transition(idx, before, after);
             }
             for a in actions {
@@ -286,11 +319,13 @@ impl Engine {
                 // After the actions: a start's event carries its new pid.
                 self.emit(idx, before, after, exit, old_pid);
             }
+            self.sync_checks(idx, now);
             if failed {
                 self.member_failed(idx);
             }
-            if !self.shutting_down && self.slots[idx].persisted_up != self.slots[idx].m.want_up() {
-                self.slots[idx].persisted_up = self.slots[idx].m.want_up();
+            let wanted = self.slots[idx].m.want_up() || self.slots[idx].waiting;
+            if !self.shutting_down && self.slots[idx].persisted_up != wanted {
+                self.slots[idx].persisted_up = wanted;
                 self.state_dirty = true;
                 self.wanted_dirty = true;
             }

@@ -28,7 +28,9 @@ pub use service::{
     parse_signal, signal_name, split_words, Command, Environment, Expected, Input, Kind, Output, Service, SplitError,
 };
 pub(crate) use status::human_secs;
-pub use status::{ExitStatus, KindStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus};
+pub use status::{
+    ExitStatus, HealthStatus, KindStatus, ProbeStatus, ServiceState, ServiceStatus, StatusSnapshot, SupervisorStatus,
+};
 pub use task::{LastRun, TaskSpec};
 pub(crate) use transcript::rfc3339_micros;
 pub use transcript::{Timestamps, TranscriptConfig};

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::validate::{check_command, positive};
-use super::{valid_service_name, Command, InvalidService, Kind, Service};
+use super::{valid_service_name, Command, InvalidService, Kind, Output, Service};
 
 /// A check made from outside the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +189,9 @@ pub(super) fn check(svc: &Service) -> Result<(), InvalidService> {
             ReadyCheck::Log(re) => {
                 if let Err(e) = regex_lite::Regex::new(re) {
                     return bad("ready.check", &format!("log: {re:?} is not a regular expression: {e}"));
+                }
+                if svc.stdout != Output::Transcript && svc.stderr != Output::Transcript {
+                    return bad("ready.check", "log: the output it reads must go to the transcript (stdout or stderr)");
                 }
             }
         }

@@ -180,9 +180,62 @@ pub struct ServiceStatus {
     /// Why the transcript cannot be written now, if it cannot.
     #[serde(default)]
     pub transcript_error: Option<String>,
+    /// Whether it is ready: `running` (with a ready check, once it said
+    /// so or its probe passed).
+    #[serde(default)]
+    pub ready: bool,
+    /// When it became ready (RFC 3339, UTC), while it is.
+    #[serde(default)]
+    pub ready_since: Option<String>,
+    /// Its health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthStatus>,
+    /// The last try of its readiness or health probe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe: Option<ProbeStatus>,
+    /// The last `STATUS=` it sent over `sd_notify`.
+    #[serde(default)]
+    pub status_text: Option<String>,
+    /// The services it waits for before it starts (its `requires` and
+    /// `after` that are not ready yet).
+    #[serde(default)]
+    pub waiting_for: Vec<String>,
+    /// Why it is in its state, when that is not `running`: what a
+    /// `starting` service waits for, why it backs off or gave up, who
+    /// stopped it.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Seconds until the next try of a service that backs off.
+    #[serde(default)]
+    pub next_try_in_s: Option<f64>,
     /// What only loop tasks and external services have.
     #[serde(flatten)]
     pub extra: KindStatus,
+}
+
+/// How a service's health check stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HealthStatus {
+    /// `pending` (not checked since it became ready, or not ready),
+    /// `healthy` (the last check passed) or `unhealthy` (it failed).
+    pub state: String,
+    /// Checks failed in a row.
+    pub failures: u32,
+    /// The last check's output line.
+    pub last_output: Option<String>,
+}
+
+/// How the last try of a probe went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProbeStatus {
+    /// It passed.
+    pub passed: bool,
+    /// Its output's last line, or what happened.
+    pub output: String,
+    /// When it ended (RFC 3339, UTC).
+    pub at: String,
 }
 
 /// The part of a [`ServiceStatus`] that only loop tasks and external

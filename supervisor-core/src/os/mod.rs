@@ -10,8 +10,6 @@ pub(crate) mod output;
 pub(crate) mod persist;
 pub(crate) mod pidfile;
 pub(crate) mod previous;
-// Until the engine runs its probes with it.
-#[allow(dead_code)]
 pub(crate) mod probe;
 pub(crate) mod procfs;
 pub(crate) mod reap;

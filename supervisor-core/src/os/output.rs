@@ -92,6 +92,40 @@ pub struct ServiceOutput {
     transcript: Transcript,
     /// External services: each line is logged at debug level too.
     log_lines: Option<LineLog>,
+    /// A `log` readiness check that waits for a line.
+    watch: Option<LineWatch>,
+}
+
+/// The longest line a `log` readiness check looks at (the rest of a
+/// longer line is not).
+const WATCHED_LINE: usize = 4096;
+
+/// Looks for a line that matches a pattern (a `log` readiness check).
+#[derive(Debug)]
+struct LineWatch {
+    re: regex_lite::Regex,
+    partial: [Vec<u8>; 2],
+    matched: bool,
+}
+
+impl LineWatch {
+    fn feed(&mut self, stream: OutputStream, data: &[u8]) {
+        let buf = &mut self.partial[stream as usize];
+        let mut rest = data;
+        while !rest.is_empty() && !self.matched {
+            let (line, more, whole) = match memchr::memchr(b'\n', rest) {
+                Some(nl) => (&rest[..nl], &rest[nl + 1..], true),
+                None => (rest, &[][..], false),
+            };
+            let room = WATCHED_LINE.saturating_sub(buf.len());
+            buf.extend_from_slice(&line[..line.len().min(room)]);
+            if whole {
+                self.matched = self.re.is_match(&String::from_utf8_lossy(buf));
+                buf.clear();
+            }
+            rest = more;
+        }
+    }
 }
 
 /// Logs whole lines at debug level (an external service's command output,
@@ -144,7 +178,7 @@ impl ServiceOutput {
         let transcript = Transcript::open(&svc.name, cfg.clone());
         let log_lines =
             svc.kind.is_external().then(|| LineLog { name: svc.name.clone(), partial: [Vec::new(), Vec::new()] });
-        Some(ServiceOutput { out: None, err: None, wants: [out, err], transcript, log_lines })
+        Some(ServiceOutput { out: None, err: None, wants: [out, err], transcript, log_lines, watch: None })
     }
 
     /// Write ends for a new process; the pipes are polled from now on.
@@ -172,7 +206,7 @@ impl ServiceOutput {
         }
         let out = take(&mut self.out)?;
         let err = take(&mut self.err)?;
-        w.pipes = Pipes { stdout: out, stderr: err, stdin: None, cgroup: None };
+        w.pipes = Pipes { stdout: out, stderr: err, ..Pipes::default() };
         Ok(w)
     }
 
@@ -207,6 +241,9 @@ impl ServiceOutput {
                     if let Some(l) = self.log_lines.as_mut() {
                         l.feed(stream, &buf[..n]);
                     }
+                    if let Some(w) = self.watch.as_mut() {
+                        w.feed(stream, &buf[..n]);
+                    }
                     if n < buf.len() {
                         break;
                     }
@@ -228,6 +265,21 @@ impl ServiceOutput {
         if let Some(l) = self.log_lines.as_mut() {
             l.flush();
         }
+    }
+
+    /// Looks for a line that matches `re` in the output from now on
+    /// (`None`: stops looking).
+    pub fn watch_lines(&mut self, re: Option<regex_lite::Regex>) {
+        self.watch = re.map(|re| LineWatch { re, partial: [Vec::new(), Vec::new()], matched: false });
+    }
+
+    /// Whether a watched line was seen (once: the watch ends with it).
+    pub fn take_matched(&mut self) -> bool {
+        if self.watch.as_ref().is_some_and(|w| w.matched) {
+            self.watch = None;
+            return true;
+        }
+        false
     }
 
     /// Reopens the transcript file (after an outside rotation).

@@ -93,7 +93,7 @@ pub struct Spawned {
 }
 
 /// The steps of the child's set-up, reported on failure.
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "setpgid",
     "dup2 stdio",
     "chdir",
@@ -106,6 +106,7 @@ const STEPS: [&str; 12] = [
     "setrlimit",
     "keep the lock descriptor",
     "unshare descriptors",
+    "place the readiness descriptor",
 ];
 
 /// The step of unsharing the descriptor table (`close_range` with
@@ -153,6 +154,8 @@ struct Prepared {
     lock: Option<OwnedFd>,
     /// The cgroup directory to start the child in.
     cgroup: Option<RawFd>,
+    /// The write end of a readiness pipe, and the number the child gets it at.
+    ready: Option<(RawFd, RawFd)>,
 }
 
 /// The descriptors a child starts from: the write ends of transcript pipes
@@ -170,6 +173,9 @@ pub struct Pipes {
     /// (`clone3(CLONE_INTO_CGROUP)`), so that it and everything it forks is
     /// in that cgroup from the start.
     pub cgroup: Option<RawFd>,
+    /// `notify = "fd:N"`: the write end of the readiness pipe, and N, the
+    /// descriptor number the program finds it at.
+    pub ready: Option<(RawFd, RawFd)>,
 }
 
 fn cstring(s: impl AsRef<OsStr>, what: &str) -> Result<CString, SpawnError> {
@@ -261,6 +267,7 @@ fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
         rlimits,
         lock,
         cgroup: pipes.cgroup,
+        ready: pipes.ready,
     })
 }
 
@@ -457,6 +464,9 @@ fn low_copies(prep: &mut Prepared, status_fd: RawFd) -> (Vec<OwnedFd>, Option<Ra
     for out in [&mut prep.stdout, &mut prep.stderr].into_iter().flatten() {
         lower(out);
     }
+    if let Some((fd, _)) = prep.ready.as_mut() {
+        lower(fd);
+    }
     (copies, ok.then_some(high))
 }
 
@@ -564,8 +574,31 @@ unsafe fn child_after_fork(
         // The lock file's descriptor is the one that must survive exec: the
         // lock lives as long as the program keeps it open. (Our descriptor
         // table is a copy: this does not change the parent's flag.)
-        if let Some(fd) = &prep.lock {
-            if libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) != 0 {
+        let mut lock = prep.lock.as_ref().map(AsRawFd::as_raw_fd);
+        let mut status_fd = status_fd;
+        if let Some((fd, at)) = prep.ready {
+            // The readiness pipe goes to its number last; what sits there
+            // (the status pipe, the lock) moves up first.
+            if status_fd == at {
+                status_fd = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, at + 1);
+                if status_fd < 0 {
+                    libc::_exit(127);
+                }
+            }
+            if lock == Some(at) {
+                let moved = libc::fcntl(at, libc::F_DUPFD_CLOEXEC, at + 1);
+                if moved < 0 {
+                    child_fail(status_fd, 12);
+                }
+                lock = Some(moved);
+            }
+            let placed = if fd == at { libc::fcntl(at, libc::F_SETFD, 0) } else { libc::dup2(fd, at) };
+            if placed < 0 {
+                child_fail(status_fd, 12);
+            }
+        }
+        if let Some(fd) = lock {
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 child_fail(status_fd, 10);
             }
         }

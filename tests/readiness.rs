@@ -1,0 +1,310 @@
+//! Readiness, health checks and dependencies, on real processes through
+//! the library (the command line's part is in `cli_readiness.rs`).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use supervisor_core::{
+    Command, Engine, HealthCheck, Output, Probe, ReadyCheck, ReadyPolicy, Service, ServiceRequest, ServiceState,
+    ServiceStatus, TranscriptConfig,
+};
+
+fn turn_until(engine: &mut Engine, what: &str, mut done: impl FnMut(&Engine) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !done(engine) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:#?}", engine.status().services);
+        engine.turn(Some(Duration::from_millis(20))).expect("turn");
+    }
+}
+
+fn sh(name: &str, script: &str) -> Service {
+    let mut s = Service::new(name, Command::argv(["sh", "-c", script]));
+    s.restart.min_uptime = Duration::from_millis(100);
+    s.stop_timeout = Duration::from_secs(5);
+    s
+}
+
+fn ready(check: ReadyCheck, interval_ms: u64, timeout_ms: u64) -> Option<ReadyPolicy> {
+    let mut r = ReadyPolicy::new(check);
+    r.interval = Duration::from_millis(interval_ms);
+    r.timeout = Duration::from_millis(timeout_ms);
+    Some(r)
+}
+
+fn status(engine: &Engine, name: &str) -> ServiceStatus {
+    engine.status().services.into_iter().find(|s| s.name == name).expect("the service")
+}
+
+fn state_is(name: &'static str, state: ServiceState) -> impl FnMut(&Engine) -> bool {
+    move |e| e.state(name) == Some(state)
+}
+
+fn touch(path: &Path) {
+    std::fs::write(path, b"").unwrap();
+}
+
+#[test]
+fn fd_readiness_holds_starting_until_the_newline() {
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let mut engine = Engine::new("ready").unwrap();
+    let script = format!("while [ ! -e {} ]; do sleep 0.02; done; echo >&3; exec sleep 100", go.display());
+    let mut svc = sh("db", &script);
+    svc.ready = ready(ReadyCheck::Fd(3), 250, 10_000);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "a process", |e| status(e, "db").pid.is_some());
+    // Well past min_uptime, and still not ready.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(300) {
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+    }
+    let st = status(&engine, "db");
+    assert_eq!(st.state, ServiceState::Starting);
+    assert!(!st.ready);
+    let reason = st.reason.unwrap();
+    assert!(reason.starts_with("waiting for a newline on descriptor 3; gives up in "), "{reason}");
+    touch(&go);
+    turn_until(&mut engine, "running", state_is("db", ServiceState::Running));
+    let st = status(&engine, "db");
+    assert!(st.ready && st.ready_since.is_some() && st.reason.is_none(), "{st:?}");
+}
+
+#[test]
+fn not_ready_in_time_backs_off_and_says_why() {
+    let mut engine = Engine::new("ready").unwrap();
+    let mut svc = sh("mute", "exec sleep 100");
+    svc.ready = ready(ReadyCheck::Fd(3), 250, 300);
+    svc.stop_timeout = Duration::from_secs(2);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "backoff", state_is("mute", ServiceState::Backoff));
+    let st = status(&engine, "mute");
+    assert_eq!(st.error.as_deref(), Some("not ready after 0.3 s"));
+    let reason = st.reason.unwrap();
+    assert!(reason.starts_with("not ready after 0.3 s, 1st failure in a row; next try in "), "{reason}");
+    assert!(st.next_try_in_s.is_some_and(|s| s > 0.0 && s <= 1.0), "{:?}", st.next_try_in_s);
+}
+
+#[test]
+fn an_exec_probe_makes_it_ready_and_shows_its_last_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let mut engine = Engine::new("ready").unwrap();
+    let mut svc = sh("web", "exec sleep 100");
+    let probe = format!("test -e {0} && echo up || {{ echo not yet; exit 1; }}", flag.display());
+    svc.ready = ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "a failed try", |e| status(e, "web").last_probe.is_some());
+    let st = status(&engine, "web");
+    let last = st.last_probe.unwrap();
+    assert!(!last.passed);
+    assert_eq!(last.output, "exited with code 1: not yet");
+    assert_eq!(st.state, ServiceState::Starting);
+    assert!(st.reason.unwrap().contains("(last try: exited with code 1: not yet)"));
+    touch(&flag);
+    turn_until(&mut engine, "running", state_is("web", ServiceState::Running));
+    let last = status(&engine, "web").last_probe.unwrap();
+    assert!(last.passed);
+    assert_eq!(last.output, "up");
+}
+
+#[test]
+fn a_log_line_makes_it_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = Engine::new("ready").unwrap();
+    let mut svc =
+        sh("pg", "echo starting; sleep 0.2; echo 'database system is ready to accept connections'; exec sleep 100");
+    svc.transcript = Some(TranscriptConfig::new(dir.path().join("pg.log")));
+    svc.stdout = Output::Transcript;
+    svc.ready = ready(ReadyCheck::Log("ready to accept".into()), 250, 10_000);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "running", state_is("pg", ServiceState::Running));
+}
+
+#[test]
+fn failed_health_checks_restart_it_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("healthy");
+    touch(&flag);
+    let mut engine = Engine::new("health").unwrap();
+    let mut svc = sh("api", "exec sleep 100");
+    let probe = format!("test -e {} || {{ echo gone; exit 1; }}", flag.display());
+    let mut health = HealthCheck::new(Probe::Exec(Command::argv(["sh", "-c", &probe])));
+    health.interval = Duration::from_millis(50);
+    health.failures = 2;
+    svc.health = Some(health);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "healthy", |e| status(e, "api").health.is_some_and(|h| h.state == "healthy"));
+    let first = status(&engine, "api").pid.unwrap();
+    std::fs::remove_file(&flag).unwrap();
+    turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
+    let st = status(&engine, "api");
+    assert_eq!(st.error.as_deref(), Some("health check failed 2 times in a row: exited with code 1: gone"));
+    touch(&flag);
+    turn_until(&mut engine, "running again", |e| {
+        let st = status(e, "api");
+        st.state == ServiceState::Running && st.pid != Some(first)
+    });
+}
+
+/// db is ready once `go` exists; web requires it.
+fn db_and_web(dir: &Path) -> (Service, Service) {
+    let go = dir.join("go");
+    let log = dir.join("order");
+    let script = format!(
+        "trap 'echo db >> {log}; exit 0' TERM; while [ ! -e {go} ]; do sleep 0.02; done; echo >&3; \
+         while :; do sleep 0.05; done",
+        log = log.display(),
+        go = go.display()
+    );
+    let mut db = sh("db", &script);
+    db.ready = ready(ReadyCheck::Fd(3), 250, 10_000);
+    let web_script =
+        format!("trap 'sleep 0.2; echo web >> {}; exit 0' TERM; while :; do sleep 0.05; done", log.display());
+    let mut web = sh("web", &web_script);
+    web.requires = vec!["db".into()];
+    (db, web)
+}
+
+#[test]
+fn a_dependent_waits_for_readiness_and_stops_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, web) = db_and_web(dir.path());
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(db).unwrap();
+    engine.add_service(web).unwrap();
+    turn_until(&mut engine, "db starting", |e| status(e, "db").pid.is_some());
+    for _ in 0..10 {
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+    }
+    let st = status(&engine, "web");
+    assert_eq!(st.state, ServiceState::Stopped);
+    assert_eq!(st.pid, None);
+    assert_eq!(st.waiting_for, ["db (starting)"]);
+    assert_eq!(st.reason.as_deref(), Some("waiting for db (starting)"));
+    assert_eq!(st.wanted, supervisor_core::Expected::Running);
+    touch(&dir.path().join("go"));
+    turn_until(&mut engine, "web running", state_is("web", ServiceState::Running));
+
+    // Stopping db stops web first; web waits for db again.
+    engine.command("db", ServiceRequest::Stop).unwrap();
+    turn_until(&mut engine, "db stopped", state_is("db", ServiceState::Stopped));
+    assert_eq!(std::fs::read_to_string(dir.path().join("order")).unwrap(), "web\ndb\n");
+    let st = status(&engine, "web");
+    assert_eq!(st.state, ServiceState::Stopped);
+    assert_eq!(st.waiting_for, ["db (stopped)"]);
+    assert_eq!(status(&engine, "db").reason.as_deref(), Some("stopped by a command"));
+
+    // Starting db brings web back once db is ready.
+    engine.command("db", ServiceRequest::Start).unwrap();
+    turn_until(&mut engine, "web running again", state_is("web", ServiceState::Running));
+}
+
+#[test]
+fn starting_a_dependent_starts_what_it_requires() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(&dir.path().join("go"));
+    let (mut db, mut web) = db_and_web(dir.path());
+    db.expected = supervisor_core::Expected::Stopped;
+    web.expected = supervisor_core::Expected::Stopped;
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(db).unwrap();
+    engine.add_service(web).unwrap();
+    engine.command("web", ServiceRequest::Start).unwrap();
+    turn_until(&mut engine, "both running", |e| {
+        e.state("db") == Some(ServiceState::Running) && e.state("web") == Some(ServiceState::Running)
+    });
+}
+
+#[test]
+fn a_failed_dependency_leaves_dependents_stopped_not_crash_looping() {
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(Service::new("db", Command::argv(["/nonexistent/postgres"]))).unwrap();
+    let mut web = sh("web", "exec sleep 100");
+    web.requires = vec!["db".into()];
+    engine.add_service(web).unwrap();
+    turn_until(&mut engine, "db fatal", state_is("db", ServiceState::Fatal));
+    for _ in 0..5 {
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+    }
+    let st = status(&engine, "web");
+    assert_eq!(st.state, ServiceState::Stopped);
+    assert_eq!(st.restarts, 0);
+    assert_eq!(st.waiting_for, ["db (fatal)"]);
+}
+
+#[test]
+fn shutdown_stops_in_reverse_dependency_order() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(&dir.path().join("go"));
+    let (db, web) = db_and_web(dir.path());
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(db).unwrap();
+    engine.add_service(web).unwrap();
+    turn_until(&mut engine, "web running", state_is("web", ServiceState::Running));
+    engine.shutdown();
+    turn_until(&mut engine, "the end", Engine::is_finished);
+    assert_eq!(std::fs::read_to_string(dir.path().join("order")).unwrap(), "web\ndb\n");
+}
+
+#[test]
+fn tcp_and_unix_probes_make_it_ready_once_something_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port with nothing behind it, for now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let sock = dir.path().join("db.sock");
+    let mut engine = Engine::new("probes").unwrap();
+    let mut tcp = sh("tcp", "exec sleep 100");
+    tcp.ready = ready(ReadyCheck::Probe(Probe::Tcp(port)), 50, 10_000);
+    engine.add_service(tcp).unwrap();
+    let mut unix = sh("unix", "exec sleep 100");
+    unix.ready = ready(ReadyCheck::Probe(Probe::Unix(sock.clone())), 50, 10_000);
+    engine.add_service(unix).unwrap();
+    turn_until(&mut engine, "failed tries", |e| {
+        e.status().services.iter().all(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
+    });
+    let st = status(&engine, "tcp");
+    assert_eq!(st.last_probe.unwrap().output, format!("connect {port}: connection refused"));
+    assert_eq!(st.state, ServiceState::Starting);
+    let _tcp = std::net::TcpListener::bind(port).unwrap();
+    let _unix = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    turn_until(&mut engine, "both running", |e| {
+        e.state("tcp") == Some(ServiceState::Running) && e.state("unix") == Some(ServiceState::Running)
+    });
+    assert_eq!(status(&engine, "tcp").last_probe.unwrap().output, format!("connected to {port}"));
+}
+
+#[test]
+fn an_http_health_check_restarts_it_on_errors() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = healthy.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = [0u8; 1024];
+            let _ = conn.read(&mut buf);
+            let answer: &[u8] = if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"
+            } else {
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n"
+            };
+            let _ = conn.write_all(answer);
+        }
+    });
+    let mut engine = Engine::new("http").unwrap();
+    let mut svc = sh("api", "exec sleep 100");
+    let url = format!("http://{addr}/healthz");
+    let mut health = HealthCheck::new(Probe::Http(supervisor_core::HttpTarget::parse(&url).unwrap()));
+    health.interval = Duration::from_millis(50);
+    health.failures = 2;
+    svc.health = Some(health);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "healthy", |e| status(e, "api").health.is_some_and(|h| h.state == "healthy"));
+    assert_eq!(status(&engine, "api").health.unwrap().last_output.as_deref(), Some("HTTP/1.1 200 OK"));
+    healthy.store(false, std::sync::atomic::Ordering::SeqCst);
+    turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
+    let st = status(&engine, "api");
+    assert_eq!(st.error.as_deref(), Some("health check failed 2 times in a row: HTTP/1.1 503 Service Unavailable"));
+}
