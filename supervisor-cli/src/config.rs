@@ -32,9 +32,11 @@ use toml::de::{DeTable, DeValue};
 
 mod across;
 mod check;
+mod deps;
 mod error;
 mod kinds;
 mod locate;
+mod readiness;
 mod service;
 pub mod simplevisor;
 #[cfg(test)]
@@ -93,9 +95,12 @@ pub struct Config {
     /// Who besides root and the owner may use the control socket, with
     /// user and group names resolved.
     pub access: AccessPolicy,
-    /// The services, in the order they appear in the file. A service has
-    /// a [`Service::transcript`] exactly when its stdout or stderr goes to
-    /// it, with its default path filled in.
+    /// The services, in the order they appear in the file, except that a
+    /// service named in `requires` or `after` moves up to just before the
+    /// first one that names it (the engine takes only names added before):
+    /// add them to an engine in this order. A service has a
+    /// [`Service::transcript`] exactly when its stdout or stderr goes to it,
+    /// with its default path filled in.
     pub services: Vec<Service>,
     /// The `[group.NAME]` tables, in the order they appear in the file.
     pub groups: Vec<supervisor_core::Group>,
@@ -240,6 +245,7 @@ impl Config {
         let config_file = base.join(path.file_name().unwrap_or_default());
         check_runtime_dirs(&mut diag, &config_file, runtime_dir.as_deref(), &services);
         check_with_the_engines_rules(&mut diag, &services);
+        deps::check_and_order(&mut diag, top.get("service").copied(), &mut services);
         // Without a name (reported above) there is no runtime directory.
         let (true, Some(name), Some(runtime_dir)) = (diag.errors.is_empty(), name, runtime_dir) else {
             let mut errors = diag.errors;

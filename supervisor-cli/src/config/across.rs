@@ -257,6 +257,11 @@ pub(super) fn check_with_the_engines_rules(diag: &mut Diag<'_>, services: &[Serv
             continue;
         }
         if let Err(e) = r.service.validate() {
+            // `ready.check` is the method given (`ready.exec`...), at its value.
+            if let Some((key, span)) = r.readiness.locate(e.field) {
+                diag.error(Some(span), Some(name), Some(&key), e.problem);
+                continue;
+            }
             // `restart.min_uptime` is `min_uptime` in the file,
             // `kind.task.interval` is `interval`.
             let key = e.field.rsplit('.').next().filter(|k| *k != "external" && *k != "name");

@@ -59,6 +59,11 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "daemon",
     "path",
     "check_interval",
+    "ready",
+    "health",
+    "watchdog",
+    "requires",
+    "after",
 ];
 
 /// The keys of a service's `limits` table.
@@ -91,6 +96,9 @@ pub(super) struct ServiceRead {
     pub(super) runtime_dir: Option<Range<usize>>,
     /// `logfile`, `start_test` and `start_timeout`.
     pub(super) extras: super::ServiceExtras,
+    /// The names of `requires` and `after`, and where the keys of
+    /// readiness, health and the watchdog are.
+    pub(super) readiness: super::readiness::Readiness,
 }
 
 /// Reads the table of service `name` (whose key is at `name_span`).
@@ -211,6 +219,7 @@ pub(super) fn read_service(
     }
     runtime_dir_keys(s, &f, &mut svc);
     super::kinds::read_kind(s, &f, kind, name_span.clone(), &mut svc);
+    let readiness = super::readiness::read(s, &f, kind, &mut svc);
     let extras = super::zdaemon::read_extras(s, &f);
     has_command.then(|| ServiceRead {
         service: svc,
@@ -221,6 +230,7 @@ pub(super) fn read_service(
         stderr: f.get("stderr").map(|v| v.span()),
         runtime_dir: f.get("runtime_dir").map(|v| v.span()),
         extras,
+        readiness,
     })
 }
 
@@ -337,7 +347,7 @@ fn cpu_seconds(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<u64> {
 
 /// `command`: a string split into words, a string for `sh -c`, or an
 /// array of strings.
-fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option<Command> {
+pub(super) fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option<Command> {
     match v.get_ref() {
         DeValue::String(line) if shell => {
             if line.trim().is_empty() {

@@ -9,6 +9,9 @@ use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, S
 
 use super::*;
 
+/// `ready`, `health`, `watchdog`, `requires` and `after`.
+mod readiness;
+
 const PATH: &str = "/etc/sv/demo.toml";
 
 fn parse(text: &str) -> Result<Config, ConfigErrors> {
