@@ -8,6 +8,7 @@ mod cli_events;
 mod cli_exit_codes;
 mod cli_json;
 mod cli_reach;
+mod cli_readiness;
 mod cli_reference;
 mod config_errors;
 mod control_socket;

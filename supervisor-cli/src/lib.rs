@@ -154,6 +154,16 @@ pub enum Cmd {
         #[arg(long)]
         since_start: bool,
     },
+    /// Wait until the services are ready: exit 0 then, 1 when one fails or
+    /// the time is up (saying which and why), 7 when no supervisor runs.
+    Wait {
+        /// The services to wait for.
+        #[arg(value_name = "NAME", required = true)]
+        names: Vec<String>,
+        /// How long to wait.
+        #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "60s")]
+        timeout: Duration,
+    },
     /// Stop all services and the supervisor; return once it is gone.
     Shutdown {
         /// How long to wait.

@@ -24,6 +24,7 @@ pub mod services;
 pub mod shell;
 pub mod status;
 pub mod svc;
+pub mod wait;
 pub mod zdaemon;
 
 /// Runs the parsed command line; returns the exit code.
@@ -115,7 +116,8 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Reopen { .. }
         | Cmd::Reload { .. }
         | Cmd::RepairSocket
-        | Cmd::Events { .. } => unreachable!("client commands, or zdaemon's forms of them"),
+        | Cmd::Events { .. }
+        | Cmd::Wait { .. } => unreachable!("client commands, or zdaemon's forms of them"),
         Cmd::Fg { .. } | Cmd::Kill { .. } => unreachable!("handled by zdaemon::dispatch"),
     }
 }
@@ -137,6 +139,7 @@ fn is_client(command: &Cmd) -> bool {
             | Cmd::Reload { scan: None, .. }
             | Cmd::RepairSocket
             | Cmd::Events { .. }
+            | Cmd::Wait { .. }
     )
 }
 
@@ -155,6 +158,7 @@ fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
         Cmd::Reload { dry_run, .. } => reload::reload(reach, dry_run),
         Cmd::RepairSocket => instances::repair_socket(reach),
         Cmd::Events { names, since_start } => events::events(reach, names, since_start),
+        Cmd::Wait { names, timeout } => wait::wait(reach, &names, timeout),
         other => unreachable!("not a client command: {other:?}"),
     }
 }

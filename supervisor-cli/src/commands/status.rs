@@ -37,25 +37,43 @@ pub fn status(reach: &Reach, names: &[String]) -> Result<u8, CliError> {
     Ok(combined_code(&snapshot.services))
 }
 
-/// The human-readable table.
+/// The human-readable table: a row per service, and in its last column
+/// why a service is not running (or, for one that is, what it last said
+/// over sd_notify, or what its last probe found).
 pub fn table(snapshot: &StatusSnapshot) -> String {
-    let mut rows = vec![["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT"].map(String::from).to_vec()];
+    let header = ["NAME", "STATE", "READY", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "INFO"];
+    let mut rows = vec![header.map(String::from).to_vec()];
     for s in &snapshot.services {
-        let mut last = match s.last_exit {
+        let last = match s.last_exit {
             None => "-".to_string(),
             Some(ExitStatus::Code(c)) => format!("code {c}"),
             Some(ExitStatus::Signal(sig)) => format!("SIG{}", supervisor_core::signal_name(sig)),
         };
-        if let Some(err) = &s.error {
-            last = format!("{last} ({err})");
-        }
+        let task = s.extra.kind.as_deref() == Some("task");
+        let info = s
+            .reason
+            .clone()
+            .or_else(|| s.status_text.clone())
+            .or_else(|| s.last_probe.as_ref().map(|p| format!("probe: {}", p.output)))
+            .or_else(|| s.error.clone())
+            .unwrap_or_default();
         rows.push(vec![
             s.name.clone(),
             s.state.to_string(),
+            if task {
+                "-"
+            } else if s.ready {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+            s.health.as_ref().map_or("-".into(), |h| h.state.clone()),
             s.pid.map_or("-".into(), |p| p.to_string()),
             s.uptime_s.map_or("-".into(), |u| human_duration(Duration::from_secs_f64(u))),
             s.restarts.to_string(),
             last,
+            info,
         ]);
     }
     columns(&rows)

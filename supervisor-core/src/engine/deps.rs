@@ -119,6 +119,17 @@ impl Engine {
         }
     }
 
+    /// Whether a dependency the service at `idx` waits for will not get
+    /// there by itself: it gave up, finished, or is stopped and not wanted.
+    pub(super) fn dependency_failed(&self, idx: usize) -> bool {
+        self.deps_of(idx).into_iter().filter(|&(d, r)| !self.dep_met(d, r)).any(|(d, _)| {
+            let s = &self.slots[d];
+            s.stop_held.is_none() && s.m.is_at_rest() && !s.m.want_up() && !s.waiting
+                || s.m.state() == ServiceState::Fatal
+                || s.waiting && self.dependency_failed(d)
+        })
+    }
+
     /// The dependencies the service at `idx` waits for.
     pub(super) fn waiting_for(&self, idx: usize) -> Vec<String> {
         if !self.slots[idx].waiting {

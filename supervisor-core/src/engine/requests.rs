@@ -235,11 +235,19 @@ impl Engine {
 
     pub(super) fn settled(&self, idx: usize, kind: WaitKind) -> Option<ServiceResult> {
         let s = &self.slots[idx];
-        if s.held_start || s.held_stop {
-            // Its turn in its group has not come yet.
+        if s.held_start || s.held_stop || s.stop_held.is_some() {
+            // Its turn in its group, or after its dependents, has not come.
             return None;
         }
         let state = s.m.state();
+        if s.waiting && kind == WaitKind::Up {
+            // Settled only when what it waits for will not come by itself.
+            if !self.dependency_failed(idx) {
+                return None;
+            }
+            let message = Some(format!("waiting for {}", self.waiting_for(idx).join(", ")));
+            return Some(ServiceResult { name: s.svc.name.clone(), state, ok: false, message });
+        }
         use ServiceState as S;
         let ok = match (kind, state, &s.m) {
             // An external service: once its pass is over, as it ended.

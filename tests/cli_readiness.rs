@@ -1,0 +1,77 @@
+//! Readiness and dependencies from the command line: `wait`, the status
+//! table and JSON, `check-config` on a graph.
+
+use std::time::Duration;
+
+use crate::util::{wait_for, Fixture};
+
+const T: Duration = Duration::from_secs(15);
+
+/// db is ready once DIR/go exists (a newline on fd 3); web requires it.
+const DB_AND_WEB: &str = r#"
+[service.db]
+command = ["sh", "-c", "while [ ! -e DIR/go ]; do sleep 0.02; done; echo >&3; exec sleep 100"]
+[service.db.ready]
+notify = "fd:3"
+timeout = "30s"
+
+[service.web]
+command = ["sleep", "100"]
+requires = ["db"]
+min_uptime = "100ms"
+"#;
+
+#[test]
+fn wait_returns_once_ready_and_says_why_not_before() {
+    let mut f = Fixture::new(DB_AND_WEB);
+    f.start();
+    let (code, out, _) = f.cli_code(&["wait", "web", "--timeout", "300ms"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(out.trim(), "web: not ready after 300ms: stopped (waiting for db (starting))");
+    let (code, out, _) = f.cli_code(&["status", "web"]);
+    assert_eq!(code, 3, "{out}");
+    let head = out.lines().next().unwrap();
+    assert!(head.starts_with("NAME  STATE    READY  HEALTH  PID"), "{out}");
+    assert!(out.lines().nth(1).unwrap().ends_with("waiting for db (starting)"), "{out}");
+    let web = f.service("web");
+    assert_eq!(web["ready"], false);
+    assert_eq!(web["waiting_for"], serde_json::json!(["db (starting)"]));
+    let db = f.service("db");
+    assert!(db["reason"].as_str().unwrap().starts_with("waiting for a newline on descriptor 3"), "{db}");
+
+    let waiter = std::process::Command::new(crate::util::supervisor_bin())
+        .args(["-c", &f.config.display().to_string(), "--json", "wait", "db", "web"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::fs::write(f.path("go"), b"").unwrap();
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["ready"], true);
+    assert_eq!(doc["services"][1]["name"], "web");
+    wait_for("web ready", T, || (f.service("web")["ready"] == true).then_some(()));
+}
+
+#[test]
+fn wait_fails_at_once_for_a_service_that_gave_up_and_without_a_supervisor() {
+    let mut f = Fixture::new("[service.ghost]\ncommand = [\"/nonexistent/ghost\"]\n");
+    let (code, _, err) = f.cli_code(&["wait", "ghost"]);
+    assert_eq!(code, 7, "{err}");
+    f.start();
+    let (code, out, _) = f.cli_code(&["wait", "ghost", "--timeout", "10s"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("ghost: fatal: gave up: exec /nonexistent/ghost: No such file"), "{out}");
+}
+
+#[test]
+fn check_config_names_a_cycle_and_an_unknown_dependency() {
+    let f = Fixture::new(
+        "[service.a]\ncommand = [\"true\"]\nrequires = [\"b\"]\n\
+         [service.b]\ncommand = [\"true\"]\nafter = [\"a\", \"nope\"]\n",
+    );
+    let (code, _, err) = f.cli_code(&["check-config"]);
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("key \"after\": a cycle: a -> b -> a"), "{err}");
+    assert!(err.contains("t.toml:11:15: service \"b\", key \"after\": no service named \"nope\""), "{err}");
+}
