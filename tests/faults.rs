@@ -25,7 +25,8 @@ fn sequence_numbers(dir: &Path, len: usize) -> (BTreeSet<usize>, usize, usize) {
         if !entry.file_name().to_string_lossy().starts_with("web.log") {
             continue;
         }
-        let text = fs::read_to_string(entry.path()).unwrap();
+        // Renamed by a rotation since the listing: counted at the next look.
+        let Ok(text) = fs::read_to_string(entry.path()) else { continue };
         for line in text.lines() {
             let payload = line.rsplit(' ').nth(1).zip(line.rsplit(' ').next());
             let whole = payload.and_then(|(seq, xs)| {
