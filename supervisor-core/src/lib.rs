@@ -236,6 +236,8 @@ pub mod fuzzing {
     use std::time::Instant;
 
     pub use crate::machine::{Action, Event};
+    /// The `sd_notify` datagram parser (`os/notify.rs`) and what it reads.
+    pub use crate::os::notify::{parse as notify_parse, Message as NotifyMessage, MAX_STATUS_CHARS};
     use crate::{ExitStatus, Expected, Service, ServiceState};
 
     /// The daemon state machine (`machine/daemon.rs`), as the engine drives
