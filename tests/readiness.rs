@@ -308,3 +308,71 @@ fn an_http_health_check_restarts_it_on_errors() {
     let st = status(&engine, "api");
     assert_eq!(st.error.as_deref(), Some("health check failed 2 times in a row: HTTP/1.1 503 Service Unavailable"));
 }
+
+/// An engine with its notify socket in `dir`.
+fn notifying(dir: &Path) -> Engine {
+    let mut engine = Engine::new("notify").unwrap();
+    engine.listen_notify(dir.join("notify.sock")).unwrap();
+    engine
+}
+
+#[test]
+fn systemd_notify_from_a_script_makes_it_ready_with_its_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = notifying(dir.path());
+    // systemd-notify is a child of the service's shell: attributed
+    // through its parent.
+    let mut svc = sh("db", "sleep 0.2; systemd-notify --ready --status='accepting connections'; exec sleep 100");
+    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "running", state_is("db", ServiceState::Running));
+    assert_eq!(status(&engine, "db").status_text.as_deref(), Some("accepting connections"));
+    // Nothing else may claim to be db.
+    let mut stranger = std::process::Command::new("systemd-notify")
+        .args(["--ready", "--status=forged"])
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stranger.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "systemd-notify never returned");
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert_eq!(status(&engine, "db").status_text.as_deref(), Some("accepting connections"));
+}
+
+#[test]
+fn systemd_readiness_needs_the_notify_socket() {
+    let mut engine = Engine::new("notify").unwrap();
+    let mut svc = sh("db", "exec sleep 100");
+    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    let err = engine.add_service(svc).unwrap_err().to_string();
+    assert!(err.contains("needs the engine's notify socket"), "{err}");
+}
+
+#[test]
+fn a_missed_watchdog_restarts_it_and_a_fed_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = notifying(dir.path());
+    // Says it is ready and feeds the watchdog while DIR/feed exists.
+    let feed = dir.path().join("feed");
+    touch(&feed);
+    let script = format!(
+        "[ \"$WATCHDOG_USEC\" = 300000 ] || exit 9; systemd-notify --ready; \
+         while [ -e {} ]; do systemd-notify WATCHDOG=1; sleep 0.05; done; exec sleep 100",
+        feed.display()
+    );
+    let mut svc = sh("api", &script);
+    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    svc.watchdog = Some(Duration::from_millis(300));
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(900) {
+        engine.turn(Some(Duration::from_millis(20))).unwrap();
+    }
+    assert_eq!(status(&engine, "api").restarts, 0, "fed, it must not be restarted");
+    std::fs::remove_file(&feed).unwrap();
+    turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
+    assert_eq!(status(&engine, "api").error.as_deref(), Some("watchdog: no WATCHDOG=1 for 0.3 s"));
+}

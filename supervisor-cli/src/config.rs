@@ -301,6 +301,13 @@ impl Config {
         self.run_dir().join(PIDFILE_FILE)
     }
 
+    /// The socket services send `sd_notify` datagrams to:
+    /// `RUNTIME_DIR/run/notify.sock`.
+    #[must_use]
+    pub fn notify_socket_path(&self) -> PathBuf {
+        self.run_dir().join("notify.sock")
+    }
+
     /// The saved state of the services: `RUNTIME_DIR/run/state.json`.
     #[must_use]
     pub fn state_path(&self) -> PathBuf {

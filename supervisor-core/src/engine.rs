@@ -47,6 +47,7 @@ mod frontend;
 mod groups;
 mod handle;
 mod host;
+mod notify;
 mod poller;
 mod reload;
 mod report;
@@ -341,6 +342,7 @@ impl Engine {
         if let (Some(m), false) = (&self.marker, external) {
             svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
         }
+        self.notify_env(&mut svc)?;
         let now = Instant::now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);

@@ -122,6 +122,11 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
+    // Only services with notify = "systemd" need it; they say so if it is
+    // missing.
+    if let Err(e) = engine.listen_notify(config.notify_socket_path()) {
+        log::warn!("no sd_notify socket: {e}");
+    }
     let mut socket_link = try_!(SocketLink::create(&config));
     log::info!(
         "supervisor {} (pid {}) starting {} service(s); control socket {}",

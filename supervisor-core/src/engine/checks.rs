@@ -85,6 +85,21 @@ pub(super) struct Checks {
 }
 
 impl Checks {
+    /// Whether its readiness is being waited for.
+    pub(super) fn awaits_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Moves the watchdog deadline to `to`, while there is one; whether
+    /// it moved.
+    pub(super) fn feed_watchdog(&mut self, to: Instant) -> bool {
+        if self.phase == Phase::Health && self.watchdog_due.is_some() {
+            self.watchdog_due = Some(to);
+            return true;
+        }
+        false
+    }
+
     /// Whether its health is being checked (it is running and ready).
     pub(super) fn phase_is_health(&self) -> bool {
         self.phase == Phase::Health
@@ -111,6 +126,8 @@ pub(super) struct Registry {
     timers: BTreeSet<(Instant, usize)>,
     /// Probe processes not reaped yet (also the killed ones).
     pub(super) pids: HashMap<i32, usize>,
+    /// The socket services send `sd_notify` datagrams to.
+    pub(super) notify: Option<crate::os::notify::NotifySocket>,
 }
 
 impl Registry {
@@ -184,7 +201,7 @@ impl Engine {
     }
 
     /// Puts the nearest deadline of the service's checks in the set.
-    fn arm_checks(&mut self, idx: usize) {
+    pub(super) fn arm_checks(&mut self, idx: usize) {
         let c = &mut self.slots[idx].checks;
         let next = match (c.due, c.watchdog_due) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -109,6 +109,7 @@ impl Engine {
         if let Some(m) = &self.marker {
             svc.env.vars.insert(crate::os::previous::INSTANCE_ENV.to_string(), m.clone());
         }
+        self.notify_env(&mut svc)?;
         let Some(&idx) = self.by_name.get(&svc.name) else {
             self.add_wanted(svc, None)?;
             return Ok(true);

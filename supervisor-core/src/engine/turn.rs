@@ -36,6 +36,8 @@ pub(super) enum Source {
     Inbox,
     /// The epoll set of the services' descriptors (`poller.rs`).
     Services,
+    /// The `sd_notify` socket.
+    Notify,
 }
 
 impl Source {
@@ -131,6 +133,7 @@ impl Engine {
                 }
                 Source::Control => control_ready.push(pfd.fd),
                 Source::Inbox => inbox = true,
+                Source::Notify => self.read_notify(),
                 Source::Services => {
                     let ready = self.services.get_mut().ready()?;
                     for src in ready {
@@ -216,7 +219,7 @@ impl Engine {
                 Some(pid)
             }
             Source::Leader(_, pid) => Some(pid),
-            Source::Signals | Source::Control | Source::Inbox | Source::Services => None,
+            Source::Signals | Source::Control | Source::Inbox | Source::Services | Source::Notify => None,
         }
     }
 
@@ -249,6 +252,9 @@ impl Engine {
         };
         add(self.signals.fd(), libc::POLLIN, Source::Signals);
         add(self.inbox.fd(), libc::POLLIN, Source::Inbox);
+        if let Some(n) = &self.checks.notify {
+            add(n.fd(), libc::POLLIN, Source::Notify);
+        }
         if let Some(c) = &self.control {
             for (fd, ev) in c.poll_fds() {
                 add(fd, ev, Source::Control);

@@ -6,8 +6,6 @@
 pub(crate) mod cgroup;
 pub(crate) mod daemon;
 pub(crate) mod limits;
-// The engine does not use it yet.
-#[allow(dead_code)]
 pub(crate) mod notify;
 pub(crate) mod output;
 pub(crate) mod persist;

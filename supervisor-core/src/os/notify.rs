@@ -152,6 +152,7 @@ pub(crate) struct Datagram {
     /// datagram is dropped: that is what releases a `systemd-notify` that
     /// waits on `BARRIER=1`, and keeping the sender waiting until then is
     /// what keeps its pid its own while the datagram is handled.
+    #[allow(dead_code)] // held, never read: dropping them is the point
     pub fds: Vec<OwnedFd>,
 }
 
