@@ -132,6 +132,7 @@ fn failed_health_checks_restart_it_with_the_reason() {
     health.interval = Duration::from_millis(50);
     health.failures = 2;
     svc.health = Some(health);
+    let changes = engine.subscribe();
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "healthy", |e| status(e, "api").health.is_some_and(|h| h.state == "healthy"));
     let first = status(&engine, "api").pid.unwrap();
@@ -139,6 +140,14 @@ fn failed_health_checks_restart_it_with_the_reason() {
     turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
     let st = status(&engine, "api");
     assert_eq!(st.error.as_deref(), Some("health check failed 2 times in a row: exited with code 1: gone"));
+    // The events say when it was ready, and why it went down.
+    let seen: Vec<_> = changes.try_iter().collect();
+    let ready = seen.iter().find(|c| c.to == ServiceState::Running).expect("a change to running");
+    assert!(ready.ready && ready.reason.is_none());
+    let down = seen.iter().find(|c| c.from == ServiceState::Running).expect("a change from running");
+    assert_eq!(down.to, ServiceState::Stopping);
+    assert_eq!(down.reason.as_deref(), st.error.as_deref());
+    assert!(!down.ready);
     touch(&flag);
     turn_until(&mut engine, "running again", |e| {
         let st = status(e, "api");

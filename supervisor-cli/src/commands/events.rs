@@ -9,7 +9,7 @@ use supervisor_core::ExitStatus;
 use super::reach::Reach;
 use crate::exit::{self, CliError};
 
-/// One change for people: `TIME SERVICE FROM -> TO (pid N, exit) #SEQ`.
+/// One change for people: `TIME SERVICE FROM -> TO (pid N, exit) #SEQ: REASON`.
 #[must_use]
 pub fn line(e: &Event) -> String {
     let time = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(e.time.max(0.0));
@@ -23,7 +23,8 @@ pub fn line(e: &Event) -> String {
         None => {}
     }
     let detail = if detail.is_empty() { String::new() } else { format!(" ({})", detail.join(", ")) };
-    format!("{} {} {} -> {}{detail} #{}", humantime::format_rfc3339_millis(time), e.service, e.from, e.to, e.seq)
+    let why = e.reason.as_deref().map_or(String::new(), |r| format!(": {r}"));
+    format!("{} {} {} -> {}{detail} #{}{why}", humantime::format_rfc3339_millis(time), e.service, e.from, e.to, e.seq)
 }
 
 /// `events`: exits 0 when the supervisor goes away (or the reader of the

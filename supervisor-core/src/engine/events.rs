@@ -39,6 +39,14 @@ pub struct StateChange {
     pub at: SystemTime,
     /// The change's number, from 1 at the engine's start, without gaps.
     pub seq: u64,
+    /// The service is ready now: a change to `running` is the moment it
+    /// became ready (for a service with a ready check, when it said so or
+    /// its probe passed).
+    pub ready: bool,
+    /// Why, when the service was stopped or failed: a failed health check
+    /// or a missed watchdog ("health check failed 3 times in a row: ...",
+    /// "watchdog: ..."), not ready in time, a command, a dependency.
+    pub reason: Option<String>,
 }
 
 impl StateChange {
@@ -54,6 +62,8 @@ impl StateChange {
             pid: self.pid,
             exit: self.exit,
             time,
+            ready: self.ready,
+            reason: self.reason.clone(),
         }
     }
 }
@@ -156,6 +166,11 @@ impl Engine {
             exit,
             at: SystemTime::now(),
             seq: self.events.seq,
+            ready: to == ServiceState::Running,
+            reason: match to {
+                ServiceState::Running | ServiceState::Starting => None,
+                _ => s.m.error().map(str::to_owned).or_else(|| s.stopped_by.clone()),
+            },
         };
         if self.events.any() {
             self.events.send(&change);

@@ -180,6 +180,13 @@ pub struct Event {
     pub exit: Option<ExitStatus>,
     /// When, in seconds since the Unix epoch.
     pub time: f64,
+    /// The service is ready now (see [`StateChange::ready`](crate::StateChange::ready)).
+    #[serde(default)]
+    pub ready: bool,
+    /// Why it was stopped or failed (see
+    /// [`StateChange::reason`](crate::StateChange::reason)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// A request: a command and the id its response will carry.
