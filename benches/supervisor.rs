@@ -16,7 +16,10 @@
 //!    engine with 100 services, in this process (see `handle.rs`);
 //! 8. the restart latency beside 1000 hostile clients and 100 crash loops
 //!    against the idle figure, and with 10, 1000 and 10,000 services
-//!    (see `load.rs`).
+//!    (see `load.rs`);
+//! 9. readiness: start to ready of 1000 services with and without a tree
+//!    of dependencies, sd_notify latency, the cost of health checks (see
+//!    `ready.rs`).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found
 //! next to this executable's target directory:
@@ -29,7 +32,7 @@
 //! `BENCH_QUICK=1` (a smoke run: 10 kills, 100 services instead of 1000,
 //! 2 s of idleness, 20 MB of transcript instead of 200 MB),
 //! `BENCH_ONLY=PART,...` (run only some parts: `restart`, `rss`, `hundred`,
-//! `fleet`, `transcript`, `handle`, `load`, `scale`). Without the `--bench` argument that `cargo bench`
+//! `fleet`, `transcript`, `handle`, `peers`, `load`, `scale`, `ready`). Without the `--bench` argument that `cargo bench`
 //! passes (as under `cargo test --benches`), nothing is measured.
 //!
 //! Every supervisor is run in its own temporary directory, and stopped at
@@ -53,6 +56,7 @@ use supervisor_core::{ServiceState, StatusSnapshot};
 mod handle;
 mod load;
 mod peers;
+mod ready;
 mod transcript;
 
 /// Errors are reported, not recovered from.
@@ -115,6 +119,9 @@ fn run() -> Res<()> {
     if settings.wants("scale") {
         load::bench_scale(&bins, &settings, &mut report)?;
     }
+    if settings.wants("ready") {
+        ready::bench_ready(&bins, &settings, &mut report)?;
+    }
     report.print();
     Ok(())
 }
@@ -146,7 +153,8 @@ struct Settings {
 }
 
 /// The parts that `BENCH_ONLY` can name, in the order they run.
-const PARTS: [&str; 9] = ["restart", "rss", "hundred", "fleet", "transcript", "handle", "peers", "load", "scale"];
+const PARTS: [&str; 10] =
+    ["restart", "rss", "hundred", "fleet", "transcript", "handle", "peers", "load", "scale", "ready"];
 
 impl Settings {
     /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.

@@ -30,6 +30,10 @@
 //!                                        to FILE, then sleep forever
 //! sv-test-helper connect-as UID SOCKET   become UID, connect to SOCKET, send stdin's first line,
 //!                                        print the first line of the answer
+//! sv-test-helper ready-fd N              write a newline on descriptor N (s6's readiness), close it,
+//!                                        sleep forever
+//! sv-test-helper notify-stamp FILE       write "CLOCK_REALTIME_NS\n" to FILE, then send READY=1 to
+//!                                        $NOTIFY_SOCKET (sd_notify), sleep forever
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -122,6 +126,24 @@ fn main() {
             sleep_forever()
         }
         Some("exit") => exit(arg(1).parse().unwrap_or_else(|_| usage())),
+        Some("ready-fd") => {
+            let fd: i32 = arg(1).parse().unwrap_or_else(|_| usage());
+            // SAFETY: the descriptor was given to this process for this
+            // (s6's notification-fd); nothing else here owns it.
+            let mut pipe = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            pipe.write_all(b"\n").expect("write the readiness newline");
+            drop(pipe);
+            sleep_forever()
+        }
+        Some("notify-stamp") => {
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).expect("clock");
+            let ns = i128::from(now.tv_sec()) * 1_000_000_000 + i128::from(now.tv_nsec());
+            write_atomic(&arg(1), &format!("{ns}\n"));
+            let socket = std::env::var("NOTIFY_SOCKET").expect("NOTIFY_SOCKET");
+            let tx = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+            tx.send_to(b"READY=1", socket).expect("send READY=1");
+            sleep_forever()
+        }
         Some("ignore-term") => {
             // SAFETY: SIG_IGN installs no handler code.
             unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }.expect("signal");
@@ -289,7 +311,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sv-test-helper sleep|lines|paced|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as ..."
+        "usage: sv-test-helper sleep|lines|paced|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as|ready-fd|notify-stamp ..."
     );
     exit(2)
 }
