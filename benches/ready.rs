@@ -5,7 +5,7 @@
 //!    without dependencies and once as a tree three levels deep (10 roots,
 //!    90 that each require a root, 900 that each require one of those),
 //!    from the first `add_service` until every one is `running`, in turn;
-//! 2. sd_notify latency: from a service's `READY=1` (its wall clock just
+//! 2. `sd_notify` latency: from a service's `READY=1` (its wall clock just
 //!    before the send) to the engine's change to `running`;
 //! 3. the cost of health checks: 100 services with an exec health check
 //!    every second, the engine's own CPU time over a stretch of wall time.
@@ -36,7 +36,7 @@ fn all_running(e: &Engine) -> bool {
 /// Shuts the engine down and turns it until it is done.
 fn finish(mut engine: Engine) -> Res<()> {
     engine.shutdown();
-    turn_until(&mut engine, Duration::from_secs(60), Engine::is_finished)
+    turn_until(&mut engine, Duration::from_mins(1), Engine::is_finished)
 }
 
 /// A service ready by a newline on fd 3, requiring `requires`.
@@ -61,7 +61,7 @@ fn start_to_ready(bins: &Bins, n: usize, tree: bool) -> Res<f64> {
         };
         engine.add_service(fd_ready(bins, format!("svc-{i:04}"), requires))?;
     }
-    turn_until(&mut engine, Duration::from_secs(120), all_running)?;
+    turn_until(&mut engine, Duration::from_mins(2), all_running)?;
     let took = t0.elapsed().as_secs_f64();
     finish(engine)?;
     Ok(took)
@@ -110,7 +110,7 @@ fn health_cost(bins: &Bins, n: usize, span: Duration) -> Res<(f64, f64)> {
         svc.health = Some(health);
         engine.add_service(svc)?;
     }
-    turn_until(&mut engine, Duration::from_secs(60), |e| {
+    turn_until(&mut engine, Duration::from_mins(1), |e| {
         e.status().services.iter().all(|s| s.health.as_ref().is_some_and(|h| h.state == "healthy"))
     })?;
     let usage = || nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF);

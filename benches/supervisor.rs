@@ -18,7 +18,7 @@
 //!    against the idle figure, and with 10, 1000 and 10,000 services
 //!    (see `load.rs`);
 //! 9. readiness: start to ready of 1000 services with and without a tree
-//!    of dependencies, sd_notify latency, the cost of health checks (see
+//!    of dependencies, `sd_notify` latency, the cost of health checks (see
 //!    `ready.rs`).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found

@@ -24,11 +24,11 @@ fn sh(name: &str, script: &str) -> Service {
     s
 }
 
-fn ready(check: ReadyCheck, interval_ms: u64, timeout_ms: u64) -> Option<ReadyPolicy> {
+fn ready(check: ReadyCheck, interval_ms: u64, timeout_ms: u64) -> ReadyPolicy {
     let mut r = ReadyPolicy::new(check);
     r.interval = Duration::from_millis(interval_ms);
     r.timeout = Duration::from_millis(timeout_ms);
-    Some(r)
+    r
 }
 
 fn status(engine: &Engine, name: &str) -> ServiceStatus {
@@ -50,7 +50,7 @@ fn fd_readiness_holds_starting_until_the_newline() {
     let mut engine = Engine::new("ready").unwrap();
     let script = format!("while [ ! -e {} ]; do sleep 0.02; done; echo >&3; exec sleep 100", go.display());
     let mut svc = sh("db", &script);
-    svc.ready = ready(ReadyCheck::Fd(3), 250, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a process", |e| status(e, "db").pid.is_some());
     // Well past min_uptime, and still not ready.
@@ -73,7 +73,7 @@ fn fd_readiness_holds_starting_until_the_newline() {
 fn not_ready_in_time_backs_off_and_says_why() {
     let mut engine = Engine::new("ready").unwrap();
     let mut svc = sh("mute", "exec sleep 100");
-    svc.ready = ready(ReadyCheck::Fd(3), 250, 300);
+    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 300));
     svc.stop_timeout = Duration::from_secs(2);
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "backoff", state_is("mute", ServiceState::Backoff));
@@ -91,7 +91,7 @@ fn an_exec_probe_makes_it_ready_and_shows_its_last_output() {
     let mut engine = Engine::new("ready").unwrap();
     let mut svc = sh("web", "exec sleep 100");
     let probe = format!("test -e {0} && echo up || {{ echo not yet; exit 1; }}", flag.display());
-    svc.ready = ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a failed try", |e| status(e, "web").last_probe.is_some());
     let st = status(&engine, "web");
@@ -115,7 +115,7 @@ fn a_log_line_makes_it_ready() {
         sh("pg", "echo starting; sleep 0.2; echo 'database system is ready to accept connections'; exec sleep 100");
     svc.transcript = Some(TranscriptConfig::new(dir.path().join("pg.log")));
     svc.stdout = Output::Transcript;
-    svc.ready = ready(ReadyCheck::Log("ready to accept".into()), 250, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Log("ready to accept".into()), 250, 10_000));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("pg", ServiceState::Running));
 }
@@ -166,7 +166,7 @@ fn db_and_web(dir: &Path) -> (Service, Service) {
         go = go.display()
     );
     let mut db = sh("db", &script);
-    db.ready = ready(ReadyCheck::Fd(3), 250, 10_000);
+    db.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000));
     let web_script =
         format!("trap 'sleep 0.2; echo web >> {}; exit 0' TERM; while :; do sleep 0.05; done", log.display());
     let mut web = sh("web", &web_script);
@@ -263,10 +263,10 @@ fn tcp_and_unix_probes_make_it_ready_once_something_listens() {
     let sock = dir.path().join("db.sock");
     let mut engine = Engine::new("probes").unwrap();
     let mut tcp = sh("tcp", "exec sleep 100");
-    tcp.ready = ready(ReadyCheck::Probe(Probe::Tcp(port)), 50, 10_000);
+    tcp.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(port)), 50, 10_000));
     engine.add_service(tcp).unwrap();
     let mut unix = sh("unix", "exec sleep 100");
-    unix.ready = ready(ReadyCheck::Probe(Probe::Unix(sock.clone())), 50, 10_000);
+    unix.ready = Some(ready(ReadyCheck::Probe(Probe::Unix(sock.clone())), 50, 10_000));
     engine.add_service(unix).unwrap();
     turn_until(&mut engine, "failed tries", |e| {
         e.status().services.iter().all(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
@@ -332,7 +332,7 @@ fn systemd_notify_from_a_script_makes_it_ready_with_its_status() {
     // systemd-notify is a child of the service's shell: attributed
     // through its parent.
     let mut svc = sh("db", "sleep 0.2; systemd-notify --ready --status='accepting connections'; exec sleep 100");
-    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("db", ServiceState::Running));
     assert_eq!(status(&engine, "db").status_text.as_deref(), Some("accepting connections"));
@@ -354,7 +354,7 @@ fn systemd_notify_from_a_script_makes_it_ready_with_its_status() {
 fn systemd_readiness_needs_the_notify_socket() {
     let mut engine = Engine::new("notify").unwrap();
     let mut svc = sh("db", "exec sleep 100");
-    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
     let err = engine.add_service(svc).unwrap_err().to_string();
     assert!(err.contains("needs the engine's notify socket"), "{err}");
 }
@@ -372,7 +372,7 @@ fn a_missed_watchdog_restarts_it_and_a_fed_one_does_not() {
         feed.display()
     );
     let mut svc = sh("api", &script);
-    svc.ready = ready(ReadyCheck::Systemd, 250, 10_000);
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
     svc.watchdog = Some(Duration::from_millis(300));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
@@ -384,4 +384,47 @@ fn a_missed_watchdog_restarts_it_and_a_fed_one_does_not() {
     std::fs::remove_file(&feed).unwrap();
     turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
     assert_eq!(status(&engine, "api").error.as_deref(), Some("watchdog: no WATCHDOG=1 for 0.3 s"));
+}
+
+#[test]
+fn replacing_a_dependency_stops_its_dependents_first_and_brings_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(&dir.path().join("go"));
+    let (db, web) = db_and_web(dir.path());
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(db.clone()).unwrap();
+    engine.add_service(web).unwrap();
+    turn_until(&mut engine, "web running", state_is("web", ServiceState::Running));
+    let (old_db, old_web) = (status(&engine, "db").pid, status(&engine, "web").pid);
+    let mut new_db = db;
+    new_db.stop_timeout = Duration::from_secs(6);
+    assert!(engine.replace_service(new_db).unwrap());
+    turn_until(&mut engine, "both back", |e| {
+        let (d, w) = (status(e, "db"), status(e, "web"));
+        d.state == ServiceState::Running && w.state == ServiceState::Running && d.pid != old_db && w.pid != old_web
+    });
+    assert_eq!(std::fs::read_to_string(dir.path().join("order")).unwrap(), "web\ndb\n");
+}
+
+#[test]
+fn restarting_a_dependency_restarts_its_dependents_once_it_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    touch(&dir.path().join("go"));
+    let (db, web) = db_and_web(dir.path());
+    let mut engine = Engine::new("deps").unwrap();
+    engine.add_service(db).unwrap();
+    engine.add_service(web).unwrap();
+    turn_until(&mut engine, "web running", state_is("web", ServiceState::Running));
+    let old_web = status(&engine, "web").pid;
+    let changes = engine.subscribe();
+    engine.command("db", ServiceRequest::Restart).unwrap();
+    turn_until(&mut engine, "web back", |e| {
+        let w = status(e, "web");
+        w.state == ServiceState::Running && w.pid != old_web
+    });
+    let order: Vec<(String, ServiceState)> = changes.try_iter().map(|c| (c.service, c.to)).collect();
+    let at = |name: &str, to: ServiceState| order.iter().position(|(n, s)| n == name && *s == to).unwrap();
+    // web was down before db stopped, and started once db was ready.
+    assert!(at("web", ServiceState::Stopped) < at("db", ServiceState::Stopping), "{order:?}");
+    assert!(at("db", ServiceState::Running) < at("web", ServiceState::Starting), "{order:?}");
 }

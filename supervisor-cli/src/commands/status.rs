@@ -39,7 +39,7 @@ pub fn status(reach: &Reach, names: &[String]) -> Result<u8, CliError> {
 
 /// The human-readable table: a row per service, and in its last column
 /// why a service is not running (or, for one that is, what it last said
-/// over sd_notify, or what its last probe found).
+/// over `sd_notify`, or what its last probe found).
 pub fn table(snapshot: &StatusSnapshot) -> String {
     let header = ["NAME", "STATE", "READY", "HEALTH", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "INFO"];
     let mut rows = vec![header.map(String::from).to_vec()];

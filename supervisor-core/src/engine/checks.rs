@@ -2,7 +2,7 @@
 //!
 //! A service's checks follow its state and its main process. While it is
 //! `starting` with a process, its readiness is watched: the pipe it writes
-//! a newline on (`fd:N`), its sd_notify datagrams, its output lines, or a
+//! a newline on (`fd:N`), its `sd_notify` datagrams, its output lines, or a
 //! probe tried every `interval`. Once `running`, its health probe runs
 //! every `interval`, and its watchdog deadline is kept. In any other state
 //! it has no checks and no deadline, so a service without checks costs
@@ -326,23 +326,22 @@ impl Engine {
     /// or a restart after too many failed health checks.
     fn try_ended(&mut self, idx: usize, passed: bool, output: String, now: Instant) {
         self.stop_try(idx);
-        let name = self.slots[idx].svc.name.clone();
         let slot = &mut self.slots[idx];
+        let name = &slot.svc.name;
         let c = &mut slot.checks;
-        c.last = Some(Outcome { passed, output: output.clone(), at: SystemTime::now() });
-        match c.phase {
-            Phase::Off => c.due = None,
-            Phase::Ready if passed => {
+        match (c.phase, slot.svc.health.as_ref()) {
+            (Phase::Off, _) => c.due = None,
+            (Phase::Ready, _) if passed => {
                 log::info!("{name}: ready ({output})");
                 c.due = None;
                 self.queue.push_back((idx, Event::Ready));
             }
-            Phase::Ready => {
+            (Phase::Ready, _) => {
                 log::debug!("{name}: not ready yet: {output}");
                 c.due = slot.svc.ready.as_ref().map(|r| now + r.interval);
             }
-            Phase::Health => {
-                let Some(h) = slot.svc.health.as_ref() else { return };
+            (Phase::Health, None) => c.due = None,
+            (Phase::Health, Some(h)) => {
                 c.due = Some(now + h.interval);
                 if passed {
                     c.failures = 0;
@@ -357,6 +356,7 @@ impl Engine {
                 }
             }
         }
+        c.last = Some(Outcome { passed, output, at: SystemTime::now() });
         self.arm_checks(idx);
     }
 

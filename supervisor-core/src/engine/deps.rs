@@ -78,23 +78,21 @@ impl Engine {
         self.deps.changed = self.deps.any;
     }
 
-    /// The live slots named by `idx`'s `requires` (`true`) and `after`.
+    /// The slots named by `idx`'s `requires` (`true`) and `after` (one
+    /// being replaced by a reload included: its slot takes the new
+    /// definition).
     fn deps_of(&self, idx: usize) -> Vec<(usize, bool)> {
         let svc = &self.slots[idx].svc;
-        let find = |n: &String| self.by_name.get(n).copied().filter(|&i| !self.slots[i].retired);
+        let find = |n: &String| self.by_name.get(n).copied();
         let req = svc.requires.iter().filter_map(find).map(|i| (i, true));
         req.chain(svc.after.iter().filter_map(find).map(|i| (i, false))).collect()
     }
 
-    /// The live slots that name `idx` in their `requires` (`true`) or
-    /// `after`.
+    /// The slots that name `idx` in their `requires` (`true`) or `after`.
     fn dependents_of(&self, idx: usize) -> Vec<(usize, bool)> {
         let name = &self.slots[idx].svc.name;
         let mut out = Vec::new();
         for (i, s) in self.slots.iter().enumerate() {
-            if s.retired {
-                continue;
-            }
             if s.svc.requires.contains(name) {
                 out.push((i, true));
             } else if s.svc.after.contains(name) {
@@ -237,9 +235,6 @@ impl Engine {
     pub(super) fn advance_deps(&mut self) {
         while std::mem::take(&mut self.deps.changed) {
             for idx in 0..self.slots.len() {
-                if self.slots[idx].retired {
-                    continue;
-                }
                 if let Some(req) = self.slots[idx].stop_held {
                     let all = self.shutting_down;
                     let down = self.dependents_of(idx).into_iter().all(|(d, r)| (!r && !all) || self.is_down(d));
@@ -251,7 +246,7 @@ impl Engine {
                     }
                     continue;
                 }
-                if self.shutting_down {
+                if self.shutting_down || self.slots[idx].retired {
                     continue;
                 }
                 let deps = self.deps_of(idx);

@@ -223,6 +223,8 @@ mod tests {
             exit: None,
             at: SystemTime::UNIX_EPOCH,
             seq: u64::from(n) + 1,
+            ready: false,
+            reason: None,
         }
     }
 
@@ -268,6 +270,8 @@ mod history_tests {
                 exit: None,
                 at: SystemTime::UNIX_EPOCH,
                 seq: 0,
+                ready: false,
+                reason: None,
             };
             c.seq = n + 1;
             subs.remember(c);

@@ -96,10 +96,12 @@ impl Engine {
                 Some(format!("waiting for {}", st.waiting_for.join(", ")))
             }
             ServiceState::Starting => Some(self.starting_reason(idx, now)),
-            ServiceState::Stopped => s
-                .stopped_by
-                .clone()
-                .or_else(|| (!st.waiting_for.is_empty()).then(|| format!("waiting for {}", st.waiting_for.join(", ")))),
+            ServiceState::Stopped if !st.waiting_for.is_empty() => {
+                Some(format!("waiting for {}", st.waiting_for.join(", ")))
+            }
+            ServiceState::Stopped => s.stopped_by.clone().or_else(|| {
+                (!s.m.want_up() && !s.svc.kind.is_external()).then(|| "not started: it is wanted stopped".to_string())
+            }),
             ServiceState::Exited => s.m.last_exit().map(|x| format!("{x}: finished")),
             ServiceState::Stopping => Some(match (s.stopped_by.as_deref(), error) {
                 (_, Some(e)) if s.m.want_up() => format!("restarting: {e}"),

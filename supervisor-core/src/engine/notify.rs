@@ -1,4 +1,4 @@
-//! sd_notify for the services: the engine's socket, the environment it
+//! `sd_notify` for the services: the engine's socket, the environment it
 //! gives services that use it, and what their datagrams do.
 //!
 //! A datagram counts for the service its sender belongs to: the main

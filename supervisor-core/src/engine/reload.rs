@@ -141,8 +141,12 @@ impl Engine {
         self.state_dirty = true;
         self.wanted_dirty = true;
         self.reload.pending.push(Replacement { idx, svc, up });
-        self.queue.push_back((idx, Event::Stop));
+        // What requires it stops first, and waits for the new definition.
+        if !self.hold_for_dependents(idx, crate::model::ServiceRequest::Stop) {
+            self.queue.push_back((idx, Event::Stop));
+        }
         self.drain_queue();
+        self.advance_deps();
         self.apply_replacements();
         Ok(true)
     }
@@ -181,7 +185,7 @@ impl Engine {
         while i < self.reload.pending.len() {
             let idx = self.reload.pending[i].idx;
             if !self.slots[idx].is_down() {
-                if self.slots[idx].m.want_up() {
+                if self.slots[idx].m.want_up() && self.slots[idx].stop_held.is_none() {
                     // Started again by a command meanwhile: the new
                     // definition is wanted up, the old one goes.
                     self.reload.pending[i].up = true;

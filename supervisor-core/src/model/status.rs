@@ -293,6 +293,16 @@ pub struct StatusSnapshot {
     pub services: Vec<ServiceStatus>,
 }
 
+/// A duration for people, in seconds: `0.2 s`, `3 s`, `1.5 s`, `90 s`.
+pub(crate) fn human_secs(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 10.0 || (s - s.round()).abs() < 0.05 {
+        format!("{} s", s.round() as u64)
+    } else {
+        format!("{s:.1} s")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,15 +316,5 @@ mod tests {
         let back: ExitStatus = serde_json::from_str(&sig).unwrap();
         assert_eq!(back, ExitStatus::Signal(Signal::SIGTERM));
         assert_eq!(ExitStatus::Signal(Signal::SIGKILL).to_string(), "killed by SIGKILL");
-    }
-}
-
-/// A duration for people, in seconds: `0.2 s`, `3 s`, `1.5 s`, `90 s`.
-pub(crate) fn human_secs(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s >= 10.0 || (s - s.round()).abs() < 0.05 {
-        format!("{} s", s.round() as u64)
-    } else {
-        format!("{s:.1} s")
     }
 }
