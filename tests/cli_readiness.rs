@@ -75,3 +75,31 @@ fn check_config_names_a_cycle_and_an_unknown_dependency() {
     assert!(err.contains("key \"after\": a cycle: a -> b -> a"), "{err}");
     assert!(err.contains("t.toml:11:15: service \"b\", key \"after\": no service named \"nope\""), "{err}");
 }
+
+#[test]
+fn sd_notify_from_the_script_and_mainpid_are_followed() {
+    let mut f = Fixture::new(
+        r#"
+[service.forking]
+command = ["sh", "-c", "sleep 1000 & systemd-notify --ready --status='forked' --pid=$!; exit 0"]
+[service.forking.ready]
+notify = "systemd"
+timeout = "20s"
+"#,
+    );
+    f.start();
+    let (code, out, err) = f.cli_code(&["wait", "forking", "--timeout", "20s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // The shell is gone; the process it named is the main one now.
+    let svc = wait_for("the main process to be the sleep", T, || {
+        let svc = f.service("forking");
+        let pid = svc["pid"].as_i64()?;
+        let cmd = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?;
+        (cmd.starts_with("sleep\u{0}1000") && svc["state"] == "running").then_some(svc)
+    });
+    assert_eq!(svc["status_text"], "forked");
+    let pid = svc["pid"].as_i64().unwrap() as i32;
+    let (code, _, err) = f.cli_code(&["stop", "forking"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!crate::util::alive(pid));
+}

@@ -82,6 +82,9 @@ pub(super) struct Checks {
     pub(super) last: Option<Outcome>,
     /// The last `STATUS=` the service sent.
     pub(super) status_text: Option<String>,
+    /// The process it named its main one (`MAINPID=`), followed once the
+    /// main process ends.
+    pub(super) main_pid: Option<i32>,
 }
 
 impl Checks {

@@ -113,7 +113,11 @@ impl Engine {
                 log::warn!("{name}: {reason}");
                 self.queue.push_back((idx, Event::Unhealthy { reason }));
             }
-            Message::MainPid(pid) => log::info!("{name}: says its main process is {pid} (MAINPID; not followed)"),
+            Message::MainPid(pid) => {
+                // Followed when the main process ends and leaves it.
+                log::info!("{name}: names pid {pid} its main process (MAINPID)");
+                self.slots[idx].checks.main_pid = Some(*pid);
+            }
             Message::Stopping => log::info!("{name}: stopping (STOPPING=1)"),
             Message::Reloading => log::info!("{name}: reloading (RELOADING=1)"),
             other => log::debug!("{name}: {other} ignored"),

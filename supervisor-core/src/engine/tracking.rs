@@ -360,12 +360,16 @@ impl Engine {
     /// the new main process. Only a child of ours (re-parented to this
     /// subreaper) can be, so that its exit is reaped and seen.
     fn adopt(&mut self, idx: usize) -> bool {
-        if !self.slots[idx].svc.follow || self.scope != ReapScope::WholeProcess {
+        // The process the service named with MAINPID=, or (`follow`) any.
+        let named = self.slots[idx].checks.main_pid.take();
+        if !(self.slots[idx].svc.follow || named.is_some()) || self.scope != ReapScope::WholeProcess {
             return false;
         }
         let me = std::process::id() as i32;
         let slot = &mut self.slots[idx];
-        let Some(pos) = slot.members.iter().position(|m| procfs::read_stat(m.pid).is_some_and(|i| i.ppid == me)) else {
+        let ours =
+            |m: &Member| named.is_none_or(|p| p == m.pid) && procfs::read_stat(m.pid).is_some_and(|i| i.ppid == me);
+        let Some(pos) = slot.members.iter().position(ours) else {
             return false;
         };
         let mut m = slot.members.remove(pos);
