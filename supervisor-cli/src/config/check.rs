@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use supervisor_core::Command;
 use toml::de::{DeInteger, DeTable, DeValue};
 use toml::Spanned;
 
@@ -299,6 +300,57 @@ impl Scope<'_, '_> {
             Some(m) if m <= 0o777 => Some(m),
             _ => {
                 self.mismatch(key, value, EXPECTED);
+                None
+            }
+        }
+    }
+
+    /// `command`: a string split into words, a string for `sh -c`, or an
+    /// array of strings.
+    pub(super) fn command(&mut self, key: &str, v: &Raw<'_>, shell: bool) -> Option<Command> {
+        match v.get_ref() {
+            DeValue::String(line) if shell => {
+                if line.trim().is_empty() {
+                    self.mismatch(key, v, "a non-empty shell command line");
+                    return None;
+                }
+                Some(Command::Shell(line.to_string()))
+            }
+            _ if shell => {
+                self.mismatch(key, v, "a string (with shell = true the command is one line for /bin/sh -c)");
+                None
+            }
+            DeValue::String(line) => match Command::parse(line) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    let message =
+                        format!("expected a command line, found {line:?}, which cannot be split into words: {e}");
+                    self.error(v.span(), Some(key), message);
+                    None
+                }
+            },
+            DeValue::Array(items) => {
+                const EXPECTED: &str = "a command line or a non-empty array of strings";
+                if items.is_empty() {
+                    self.mismatch(key, v, EXPECTED);
+                    return None;
+                }
+                let mut argv = Vec::with_capacity(items.len());
+                for item in items {
+                    match item.get_ref() {
+                        DeValue::String(a) if a.contains('\0') => self.mismatch(key, item, "a string without NUL"),
+                        DeValue::String(a) => argv.push(a.to_string()),
+                        _ => self.mismatch(key, item, "a string (each argument is one string)"),
+                    }
+                }
+                if argv.first().is_some_and(std::string::String::is_empty) {
+                    self.mismatch(key, &items[0], "a program name or path as the first element");
+                    return None;
+                }
+                (argv.len() == items.len()).then_some(Command::Argv(argv))
+            }
+            _ => {
+                self.mismatch(key, v, "a command line or a non-empty array of strings");
                 None
             }
         }

@@ -329,7 +329,7 @@ fn probe(s: &mut Scope<'_, '_>, parent: &str, method: &str, v: &Raw<'_>, svc: &S
 /// An `exec` probe: a command read as `command` is (without a shell),
 /// its placeholders expanded as theirs are.
 fn exec(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, svc: &Service) -> Option<Command> {
-    let command = super::service::command(s, key, v, false)?;
+    let command = s.command(key, v, false)?;
     if !runtime_dir::uses_placeholders(svc) {
         return Some(command);
     }

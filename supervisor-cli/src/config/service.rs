@@ -116,7 +116,7 @@ pub(super) fn read_service(
     let external = kind == super::kinds::KindName::External;
     let shell = f.get("shell").and_then(|v| s.boolean("shell", v)).unwrap_or(false);
     let command = match f.get("command") {
-        Some(v) => command(s, "command", v, shell),
+        Some(v) => s.command("command", v, shell),
         // An external service runs its start, stop and status commands.
         None if external => Some(Command::Argv(Vec::new())),
         None => {
@@ -212,7 +212,7 @@ pub(super) fn read_service(
         svc.lock = s.path("lock", v);
     }
     if let Some(v) = f.get("finish") {
-        svc.finish = self::command(s, "finish", v, false).map(|c| c.to_argv());
+        svc.finish = s.command("finish", v, false).map(|c| c.to_argv());
     }
     if let Some(v) = f.get("follow") {
         svc.follow = s.boolean("follow", v).unwrap_or(false);
@@ -343,56 +343,6 @@ fn cpu_seconds(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<u64> {
         return None;
     }
     Some(d.as_secs())
-}
-
-/// `command`: a string split into words, a string for `sh -c`, or an
-/// array of strings.
-pub(super) fn command(s: &mut Scope<'_, '_>, key: &str, v: &Raw<'_>, shell: bool) -> Option<Command> {
-    match v.get_ref() {
-        DeValue::String(line) if shell => {
-            if line.trim().is_empty() {
-                s.mismatch(key, v, "a non-empty shell command line");
-                return None;
-            }
-            Some(Command::Shell(line.to_string()))
-        }
-        _ if shell => {
-            s.mismatch(key, v, "a string (with shell = true the command is one line for /bin/sh -c)");
-            None
-        }
-        DeValue::String(line) => match Command::parse(line) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                let message = format!("expected a command line, found {line:?}, which cannot be split into words: {e}");
-                s.error(v.span(), Some(key), message);
-                None
-            }
-        },
-        DeValue::Array(items) => {
-            const EXPECTED: &str = "a command line or a non-empty array of strings";
-            if items.is_empty() {
-                s.mismatch(key, v, EXPECTED);
-                return None;
-            }
-            let mut argv = Vec::with_capacity(items.len());
-            for item in items {
-                match item.get_ref() {
-                    DeValue::String(a) if a.contains('\0') => s.mismatch(key, item, "a string without NUL"),
-                    DeValue::String(a) => argv.push(a.to_string()),
-                    _ => s.mismatch(key, item, "a string (each argument is one string)"),
-                }
-            }
-            if argv.first().is_some_and(std::string::String::is_empty) {
-                s.mismatch(key, &items[0], "a program name or path as the first element");
-                return None;
-            }
-            (argv.len() == items.len()).then_some(Command::Argv(argv))
-        }
-        _ => {
-            s.mismatch(key, v, "a command line or a non-empty array of strings");
-            None
-        }
-    }
 }
 
 /// `env`: a table of variables whose values are strings, numbers or

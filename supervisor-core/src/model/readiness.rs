@@ -8,8 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::validate::{check_command, positive};
-use super::{valid_service_name, Command, InvalidService, Kind, Output, Service};
+use super::Command;
 
 /// A check made from outside the service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,99 +140,6 @@ impl HealthCheck {
     #[must_use]
     pub fn new(probe: Probe) -> HealthCheck {
         HealthCheck { probe, interval: Duration::from_secs(10), timeout: Duration::from_secs(2), failures: 3 }
-    }
-}
-
-/// The highest descriptor number `notify = "fd:N"` may name.
-const MAX_NOTIFY_FD: i32 = 1023;
-
-/// The rules for readiness, health, the watchdog and dependencies, part
-/// of [`Service::validate`]:
-///
-/// - `ready`, `health` and `watchdog` are for daemons;
-/// - `requires` and `after` are for daemons and tasks (a task's runs wait
-///   for them); an external service's commands decide on their own;
-/// - `watchdog` needs `ready` by [`ReadyCheck::Systemd`];
-/// - a service does not name itself, nor a name twice.
-///
-/// (Whether the names exist, are not tasks and make no cycle is checked by
-/// [`Engine::add_service`](crate::Engine::add_service).)
-pub(super) fn check(svc: &Service) -> Result<(), InvalidService> {
-    let name = &svc.name;
-    let bad = |field: &'static str, problem: &str| Err(InvalidService::new(name, field, problem));
-    let daemon = matches!(svc.kind, Kind::Daemon);
-    for (field, set) in
-        [("ready", svc.ready.is_some()), ("health", svc.health.is_some()), ("watchdog", svc.watchdog.is_some())]
-    {
-        if set && !daemon {
-            return bad(field, &format!("only a daemon has one (this is a {} service)", svc.kind.as_str()));
-        }
-    }
-    if svc.kind.is_external() {
-        for (field, list) in [("requires", &svc.requires), ("after", &svc.after)] {
-            if !list.is_empty() {
-                return bad(field, "an external service's commands decide when it runs: it cannot wait for others");
-            }
-        }
-    }
-    if let Some(r) = &svc.ready {
-        positive(name, "ready.interval", r.interval)?;
-        positive(name, "ready.timeout", r.timeout)?;
-        match &r.check {
-            ReadyCheck::Systemd => {}
-            ReadyCheck::Fd(fd) if !(3..=MAX_NOTIFY_FD).contains(fd) => {
-                return bad("ready.check", &format!("fd:{fd}: the descriptor must be from 3 to {MAX_NOTIFY_FD}"));
-            }
-            ReadyCheck::Fd(_) => {}
-            ReadyCheck::Probe(p) => check_probe(name, "ready.check", p)?,
-            ReadyCheck::Log(re) => {
-                if let Err(e) = regex_lite::Regex::new(re) {
-                    return bad("ready.check", &format!("log: {re:?} is not a regular expression: {e}"));
-                }
-                if svc.stdout != Output::Transcript && svc.stderr != Output::Transcript {
-                    return bad("ready.check", "log: the output it reads must go to the transcript (stdout or stderr)");
-                }
-            }
-        }
-    }
-    if let Some(h) = &svc.health {
-        check_probe(name, "health.probe", &h.probe)?;
-        positive(name, "health.interval", h.interval)?;
-        positive(name, "health.timeout", h.timeout)?;
-        if h.failures == 0 {
-            return bad("health.failures", "must be at least 1");
-        }
-    }
-    if let Some(w) = svc.watchdog {
-        positive(name, "watchdog", w)?;
-        if !matches!(svc.ready.as_ref().map(|r| &r.check), Some(ReadyCheck::Systemd)) {
-            return bad("watchdog", "needs ready by notify = \"systemd\" (WATCHDOG=1 comes over sd_notify)");
-        }
-    }
-    for (field, list) in [("requires", &svc.requires), ("after", &svc.after)] {
-        for (i, dep) in list.iter().enumerate() {
-            if !valid_service_name(dep) {
-                return bad(field, &format!("{dep:?} cannot name a service"));
-            }
-            if dep == name {
-                return bad(field, "a service cannot wait for itself");
-            }
-            if list[..i].contains(dep) {
-                return bad(field, &format!("{dep:?} is named twice"));
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_probe(name: &str, field: &'static str, probe: &Probe) -> Result<(), InvalidService> {
-    match probe {
-        Probe::Exec(c) => check_command(name, c).map_err(|e| InvalidService::new(name, field, e.problem)),
-        Probe::Unix(p) if p.as_os_str().is_empty() => Err(InvalidService::new(name, field, "unix: the path is empty")),
-        Probe::Unix(p) if p.as_os_str().len() > 107 => {
-            Err(InvalidService::new(name, field, "unix: a socket path is at most 107 bytes"))
-        }
-        Probe::Tcp(_) | Probe::Unix(_) | Probe::Http(_) => Ok(()),
     }
 }
 
