@@ -35,7 +35,7 @@ fn wait_returns_once_ready_and_says_why_not_before() {
     assert!(out.lines().nth(1).unwrap().ends_with("waiting for db (starting)"), "{out}");
     let web = f.service("web");
     assert_eq!(web["ready"], false);
-    assert_eq!(web["waiting_for"], serde_json::json!(["db (starting)"]));
+    assert_eq!(web["waiting_for"], serde_json::json!(["db"]));
     let db = f.service("db");
     assert!(db["reason"].as_str().unwrap().starts_with("waiting for a newline on descriptor 3"), "{db}");
 
@@ -102,4 +102,52 @@ timeout = "20s"
     let (code, _, err) = f.cli_code(&["stop", "forking"]);
     assert_eq!(code, 0, "{err}");
     assert!(!crate::util::alive(pid));
+}
+
+/// db (ready at once by fd:3) and web requiring it, both left stopped;
+/// each writes its name to DIR/order when it is stopped.
+const STOPPED_CHAIN: &str = r#"
+[service.db]
+command = ["sh", "-c", "trap 'echo db >> DIR/order; exit 0' TERM; echo >&3; while :; do sleep 0.05; done"]
+expected = "stopped"
+[service.db.ready]
+notify = "fd:3"
+
+[service.web]
+command = ["sh", "-c", "trap 'sleep 0.2; echo web >> DIR/order; exit 0' TERM; while :; do sleep 0.05; done"]
+requires = ["db"]
+expected = "stopped"
+min_uptime = "100ms"
+"#;
+
+#[test]
+fn start_and_stop_from_the_command_line_follow_the_graph() {
+    let mut f = Fixture::new(STOPPED_CHAIN);
+    f.start();
+    let (code, out, err) = f.cli_code(&["start", "web"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(f.service("db")["state"], "running");
+    assert_eq!(f.service("web")["state"], "running");
+    let (code, out, err) = f.cli_code(&["stop", "db"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(std::fs::read_to_string(f.path("order")).unwrap(), "web\ndb\n");
+    let web = f.service("web");
+    assert_eq!((web["state"].as_str(), web["wanted"].as_str()), (Some("stopped"), Some("running")));
+    assert_eq!(web["reason"], "waiting for db (stopped)");
+    assert_eq!(f.service("db")["reason"], "stopped by a command");
+}
+
+#[test]
+fn wait_fails_at_once_when_a_dependency_gave_up() {
+    let mut f = Fixture::new(
+        "[service.ghost]\ncommand = [\"/nonexistent/ghost\"]\n\
+         [service.web]\ncommand = [\"sleep\", \"100\"]\nrequires = [\"ghost\"]\n",
+    );
+    f.start();
+    let t = std::time::Instant::now();
+    let (code, out, _) = f.cli_code(&["wait", "web", "--timeout", "30s"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(t.elapsed() < Duration::from_secs(20), "it waited out the timeout");
+    assert!(out.starts_with("web: waits for ghost, which will not be ready (fatal: gave up: exec"), "{out}");
+    assert!(out.ends_with('\n'));
 }

@@ -82,6 +82,27 @@ fn not_ready_in_time_backs_off_and_says_why() {
     let reason = st.reason.unwrap();
     assert!(reason.starts_with("not ready after 0.3 s, 1st failure in a row; next try in "), "{reason}");
     assert!(st.next_try_in_s.is_some_and(|s| s > 0.0 && s <= 1.0), "{:?}", st.next_try_in_s);
+    // The next try says why the one before went.
+    turn_until(&mut engine, "the next try", state_is("mute", ServiceState::Starting));
+    let reason = status(&engine, "mute").reason.unwrap();
+    assert!(reason.starts_with("restarted after: not ready after 0.3 s; waiting for a newline"), "{reason}");
+}
+
+#[test]
+fn health_is_pending_until_the_first_check_not_the_readiness_probe() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut engine = Engine::new("health").unwrap();
+    let mut svc = sh("api", "exec sleep 100");
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(listener.local_addr().unwrap())), 50, 10_000));
+    let mut health = HealthCheck::new(Probe::Exec(Command::argv(["true"])));
+    health.interval = Duration::from_secs(60);
+    svc.health = Some(health);
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
+    let st = status(&engine, "api");
+    let h = st.health.unwrap();
+    assert_eq!((h.state.as_str(), h.failures, h.last_output), ("pending", 0, None));
+    assert!(st.last_probe.unwrap().output.starts_with("connected to"));
 }
 
 #[test]
@@ -188,7 +209,7 @@ fn a_dependent_waits_for_readiness_and_stops_first() {
     let st = status(&engine, "web");
     assert_eq!(st.state, ServiceState::Stopped);
     assert_eq!(st.pid, None);
-    assert_eq!(st.waiting_for, ["db (starting)"]);
+    assert_eq!(st.waiting_for, ["db"]);
     assert_eq!(st.reason.as_deref(), Some("waiting for db (starting)"));
     assert_eq!(st.wanted, supervisor_core::Expected::Running);
     touch(&dir.path().join("go"));
@@ -200,7 +221,8 @@ fn a_dependent_waits_for_readiness_and_stops_first() {
     assert_eq!(std::fs::read_to_string(dir.path().join("order")).unwrap(), "web\ndb\n");
     let st = status(&engine, "web");
     assert_eq!(st.state, ServiceState::Stopped);
-    assert_eq!(st.waiting_for, ["db (stopped)"]);
+    assert_eq!(st.waiting_for, ["db"]);
+    assert_eq!(st.reason.as_deref(), Some("waiting for db (stopped)"));
     assert_eq!(status(&engine, "db").reason.as_deref(), Some("stopped by a command"));
 
     // Starting db brings web back once db is ready.
@@ -238,7 +260,8 @@ fn a_failed_dependency_leaves_dependents_stopped_not_crash_looping() {
     let st = status(&engine, "web");
     assert_eq!(st.state, ServiceState::Stopped);
     assert_eq!(st.restarts, 0);
-    assert_eq!(st.waiting_for, ["db (fatal)"]);
+    assert_eq!(st.waiting_for, ["db"]);
+    assert_eq!(st.reason.as_deref(), Some("waiting for db (fatal)"));
 }
 
 #[test]

@@ -391,6 +391,7 @@ impl Engine {
             self.slots.push(slot);
             self.slots.len() - 1
         };
+        self.link(idx);
         self.touch(idx);
         self.state_dirty = true;
         self.wanted_dirty = true;

@@ -78,8 +78,10 @@ pub(super) struct Checks {
     armed: Option<Instant>,
     /// Health checks failed in a row.
     pub(super) failures: u32,
-    /// The last probe try.
+    /// The last probe try (readiness or health).
     pub(super) last: Option<Outcome>,
+    /// The last health check since it became ready.
+    pub(super) last_health: Option<Outcome>,
     /// The last `STATUS=` the service sent.
     pub(super) status_text: Option<String>,
     /// The process it named its main one (`MAINPID=`), followed once the
@@ -88,6 +90,14 @@ pub(super) struct Checks {
 }
 
 impl Checks {
+    /// A new process starts: what the old one said or showed goes.
+    pub(super) fn new_process(&mut self) {
+        self.last = None;
+        self.last_health = None;
+        self.status_text = None;
+        self.main_pid = None;
+    }
+
     /// Whether its readiness is being waited for.
     pub(super) fn awaits_ready(&self) -> bool {
         self.phase == Phase::Ready
@@ -196,6 +206,7 @@ impl Engine {
             }
             Phase::Health => {
                 c.failures = 0;
+                c.last_health = None;
                 c.due = slot.svc.health.as_ref().map(|h| now + h.interval);
                 c.watchdog_due = slot.svc.watchdog.map(|w| now + w);
             }
@@ -359,7 +370,11 @@ impl Engine {
                 }
             }
         }
-        c.last = Some(Outcome { passed, output, at: SystemTime::now() });
+        let outcome = Outcome { passed, output, at: SystemTime::now() };
+        if c.phase == Phase::Health {
+            c.last_health = Some(outcome.clone());
+        }
+        c.last = Some(outcome);
         self.arm_checks(idx);
     }
 

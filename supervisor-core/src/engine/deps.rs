@@ -33,6 +33,10 @@ pub(super) struct Graph {
     any: bool,
     /// Some service changed state since the graph was last looked at.
     changed: bool,
+    /// By slot: the slots it names in `requires` (`true`) and `after`.
+    out: Vec<Vec<(usize, bool)>>,
+    /// By slot: the slots that name it.
+    into: Vec<Vec<(usize, bool)>>,
 }
 
 impl Engine {
@@ -64,6 +68,31 @@ impl Engine {
         self.deps.any |= !svc.requires.is_empty() || !svc.after.is_empty();
     }
 
+    /// Puts the edges of the service just placed at `idx` (a new one, or
+    /// a new definition in the slot of an old one) in the graph.
+    pub(super) fn link(&mut self, idx: usize) {
+        let n = self.slots.len();
+        let g = &mut self.deps;
+        g.out.resize_with(n, Vec::new);
+        g.into.resize_with(n, Vec::new);
+        for (d, _) in std::mem::take(&mut g.out[idx]) {
+            g.into[d].retain(|&(i, _)| i != idx);
+        }
+        let svc = &self.slots[idx].svc;
+        let find = |name: &String| self.by_name.get(name).copied();
+        let out: Vec<(usize, bool)> = svc
+            .requires
+            .iter()
+            .filter_map(find)
+            .map(|d| (d, true))
+            .chain(svc.after.iter().filter_map(find).map(|d| (d, false)))
+            .collect();
+        for &(d, r) in &out {
+            g.into[d].push((idx, r));
+        }
+        g.out[idx] = out;
+    }
+
     /// Saves the service at `idx` as wanted up or not.
     fn persist_wanted(&mut self, idx: usize, up: bool) {
         if self.slots[idx].persisted_up != up {
@@ -82,24 +111,12 @@ impl Engine {
     /// being replaced by a reload included: its slot takes the new
     /// definition).
     fn deps_of(&self, idx: usize) -> Vec<(usize, bool)> {
-        let svc = &self.slots[idx].svc;
-        let find = |n: &String| self.by_name.get(n).copied();
-        let req = svc.requires.iter().filter_map(find).map(|i| (i, true));
-        req.chain(svc.after.iter().filter_map(find).map(|i| (i, false))).collect()
+        self.deps.out.get(idx).cloned().unwrap_or_default()
     }
 
     /// The slots that name `idx` in their `requires` (`true`) or `after`.
     fn dependents_of(&self, idx: usize) -> Vec<(usize, bool)> {
-        let name = &self.slots[idx].svc.name;
-        let mut out = Vec::new();
-        for (i, s) in self.slots.iter().enumerate() {
-            if s.svc.requires.contains(name) {
-                out.push((i, true));
-            } else if s.svc.after.contains(name) {
-                out.push((i, false));
-            }
-        }
-        out
+        self.deps.into.get(idx).cloned().unwrap_or_default()
     }
 
     /// Whether dependency `d` lets its dependent start: ready, or (for
@@ -128,20 +145,29 @@ impl Engine {
         })
     }
 
-    /// The dependencies the service at `idx` waits for.
+    /// The dependencies the service at `idx` waits for, by name.
     pub(super) fn waiting_for(&self, idx: usize) -> Vec<String> {
-        if !self.slots[idx].waiting {
-            return Vec::new();
-        }
-        self.deps_of(idx)
+        self.unmet(idx).into_iter().map(|d| self.slots[d].svc.name.clone()).collect()
+    }
+
+    /// The same, each with where it stands: `db (starting)`.
+    pub(super) fn waiting_for_states(&self, idx: usize) -> Vec<String> {
+        self.unmet(idx)
             .into_iter()
-            .filter(|&(d, req)| !self.dep_met(d, req))
-            .map(|(d, _)| {
+            .map(|d| {
                 let s = &self.slots[d];
                 let state = if s.stop_held.is_some() { "stopping".to_string() } else { s.m.state().to_string() };
                 format!("{} ({state})", s.svc.name)
             })
             .collect()
+    }
+
+    /// The dependencies not met of a service that waits.
+    fn unmet(&self, idx: usize) -> Vec<usize> {
+        if !self.slots[idx].waiting {
+            return Vec::new();
+        }
+        self.deps_of(idx).into_iter().filter(|&(d, req)| !self.dep_met(d, req)).map(|(d, _)| d).collect()
     }
 
     /// Starts the service at `idx` with `event` (a start, once, restart),

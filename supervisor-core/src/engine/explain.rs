@@ -55,7 +55,8 @@ impl Engine {
             at: wall(o.at),
         });
         st.health = s.svc.health.as_ref().map(|_| {
-            let checked = st.ready && s.checks.last.is_some() && s.checks.phase_is_health();
+            let last = s.checks.last_health.as_ref().filter(|_| st.ready && s.checks.phase_is_health());
+            let checked = last.is_some();
             let state = match (checked, s.checks.failures) {
                 (false, _) => "pending",
                 (true, 0) => "healthy",
@@ -64,7 +65,7 @@ impl Engine {
             HealthStatus {
                 state: state.into(),
                 failures: s.checks.failures,
-                last_output: checked.then(|| s.checks.last.as_ref().map(|o| o.output.clone())).flatten(),
+                last_output: last.map(|o| o.output.clone()),
             }
         });
         st.waiting_for = self.waiting_for(idx);
@@ -93,11 +94,18 @@ impl Engine {
                 format!("gave up: {}", last_run())
             }),
             ServiceState::Starting if !st.waiting_for.is_empty() => {
-                Some(format!("waiting for {}", st.waiting_for.join(", ")))
+                Some(format!("waiting for {}", self.waiting_for_states(idx).join(", ")))
             }
-            ServiceState::Starting => Some(self.starting_reason(idx, now)),
+            ServiceState::Starting => {
+                let why = self.starting_reason(idx, now);
+                // Why the process before this one went, until this one runs.
+                Some(match s.m.daemon().and_then(|m| m.previous_error()) {
+                    Some(before) => format!("restarted after: {before}; {why}"),
+                    None => why,
+                })
+            }
             ServiceState::Stopped if !st.waiting_for.is_empty() => {
-                Some(format!("waiting for {}", st.waiting_for.join(", ")))
+                Some(format!("waiting for {}", self.waiting_for_states(idx).join(", ")))
             }
             ServiceState::Stopped => s.stopped_by.clone().or_else(|| {
                 (!s.m.want_up() && !s.svc.kind.is_external()).then(|| "not started: it is wanted stopped".to_string())

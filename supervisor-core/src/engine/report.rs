@@ -44,7 +44,8 @@ impl Engine {
             since_s: now.saturating_duration_since(s.m.since()).as_secs_f64(),
             restarts: s.m.restarts(),
             expected: s.svc.expected,
-            wanted: if s.m.want_up() { Expected::Running } else { Expected::Stopped },
+            // A service that waits for its dependencies is wanted up.
+            wanted: if s.m.want_up() || s.waiting { Expected::Running } else { Expected::Stopped },
             last_exit: s.m.last_exit(),
             error: s.m.error().map(str::to_owned),
             descendants: s.members.len(),

@@ -187,11 +187,12 @@ impl Engine {
         use ServiceRequest as R;
         let ordered = self.names_a_group(&sel) && matches!(request, R::Start | R::Stop | R::Restart);
         for &idx in &idxs {
-            self.release_holds(idx);
             if !ordered {
-                self.queue.push_back((idx, request.into()));
+                // As for any request: through the dependency graph.
+                self.apply_request(idx, request);
                 continue;
             }
+            self.release_holds(idx);
             // Held, then released in the group's order.
             let slot = &mut self.slots[idx];
             slot.held_stop = matches!(request, R::Stop | R::Restart);
@@ -245,7 +246,7 @@ impl Engine {
             if !self.dependency_failed(idx) {
                 return None;
             }
-            let message = Some(format!("waiting for {}", self.waiting_for(idx).join(", ")));
+            let message = Some(format!("waiting for {}", self.waiting_for_states(idx).join(", ")));
             return Some(ServiceResult { name: s.svc.name.clone(), state, ok: false, message });
         }
         use ServiceState as S;

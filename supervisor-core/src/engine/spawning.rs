@@ -96,6 +96,7 @@ impl Engine {
                     slot.changed_at = SystemTime::now();
                     if command.is_none() {
                         Self::write_pidfile(slot, sp.pid);
+                        slot.checks.new_process();
                     }
                     slot.leader_start_time = procfs::read_stat(sp.pid).map(|i| i.start_time);
                     self.state_dirty = true;

@@ -63,6 +63,13 @@ impl Backoff {
         if !policy.wants_restart(exit) {
             return Decision::Finished;
         }
+        self.on_restart(policy, ran_for)
+    }
+
+    /// Decides what follows a restart the supervisor chose (a failed
+    /// health check, a missed watchdog) after a run of `ran_for`: as an
+    /// exit that the policy restarts.
+    pub fn on_restart(&mut self, policy: &RestartPolicy, ran_for: Duration) -> Decision {
         if ran_for > policy.backoff_limit {
             self.reset();
         }

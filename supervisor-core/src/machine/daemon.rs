@@ -33,6 +33,9 @@ pub struct Machine {
     restarts: u32,
     last_exit: Option<ExitStatus>,
     error: Option<String>,
+    /// Why the process before this one was stopped or failed, until this
+    /// one is running.
+    previous_error: Option<String>,
     backoff: Backoff,
     then: Then,
     killed: bool,
@@ -57,6 +60,7 @@ impl Machine {
             restarts: 0,
             last_exit: None,
             error: None,
+            previous_error: None,
             backoff: Backoff::default(),
             then: Then::Rest(ServiceState::Stopped),
             killed: false,
@@ -98,12 +102,20 @@ impl Machine {
     pub fn error(&self) -> Option<&str> {
         self.error.as_deref()
     }
+    /// Why the process before the current one ended, while the current
+    /// one is not running yet (a failed health check, not ready in time).
+    pub fn previous_error(&self) -> Option<&str> {
+        self.previous_error.as_deref()
+    }
     /// The backoff state.
     pub fn backoff(&self) -> &Backoff {
         &self.backoff
     }
 
     fn enter(&mut self, state: ServiceState, now: Instant) {
+        if state == ServiceState::Running {
+            self.previous_error = None;
+        }
         if self.state != state {
             self.state = state;
             self.since = now;
@@ -199,7 +211,7 @@ impl Machine {
                 self.leader_alive = true;
                 self.exec_failed = false;
                 // The start went through; an exec failure follows at once.
-                self.error = None;
+                self.previous_error = self.error.take().or(self.previous_error.take());
                 // Running once ready, or once it stayed up for min_uptime.
                 let wait = svc.ready.as_ref().map_or(svc.restart.min_uptime, |r| r.timeout);
                 vec![Action::ArmTimer(now + wait)]
@@ -303,8 +315,18 @@ impl Machine {
             (Event::Ready, _) => Vec::new(),
             (Event::Unhealthy { reason }, S::Running) => {
                 self.error = Some(reason);
-                self.restarts += 1;
-                self.begin_stop(svc, Then::Spawn, now)
+                // Backed off as an exit would be, so that a check that
+                // keeps failing soon after each start does not loop.
+                let ran_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+                let then = match self.backoff.on_restart(&svc.restart, ran_for) {
+                    Decision::GiveUp => Then::Rest(S::Fatal),
+                    Decision::RestartAfter(d) => Then::Backoff(d),
+                    Decision::RestartNow | Decision::Finished => Then::Spawn,
+                };
+                if matches!(then, Then::Spawn | Then::Backoff(_)) {
+                    self.restarts += 1;
+                }
+                self.begin_stop(svc, then, now)
             }
             (Event::Unhealthy { .. }, _) => Vec::new(),
             (Event::Timer, S::Backoff) => self.spawn(now),
