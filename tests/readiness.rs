@@ -95,7 +95,7 @@ fn health_is_pending_until_the_first_check_not_the_readiness_probe() {
     let mut svc = sh("api", "exec sleep 100");
     svc.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(listener.local_addr().unwrap())), 50, 10_000));
     let mut health = HealthCheck::new(Probe::Exec(Command::argv(["true"])));
-    health.interval = Duration::from_secs(60);
+    health.interval = Duration::from_mins(1);
     svc.health = Some(health);
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
