@@ -451,3 +451,58 @@ fn restarting_a_dependency_restarts_its_dependents_once_it_is_ready() {
     assert!(at("web", ServiceState::Stopped) < at("db", ServiceState::Stopping), "{order:?}");
     assert!(at("db", ServiceState::Running) < at("web", ServiceState::Starting), "{order:?}");
 }
+
+#[test]
+fn real_sd_notify_libraries_work_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = notifying(dir.path());
+    // Rust services: the sd-notify crate (readiness, status, watchdog).
+    let mut rust = Service::new("rust", Command::argv([crate::util::helper(), "sd-notify".into(), "from rust".into()]));
+    rust.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    rust.watchdog = Some(Duration::from_millis(500));
+    engine.add_service(rust).unwrap();
+    // Python services: Debian's python3-sdnotify (.ci/run installs it).
+    let script = "import sdnotify, time\n\
+                  n = sdnotify.SystemdNotifier(debug=True)\n\
+                  n.notify('READY=1\\nSTATUS=from python')\n\
+                  time.sleep(100)\n";
+    let mut python = Service::new("python", Command::argv(["/usr/bin/python3", "-c", script]));
+    python.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    engine.add_service(python).unwrap();
+    turn_until(&mut engine, "both running", |e| {
+        e.state("rust") == Some(ServiceState::Running) && e.state("python") == Some(ServiceState::Running)
+    });
+    assert_eq!(status(&engine, "rust").status_text.as_deref(), Some("from rust"));
+    assert_eq!(status(&engine, "python").status_text.as_deref(), Some("from python"));
+    // Fed by the crate every 100 ms: never restarted for its watchdog.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(1500) {
+        engine.turn(Some(Duration::from_millis(50))).unwrap();
+    }
+    assert_eq!(status(&engine, "rust").restarts, 0);
+}
+
+#[test]
+fn a_probe_that_hangs_is_killed_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let pids = dir.path().join("pids");
+    let mut engine = Engine::new("probes").unwrap();
+    let mut svc = sh("web", "exec sleep 100");
+    let probe = format!("echo $$ >> {}; exec sleep 100", pids.display());
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 30_000));
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "a try that timed out", |e| status(e, "web").last_probe.is_some());
+    let last = status(&engine, "web").last_probe.unwrap();
+    assert_eq!((last.passed, last.output.as_str()), (false, "no answer within 1 s"));
+    let first: i32 = std::fs::read_to_string(&pids).unwrap().lines().next().unwrap().parse().unwrap();
+    turn_until(&mut engine, "the hung probe gone", |_| !crate::util::alive(first));
+}
+
+#[test]
+fn a_service_without_checks_sets_no_timer() {
+    let mut engine = Engine::new("quiet").unwrap();
+    engine.add_service(sh("plain", "exec sleep 100")).unwrap();
+    turn_until(&mut engine, "running", state_is("plain", ServiceState::Running));
+    engine.turn(Some(Duration::ZERO)).unwrap();
+    assert_eq!(engine.next_deadline(), None, "nothing to wake for but its descriptors");
+}

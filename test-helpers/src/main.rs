@@ -34,6 +34,8 @@
 //!                                        sleep forever
 //! sv-test-helper notify-stamp FILE       write "CLOCK_REALTIME_NS\n" to FILE, then send READY=1 to
 //!                                        $NOTIFY_SOCKET (sd_notify), sleep forever
+//! sv-test-helper sd-notify STATUS        READY=1 and STATUS= through the `sd-notify` crate, then
+//!                                        WATCHDOG=1 every 100 ms (as its watchdog helpers do)
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
@@ -134,6 +136,15 @@ fn main() {
             pipe.write_all(b"\n").expect("write the readiness newline");
             drop(pipe);
             sleep_forever()
+        }
+        Some("sd-notify") => {
+            let status = arg(1);
+            let states = [sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)];
+            sd_notify::notify(false, &states).expect("sd_notify");
+            loop {
+                sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]).expect("sd_notify");
+                std::thread::sleep(Duration::from_millis(100));
+            }
         }
         Some("notify-stamp") => {
             let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).expect("clock");
@@ -311,7 +322,7 @@ fn main() {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sv-test-helper sleep|lines|paced|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as|ready-fd|notify-stamp ..."
+        "usage: sv-test-helper sleep|lines|paced|exit|ignore-term|fork-child|escape|double-escape|signals|report|connect-as|ready-fd|notify-stamp|sd-notify ..."
     );
     exit(2)
 }

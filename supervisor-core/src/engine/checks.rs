@@ -424,8 +424,10 @@ impl Engine {
             return;
         }
         self.advance_try(idx, now);
-        let Some(Run::Exec { tail, .. }) = self.slots[idx].checks.run.as_ref() else { return };
-        let line = last_line(tail);
+        // Reaped: its pid (and group) may name another process from now
+        // on, so the run ends here, not through stop_try's kill.
+        let Some(Run::Exec { tail, .. }) = self.slots[idx].checks.run.take() else { return };
+        let line = last_line(&tail);
         let output = match (status, line.is_empty()) {
             (ExitStatus::Code(0), true) => "exit code 0".to_string(),
             (_, true) => status.to_string(),
