@@ -506,3 +506,22 @@ fn a_service_without_checks_sets_no_timer() {
     engine.turn(Some(Duration::ZERO)).unwrap();
     assert_eq!(engine.next_deadline(), None, "nothing to wake for but its descriptors");
 }
+
+#[test]
+fn backoff_and_fatal_say_why_and_when() {
+    let mut engine = Engine::new("explain").unwrap();
+    let mut svc = sh("crashy", "exit 1");
+    svc.restart.min_uptime = Duration::from_secs(1);
+    svc.restart.backoff_step = Duration::from_millis(400);
+    svc.restart.backoff_limit = Duration::from_millis(1000);
+    svc.restart.jitter = false;
+    engine.add_service(svc).unwrap();
+    turn_until(&mut engine, "backoff", state_is("crashy", ServiceState::Backoff));
+    let st = status(&engine, "crashy");
+    let reason = st.reason.unwrap();
+    assert!(reason.starts_with("exited with code 1 after 0"), "{reason}");
+    assert!(reason.contains(" s, 1st failure in a row; next try in 0.4 s"), "{reason}");
+    turn_until(&mut engine, "fatal", state_is("crashy", ServiceState::Fatal));
+    let reason = status(&engine, "crashy").reason.unwrap();
+    assert!(reason.starts_with("gave up after 3 failures in a row: exited with code 1 after 0"), "{reason}");
+}
