@@ -47,9 +47,9 @@ fn fd_ready(bins: &Bins, name: String, requires: Option<String>) -> Service {
     svc
 }
 
-/// Seconds from the first add until all `n` are running; `tree`: three
-/// levels of dependencies.
-fn start_to_ready(bins: &Bins, n: usize, tree: bool) -> Res<f64> {
+/// Seconds from the first add until all `n` are running, and from the
+/// shutdown until all are gone; `tree`: three levels of dependencies.
+fn start_to_ready(bins: &Bins, n: usize, tree: bool) -> Res<(f64, f64)> {
     let mut engine = Engine::new("bench-ready")?;
     let (roots, middle) = (n / 100, n / 100 * 9);
     let t0 = Instant::now();
@@ -63,8 +63,9 @@ fn start_to_ready(bins: &Bins, n: usize, tree: bool) -> Res<f64> {
     }
     turn_until(&mut engine, Duration::from_mins(2), all_running)?;
     let took = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
     finish(engine)?;
-    Ok(took)
+    Ok((took, t1.elapsed().as_secs_f64()))
 }
 
 /// Milliseconds from each service's `READY=1` to its change to `running`.
@@ -133,12 +134,21 @@ fn health_cost(bins: &Bins, n: usize, span: Duration) -> Res<(f64, f64)> {
 pub fn bench_ready(bins: &Bins, settings: &Settings, report: &mut Report) -> Res<()> {
     let n = settings.fleet;
     println!("readiness: {n} services ready by fd:3, without dependencies and as a tree three levels deep");
-    let (mut flat, mut tree) = (Vec::new(), Vec::new());
+    let (mut flat, mut tree, mut flat_stop, mut tree_stop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..settings.rounds {
-        flat.push(start_to_ready(bins, n, false)?);
-        tree.push(start_to_ready(bins, n, true)?);
+        let (start, stop) = start_to_ready(bins, n, false)?;
+        flat.push(start);
+        flat_stop.push(stop);
+        let (start, stop) = start_to_ready(bins, n, true)?;
+        tree.push(start);
+        tree_stop.push(stop);
     }
     let (f, t) = (Summary::of(&flat).median, Summary::of(&tree).median);
+    let (fs, ts) = (Summary::of(&flat_stop).median, Summary::of(&tree_stop).median);
+    report.info(
+        &format!("shutdown of {n} services: tree of 3 levels (in reverse order) / no dependencies"),
+        format!("median {ts:.3} / {fs:.3} s"),
+    );
     report.check(
         &format!("start to all ready, {n} services: tree of 3 levels / no dependencies"),
         format!("median {t:.3} / {f:.3} s = {:.2} x", t / f),
