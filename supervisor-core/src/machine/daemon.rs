@@ -292,15 +292,8 @@ impl Machine {
             (Event::Timer, S::Starting) if svc.ready.is_some() && self.pid.is_some() => {
                 let timeout = svc.ready.as_ref().map_or(Duration::ZERO, |r| r.timeout);
                 self.error = Some(format!("not ready after {}", crate::model::human_secs(timeout)));
-                let then = match self.backoff.on_quick_failure(&svc.restart) {
-                    Decision::GiveUp => Then::Rest(S::Fatal),
-                    Decision::RestartAfter(d) => Then::Backoff(d),
-                    Decision::RestartNow | Decision::Finished => Then::Spawn,
-                };
-                if matches!(then, Then::Spawn | Then::Backoff(_)) {
-                    self.restarts += 1;
-                }
-                self.begin_stop(svc, then, now)
+                let decision = self.backoff.on_quick_failure(&svc.restart);
+                self.stop_for_restart(svc, decision, now)
             }
             (Event::Timer, S::Starting) if svc.ready.is_none() => {
                 self.enter(S::Running, now);
@@ -318,15 +311,8 @@ impl Machine {
                 // Backed off as an exit would be, so that a check that
                 // keeps failing soon after each start does not loop.
                 let ran_for = self.started_at.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-                let then = match self.backoff.on_restart(&svc.restart, ran_for) {
-                    Decision::GiveUp => Then::Rest(S::Fatal),
-                    Decision::RestartAfter(d) => Then::Backoff(d),
-                    Decision::RestartNow | Decision::Finished => Then::Spawn,
-                };
-                if matches!(then, Then::Spawn | Then::Backoff(_)) {
-                    self.restarts += 1;
-                }
-                self.begin_stop(svc, then, now)
+                let decision = self.backoff.on_restart(&svc.restart, ran_for);
+                self.stop_for_restart(svc, decision, now)
             }
             (Event::Unhealthy { .. }, _) => Vec::new(),
             (Event::Timer, S::Backoff) => self.spawn(now),
@@ -345,6 +331,21 @@ impl Machine {
         self.pid = None;
         self.started_at = None;
         vec![Action::CancelTimer, Action::Spawn]
+    }
+
+    /// Stops the live process for a restart the supervisor decided (not
+    /// ready in time, unhealthy): what follows is the backoff's
+    /// `decision`, counted as a restart unless it gives up.
+    fn stop_for_restart(&mut self, svc: &Service, decision: Decision, now: Instant) -> Actions {
+        let then = match decision {
+            Decision::GiveUp => Then::Rest(ServiceState::Fatal),
+            Decision::RestartAfter(d) => Then::Backoff(d),
+            Decision::RestartNow | Decision::Finished => Then::Spawn,
+        };
+        if matches!(then, Then::Spawn | Then::Backoff(_)) {
+            self.restarts += 1;
+        }
+        self.begin_stop(svc, then, now)
     }
 
     fn begin_stop(&mut self, svc: &Service, then: Then, now: Instant) -> Actions {
