@@ -151,3 +151,33 @@ fn wait_fails_at_once_when_a_dependency_gave_up() {
     assert!(out.starts_with("web: waits for ghost, which will not be ready (fatal: gave up: exec"), "{out}");
     assert!(out.ends_with('\n'));
 }
+
+#[test]
+fn reload_shows_graph_changes_and_applies_them_in_dependency_order() {
+    let mut f = Fixture::new(
+        "[service.web]\ncommand = [\"sleep\", \"100\"]\nmin_uptime = \"100ms\"\n\
+         [service.db]\ncommand = [\"sleep\", \"100\"]\nmin_uptime = \"100ms\"\n",
+    );
+    f.start();
+    wait_for("both running", T, || (f.service("web")["state"] == "running").then_some(()));
+    // web now requires a new service, listed after it in the file.
+    let text = std::fs::read_to_string(&f.config).unwrap().replace(
+        "[service.web]\ncommand = [\"sleep\", \"100\"]\n",
+        "[service.web]\ncommand = [\"sleep\", \"100\"]\nrequires = [\"cache\"]\n",
+    ) + "[service.cache]\ncommand = [\"sh\", \"-c\", \"sleep 0.3; echo >&3; exec sleep 100\"]\nready.notify = \"fd:3\"\n";
+    std::fs::write(&f.config, text).unwrap();
+    let (code, out, err) = f.cli_code(&["reload", "--dry-run"]);
+    assert_eq!(code, 0, "{err}");
+    let path = f.config.display();
+    assert_eq!(
+        out,
+        format!("{path}: dry run, nothing changed\n  add        cache\n  restart    web (requires)\n  unchanged  db\n")
+    );
+    let (code, _, err) = f.cli_code(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = f.cli_code(&["wait", "web", "cache", "--timeout", "10s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let web = f.service("web");
+    let cache = f.service("cache");
+    assert!(web["uptime_s"].as_f64().unwrap() < cache["uptime_s"].as_f64().unwrap(), "web started after cache");
+}
