@@ -181,3 +181,28 @@ fn reload_shows_graph_changes_and_applies_them_in_dependency_order() {
     let cache = f.service("cache");
     assert!(web["uptime_s"].as_f64().unwrap() < cache["uptime_s"].as_f64().unwrap(), "web started after cache");
 }
+
+#[test]
+fn a_service_of_another_user_reaches_the_notify_socket() {
+    crate::util::require_root("the service runs as nobody");
+    let mut f = Fixture::new(
+        r#"
+[service.web]
+command = ["sh", "-c", "systemd-notify --ready --status=\"as $(id -un)\"; exec sleep 100"]
+user = "nobody"
+directory = "/"
+[service.web.ready]
+notify = "systemd"
+timeout = "20s"
+"#,
+    );
+    // The test's own directory must let nobody through too.
+    std::fs::set_permissions(f.dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    f.start();
+    let (code, out, err) = f.cli_code(&["wait", "web", "--timeout", "20s"]);
+    let transcript = std::fs::read_to_string(f.path("rt/console/web.log")).unwrap_or_default();
+    assert_eq!(code, 0, "{out}{err}{transcript}");
+    assert_eq!(f.service("web")["status_text"], "as nobody");
+    let mode = std::fs::metadata(f.path("rt/run")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o711);
+}

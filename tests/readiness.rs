@@ -513,7 +513,7 @@ fn backoff_and_fatal_say_why_and_when() {
     let mut svc = sh("crashy", "exit 1");
     svc.restart.min_uptime = Duration::from_secs(1);
     svc.restart.backoff_step = Duration::from_millis(400);
-    svc.restart.backoff_limit = Duration::from_millis(1000);
+    svc.restart.backoff_limit = Duration::from_secs(1);
     svc.restart.jitter = false;
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "backoff", state_is("crashy", ServiceState::Backoff));

@@ -34,10 +34,22 @@ fn failed(what: impl std::fmt::Display) -> CliError {
     CliError::Failed(what.to_string())
 }
 
+/// Whether a service that runs as another user sends `sd_notify`
+/// datagrams, to `run/notify.sock`.
+fn notifies_as_other_user(config: &Config) -> bool {
+    config.services.iter().any(|s| {
+        s.user.is_some() && matches!(s.ready.as_ref().map(|r| &r.check), Some(supervisor_core::ReadyCheck::Systemd))
+    })
+}
+
 /// Creates the runtime directory, laid out as copkg lays out a service's:
-/// `run/`, `log/`, `console/`, `etc/`, `data/`.
+/// `run/`, `log/`, `console/`, `etc/`, `data/`. The directory and `run/`
+/// are private (0700), or only traversable by others (0711, not listable)
+/// where other users must reach a socket in `run/`: the control socket
+/// (`allow_uids`, `allow_groups`), or the notify socket of a service that
+/// runs as another user with `notify = "systemd"`.
 fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
-    let open = config.access.is_open();
+    let open = config.access.is_open() || notifies_as_other_user(config);
     make_private_dir(&config.runtime_dir, if open { 0o711 } else { 0o700 }).map_err(failed)?;
     make_private_dir(&config.run_dir(), if open { 0o711 } else { 0o700 }).map_err(failed)?;
     for dir in [config.log_dir(), config.console_dir()] {
@@ -124,6 +136,12 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
     // Only services with notify = "systemd" need it; they say so if it is
     // missing.
+    if notifies_as_other_user(&config) {
+        // The control server made run/ as closed as its own policy asks;
+        // these services must pass through it (the control socket itself
+        // stays 0600, and refuses peers by their credentials).
+        try_!(make_private_dir(&config.run_dir(), 0o711));
+    }
     if let Err(e) = engine.listen_notify(config.notify_socket_path()) {
         log::warn!("no sd_notify socket: {e}");
     }
