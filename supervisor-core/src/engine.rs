@@ -31,7 +31,6 @@ use crate::model::{Expected, Group, Input, InvalidService, Output, Service, Serv
 use crate::os::cgroup::CgroupTree;
 use crate::os::output::ServiceOutput;
 use crate::os::persist::SavedState;
-use crate::os::previous::INSTANCE_ENV;
 use crate::os::procfs::ProcTable;
 use crate::os::reap::ReapScope;
 use crate::os::spawn;
@@ -327,7 +326,7 @@ impl Engine {
     /// [`Service::validate`], a `user` or `group` that does not exist, or a
     /// pipe not made with [`add_pipe`](Engine::add_pipe). Nothing changes
     /// then.
-    pub fn add_service(&mut self, mut svc: Service) -> Result<(), EngineError> {
+    pub fn add_service(&mut self, svc: Service) -> Result<(), EngineError> {
         self.nudge();
         let reuse = match self.by_name.get(&svc.name) {
             Some(&i) if self.slots[i].retired && self.slots[i].is_down() => Some(i),
@@ -339,10 +338,7 @@ impl Engine {
         // What an external service's commands start is not ours: a later
         // supervisor must not take it for a leftover of this one.
         let external = svc.kind.is_external();
-        if let (Some(m), false) = (&self.marker, external) {
-            svc.env.vars.insert(INSTANCE_ENV.to_string(), m.clone());
-        }
-        self.notify_env(&mut svc)?;
+        self.check_notify(&svc)?;
         let now = Instant::now();
         let saved = self.saved.as_ref().and_then(|s| s.services.get(&svc.name));
         let expected = saved.map_or(svc.expected, |s| s.wanted);

@@ -62,9 +62,63 @@ enum Run {
     Connect(Connection),
 }
 
-/// One service's checks.
+/// One service's checks: boxed, and made only for a service that has
+/// some (a ready check, a health check or a watchdog), so that the slot of
+/// a plain service stays small (reading gives the state of no checks).
 #[derive(Debug, Default)]
-pub(super) struct Checks {
+pub(super) struct Checks(Option<Box<CheckState>>);
+
+/// The state of no checks, which reading the checks of a plain service
+/// gives.
+static NONE: CheckState = CheckState {
+    phase: Phase::Off,
+    pid: None,
+    ready_pipe: None,
+    run: None,
+    due: None,
+    watchdog_due: None,
+    armed: None,
+    failures: 0,
+    last: None,
+    last_health: None,
+    status_text: None,
+    main_pid: None,
+};
+
+impl std::ops::Deref for Checks {
+    type Target = CheckState;
+    fn deref(&self) -> &CheckState {
+        self.0.as_deref().unwrap_or(&NONE)
+    }
+}
+
+impl std::ops::DerefMut for Checks {
+    /// Makes the state at the first change.
+    fn deref_mut(&mut self) -> &mut CheckState {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl Checks {
+    /// A new process starts: what the old one said or showed goes.
+    pub(super) fn new_process(&mut self) {
+        if let Some(c) = self.0.as_deref_mut() {
+            c.last = None;
+            c.last_health = None;
+            c.status_text = None;
+            c.main_pid = None;
+        }
+    }
+
+    /// The process the service named its main one (`MAINPID=`), taken.
+    pub(super) fn take_main_pid(&mut self) -> Option<i32> {
+        self.0.as_deref_mut().and_then(|c| c.main_pid.take())
+    }
+}
+
+/// What one service's checks are doing.
+#[derive(Debug, Default)]
+pub(super) struct CheckState {
     phase: Phase,
     /// The process the phase is for.
     pid: Option<i32>,
@@ -89,15 +143,7 @@ pub(super) struct Checks {
     pub(super) main_pid: Option<i32>,
 }
 
-impl Checks {
-    /// A new process starts: what the old one said or showed goes.
-    pub(super) fn new_process(&mut self) {
-        self.last = None;
-        self.last_health = None;
-        self.status_text = None;
-        self.main_pid = None;
-    }
-
+impl CheckState {
     /// Whether its readiness is being waited for.
     pub(super) fn awaits_ready(&self) -> bool {
         self.phase == Phase::Ready
@@ -317,7 +363,9 @@ impl Engine {
         // The probe's end blocks, as a program expects of its output.
         sys::set_nonblocking(w.as_raw_fd(), false).map_err(|e| format!("probe: pipe: {e}"))?;
         let pipes = spawn::Pipes { stdout: Some(w.as_raw_fd()), stderr: Some(w.as_raw_fd()), ..Default::default() };
-        let sp = spawn::spawn(&svc, pipes).map_err(|e| format!("probe: {e}"))?;
+        let env = self.spawn_env(idx, false);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sp = spawn::spawn(&svc, pipes, &env).map_err(|e| format!("probe: {e}"))?;
         drop(w);
         self.checks.pids.insert(sp.pid, idx);
         if let Some(e) = sp.exec_error {

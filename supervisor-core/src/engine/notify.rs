@@ -49,21 +49,35 @@ impl Engine {
         self.checks.notify.as_ref().map(NotifySocket::path)
     }
 
-    /// The environment a service gets for `sd_notify` and its watchdog
-    /// (`NOTIFY_SOCKET`, `WATCHDOG_USEC`), added to `svc`.
-    pub(super) fn notify_env(&self, svc: &mut Service) -> Result<(), crate::model::InvalidService> {
-        if !matches!(svc.ready.as_ref().map(|r| &r.check), Some(ReadyCheck::Systemd)) {
-            return Ok(());
-        }
-        let Some(path) = self.notify_socket().map(Path::to_path_buf) else {
+    /// A service ready by `sd_notify` needs the socket.
+    pub(super) fn check_notify(&self, svc: &Service) -> Result<(), crate::model::InvalidService> {
+        if self.notify_socket().is_none() && matches!(svc.ready.as_ref().map(|r| &r.check), Some(ReadyCheck::Systemd)) {
             let problem = "notify = \"systemd\" needs the engine's notify socket (Engine::listen_notify)";
             return Err(crate::model::InvalidService::new(&svc.name, "ready.check", problem));
-        };
-        svc.env.vars.insert("NOTIFY_SOCKET".into(), path_text(&path));
-        if let Some(w) = svc.watchdog {
-            svc.env.vars.insert("WATCHDOG_USEC".into(), w.as_micros().to_string());
         }
         Ok(())
+    }
+
+    /// What the engine adds to the environment of a process of the
+    /// service at `idx` at each start: the instance marker (not for an
+    /// external service's commands, whose daemons are not ours), and for
+    /// `sd_notify` `NOTIFY_SOCKET` and `WATCHDOG_USEC` (only for its main
+    /// process, `main`). Made at the start rather than kept in the
+    /// service: a map entry costs a 544-byte node in each of thousands.
+    pub(super) fn spawn_env(&self, idx: usize, main: bool) -> Vec<(&'static str, String)> {
+        let svc = &self.slots[idx].svc;
+        let mut env = Vec::new();
+        if let (Some(m), false) = (&self.marker, svc.kind.is_external()) {
+            env.push((crate::os::previous::INSTANCE_ENV, m.clone()));
+        }
+        let systemd = matches!(svc.ready.as_ref().map(|r| &r.check), Some(ReadyCheck::Systemd));
+        if let (true, true, Some(path)) = (main, systemd, self.notify_socket()) {
+            env.push(("NOTIFY_SOCKET", path_text(path)));
+            if let Some(w) = svc.watchdog {
+                env.push(("WATCHDOG_USEC", w.as_micros().to_string()));
+            }
+        }
+        env
     }
 
     /// Takes the datagrams waiting on the notify socket and acts on them.

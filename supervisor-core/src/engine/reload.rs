@@ -103,13 +103,10 @@ impl Engine {
     /// [`EngineError::Invalid`] as for
     /// [`add_service`](Engine::add_service) (the running service is then
     /// left as it is); when a new service cannot be set up (its transcript).
-    pub fn replace_service(&mut self, mut svc: Service) -> Result<bool, EngineError> {
+    pub fn replace_service(&mut self, svc: Service) -> Result<bool, EngineError> {
         self.nudge();
         self.check_service(&svc)?;
-        if let Some(m) = &self.marker {
-            svc.env.vars.insert(crate::os::previous::INSTANCE_ENV.to_string(), m.clone());
-        }
-        self.notify_env(&mut svc)?;
+        self.check_notify(&svc)?;
         let Some(&idx) = self.by_name.get(&svc.name) else {
             self.add_wanted(svc, None)?;
             return Ok(true);

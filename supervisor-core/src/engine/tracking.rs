@@ -361,7 +361,7 @@ impl Engine {
     /// subreaper) can be, so that its exit is reaped and seen.
     fn adopt(&mut self, idx: usize) -> bool {
         // The process the service named with MAINPID=, or (`follow`) any.
-        let named = self.slots[idx].checks.main_pid.take();
+        let named = self.slots[idx].checks.take_main_pid();
         if !(self.slots[idx].svc.follow || named.is_some()) || self.scope != ReapScope::WholeProcess {
             return false;
         }

@@ -92,8 +92,9 @@ pub struct ServiceOutput {
     transcript: Transcript,
     /// External services: each line is logged at debug level too.
     log_lines: Option<LineLog>,
-    /// A `log` readiness check that waits for a line.
-    watch: Option<LineWatch>,
+    /// A `log` readiness check that waits for a line (boxed: most
+    /// services have none).
+    watch: Option<Box<LineWatch>>,
 }
 
 /// The longest line a `log` readiness check looks at (the rest of a
@@ -270,7 +271,7 @@ impl ServiceOutput {
     /// Looks for a line that matches `re` in the output from now on
     /// (`None`: stops looking).
     pub fn watch_lines(&mut self, re: Option<regex_lite::Regex>) {
-        self.watch = re.map(|re| LineWatch { re, partial: [Vec::new(), Vec::new()], matched: false });
+        self.watch = re.map(|re| Box::new(LineWatch { re, partial: [Vec::new(), Vec::new()], matched: false }));
     }
 
     /// Whether a watched line was seen (once: the watch ends with it).

@@ -213,9 +213,9 @@ fn open_output(
     Ok(Some(raw))
 }
 
-fn prepare(svc: &Service, pipes: Pipes) -> Result<Prepared, SpawnError> {
+fn prepare(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Prepared, SpawnError> {
     let argv_s = svc.command.to_argv();
-    let env = environment(svc);
+    let env = environment(svc, env);
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
     let program = argv_s.first().ok_or_else(|| SpawnError::Setup("empty command".into()))?;
     let program_path = find_program(program, path_var, svc.directory.as_deref())
@@ -286,7 +286,7 @@ fn pipe_cloexec() -> io::Result<(OwnedFd, OwnedFd)> {
 const CHILD_STACK: usize = 64 * 1024;
 
 /// Starts `svc` in a new process group; its transcript streams get the
-/// write ends in `pipes`.
+/// write ends in `pipes`, its environment the variables in `env` too.
 ///
 /// Returns once the child has called `exec` (or failed to): a failure is
 /// in [`Spawned::exec_error`].
@@ -297,19 +297,19 @@ const CHILD_STACK: usize = 64 * 1024;
 /// a limit or the lock file cannot be resolved; [`SpawnError::Locked`]
 /// when the lock file is held; [`SpawnError::Fork`] when the child cannot
 /// be made.
-pub fn spawn(svc: &Service, pipes: Pipes) -> Result<Spawned, SpawnError> {
-    match spawn_once(svc, pipes)? {
+pub fn spawn(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Spawned, SpawnError> {
+    match spawn_once(svc, pipes, env)? {
         Some(sp) => Ok(sp),
         // The kernel could not unshare in part: made again with a copy of
         // every descriptor.
-        None => spawn_once(svc, pipes)?.ok_or_else(|| SpawnError::Setup("cannot make a child".into())),
+        None => spawn_once(svc, pipes, env)?.ok_or_else(|| SpawnError::Setup("cannot make a child".into())),
     }
 }
 
 /// As [`spawn`]; `None` when the child could not unshare its descriptor
 /// table (before anything else; it was reaped), to be tried again.
-fn spawn_once(svc: &Service, pipes: Pipes) -> Result<Option<Spawned>, SpawnError> {
-    let mut prep = prepare(svc, pipes)?;
+fn spawn_once(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Option<Spawned>, SpawnError> {
+    let mut prep = prepare(svc, pipes, env)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::io("pipe", &e))?;
     let (_low, below) = low_copies(&mut prep, status_w.as_raw_fd());
 

@@ -88,11 +88,16 @@ pub fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// The environment of the child, as `KEY=VALUE` pairs.
-pub(super) fn environment(svc: &Service) -> Vec<(OsString, OsString)> {
+/// The environment of the child, as `KEY=VALUE` pairs: ours (unless
+/// `env.clear`), the service's, `extra` (what the engine adds at each
+/// start), and the service's name.
+pub(super) fn environment(svc: &Service, extra: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
     let mut env: std::collections::BTreeMap<OsString, OsString> =
         if svc.env.clear { std::collections::BTreeMap::default() } else { std::env::vars_os().collect() };
     for (k, v) in &svc.env.vars {
+        env.insert(k.into(), v.into());
+    }
+    for (k, v) in extra {
         env.insert(k.into(), v.into());
     }
     env.insert(SERVICE_ENV.into(), svc.name.clone().into());

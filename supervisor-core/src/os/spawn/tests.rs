@@ -25,7 +25,7 @@ fn the_child_gets_its_limits() {
     let script = format!("ulimit -n > {0}; ulimit -c >> {0}", out.display());
     let mut svc = Service::new("limited", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), script]));
     svc.limits = crate::Limits { files: Some(33), core: Some(0), ..Default::default() };
-    let sp = spawn(&svc, Pipes::default()).unwrap();
+    let sp = spawn(&svc, Pipes::default(), &[]).unwrap();
     assert_eq!(sp.exec_error, None);
     crate::os::reap::reap_blocking(&[sp.pid]);
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "33\n0\n");
@@ -37,11 +37,11 @@ fn the_child_holds_the_lock_for_as_long_as_it_runs() {
     let lock = dir.path().join("lock");
     let mut svc = Service::new("locked", crate::Command::Argv(vec!["sleep".into(), "30".into()]));
     svc.lock = Some(lock.clone());
-    let sp = spawn(&svc, Pipes::default()).unwrap();
+    let sp = spawn(&svc, Pipes::default(), &[]).unwrap();
     assert_eq!(sp.exec_error, None);
     // Our copy is closed: only the child holds the lock.
     assert!(matches!(take_lock(&lock, false, false), Err(LockError::Held(_))));
-    let e = spawn(&svc, Pipes::default()).unwrap_err();
+    let e = spawn(&svc, Pipes::default(), &[]).unwrap_err();
     assert!(e.is_transient());
     assert_eq!(e.to_string(), format!("lock {} is held by another process", lock.display()));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sp.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -49,7 +49,7 @@ fn the_child_holds_the_lock_for_as_long_as_it_runs() {
     drop(take_lock(&lock, false, false).expect("free once the child is gone"));
 
     svc.lock = Some(dir.path().join("no-such-dir/lock"));
-    let e = spawn(&svc, Pipes::default()).unwrap_err();
+    let e = spawn(&svc, Pipes::default(), &[]).unwrap_err();
     assert!(!e.is_transient());
     assert!(e.to_string().starts_with("open lock file "), "{e}");
 }
@@ -77,7 +77,7 @@ fn a_child_gets_its_descriptors_from_the_high_range_and_none_of_the_others() {
     let mut svc =
         Service::new("fds", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), "ls /proc/self/fd".into()]));
     svc.stdout = crate::Output::Pipe("out".into());
-    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), ..Pipes::default() }).unwrap();
+    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), ..Pipes::default() }, &[]).unwrap();
     assert_eq!(sp.exec_error, None);
     drop(w);
     crate::os::reap::reap_blocking(&[sp.pid]);
@@ -97,7 +97,7 @@ fn echo_ok(cgroup: Option<RawFd>) -> (Spawned, String) {
     crate::os::sys::set_nonblocking(w.as_raw_fd(), false).unwrap();
     let mut svc = Service::new("echo", crate::Command::Argv(vec!["/bin/sh".into(), "-c".into(), "echo ok".into()]));
     svc.stdout = crate::Output::Pipe("out".into());
-    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), cgroup, ..Pipes::default() }).unwrap();
+    let sp = spawn(&svc, Pipes { stdout: Some(w.as_raw_fd()), cgroup, ..Pipes::default() }, &[]).unwrap();
     drop(w);
     crate::os::reap::reap_blocking(&[sp.pid]);
     crate::os::sys::set_nonblocking(r.as_raw_fd(), false).unwrap();
