@@ -42,7 +42,7 @@ fn finish(mut engine: Engine) -> Res<()> {
 /// A service ready by a newline on fd 3, requiring `requires`.
 fn fd_ready(bins: &Bins, name: String, requires: Option<String>) -> Service {
     let mut svc = Service::new(name, Command::argv([bins.helper(), "ready-fd".into(), "3".into()]));
-    svc.ready = Some(ReadyPolicy::new(ReadyCheck::Fd(3)));
+    svc.ready = Some(ReadyPolicy::new(ReadyCheck::Fd(3)).into());
     svc.requires = requires.into_iter().collect();
     svc
 }
@@ -77,7 +77,7 @@ fn notify_latencies(bins: &Bins, dir: &Path, n: usize) -> Res<Vec<f64>> {
         let stamp = dir.join(format!("stamp-{i}"));
         let argv = [bins.helper(), "notify-stamp".into(), stamp.display().to_string()];
         let mut svc = Service::new(format!("svc-{i:04}"), Command::argv(argv));
-        svc.ready = Some(ReadyPolicy::new(ReadyCheck::Systemd));
+        svc.ready = Some(ReadyPolicy::new(ReadyCheck::Systemd).into());
         engine.add_service(svc)?;
         // One at a time: the latency of one datagram, not of a queue.
         turn_until(&mut engine, Duration::from_secs(10), |e| {
@@ -108,7 +108,7 @@ fn health_cost(bins: &Bins, n: usize, span: Duration) -> Res<(f64, f64)> {
         svc.restart.min_uptime = Duration::from_millis(100);
         let mut health = HealthCheck::new(Probe::Exec(Command::argv(["/bin/true"])));
         health.interval = Duration::from_secs(1);
-        svc.health = Some(health);
+        svc.health = Some(health.into());
         engine.add_service(svc)?;
     }
     turn_until(&mut engine, Duration::from_mins(1), |e| {

@@ -50,7 +50,7 @@ fn fd_readiness_holds_starting_until_the_newline() {
     let mut engine = Engine::new("ready").unwrap();
     let script = format!("while [ ! -e {} ]; do sleep 0.02; done; echo >&3; exec sleep 100", go.display());
     let mut svc = sh("db", &script);
-    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a process", |e| status(e, "db").pid.is_some());
     // Well past min_uptime, and still not ready.
@@ -73,7 +73,7 @@ fn fd_readiness_holds_starting_until_the_newline() {
 fn not_ready_in_time_backs_off_and_says_why() {
     let mut engine = Engine::new("ready").unwrap();
     let mut svc = sh("mute", "exec sleep 100");
-    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 300));
+    svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 300).into());
     svc.stop_timeout = Duration::from_secs(2);
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "backoff", state_is("mute", ServiceState::Backoff));
@@ -93,10 +93,10 @@ fn health_is_pending_until_the_first_check_not_the_readiness_probe() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut engine = Engine::new("health").unwrap();
     let mut svc = sh("api", "exec sleep 100");
-    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(listener.local_addr().unwrap())), 50, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(listener.local_addr().unwrap())), 50, 10_000).into());
     let mut health = HealthCheck::new(Probe::Exec(Command::argv(["true"])));
     health.interval = Duration::from_mins(1);
-    svc.health = Some(health);
+    svc.health = Some(health.into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
     let st = status(&engine, "api");
@@ -112,7 +112,7 @@ fn an_exec_probe_makes_it_ready_and_shows_its_last_output() {
     let mut engine = Engine::new("ready").unwrap();
     let mut svc = sh("web", "exec sleep 100");
     let probe = format!("test -e {0} && echo up || {{ echo not yet; exit 1; }}", flag.display());
-    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a failed try", |e| status(e, "web").last_probe.is_some());
     let st = status(&engine, "web");
@@ -136,7 +136,7 @@ fn a_log_line_makes_it_ready() {
         sh("pg", "echo starting; sleep 0.2; echo 'database system is ready to accept connections'; exec sleep 100");
     svc.transcript = Some(TranscriptConfig::new(dir.path().join("pg.log")));
     svc.stdout = Output::Transcript;
-    svc.ready = Some(ready(ReadyCheck::Log("ready to accept".into()), 250, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Log("ready to accept".into()), 250, 10_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("pg", ServiceState::Running));
 }
@@ -152,7 +152,7 @@ fn failed_health_checks_restart_it_with_the_reason() {
     let mut health = HealthCheck::new(Probe::Exec(Command::argv(["sh", "-c", &probe])));
     health.interval = Duration::from_millis(50);
     health.failures = 2;
-    svc.health = Some(health);
+    svc.health = Some(health.into());
     let changes = engine.subscribe();
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "healthy", |e| status(e, "api").health.is_some_and(|h| h.state == "healthy"));
@@ -187,7 +187,7 @@ fn db_and_web(dir: &Path) -> (Service, Service) {
         go = go.display()
     );
     let mut db = sh("db", &script);
-    db.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000));
+    db.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000).into());
     let web_script =
         format!("trap 'sleep 0.2; echo web >> {}; exit 0' TERM; while :; do sleep 0.05; done", log.display());
     let mut web = sh("web", &web_script);
@@ -286,10 +286,10 @@ fn tcp_and_unix_probes_make_it_ready_once_something_listens() {
     let sock = dir.path().join("db.sock");
     let mut engine = Engine::new("probes").unwrap();
     let mut tcp = sh("tcp", "exec sleep 100");
-    tcp.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(port)), 50, 10_000));
+    tcp.ready = Some(ready(ReadyCheck::Probe(Probe::Tcp(port)), 50, 10_000).into());
     engine.add_service(tcp).unwrap();
     let mut unix = sh("unix", "exec sleep 100");
-    unix.ready = Some(ready(ReadyCheck::Probe(Probe::Unix(sock.clone())), 50, 10_000));
+    unix.ready = Some(ready(ReadyCheck::Probe(Probe::Unix(sock.clone())), 50, 10_000).into());
     engine.add_service(unix).unwrap();
     turn_until(&mut engine, "failed tries", |e| {
         e.status().services.iter().all(|s| s.last_probe.as_ref().is_some_and(|p| !p.passed))
@@ -331,7 +331,7 @@ fn an_http_health_check_restarts_it_on_errors() {
     let mut health = HealthCheck::new(Probe::Http(supervisor_core::HttpTarget::parse(&url).unwrap()));
     health.interval = Duration::from_millis(50);
     health.failures = 2;
-    svc.health = Some(health);
+    svc.health = Some(health.into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "healthy", |e| status(e, "api").health.is_some_and(|h| h.state == "healthy"));
     assert_eq!(status(&engine, "api").health.unwrap().last_output.as_deref(), Some("HTTP/1.1 200 OK"));
@@ -355,7 +355,7 @@ fn systemd_notify_from_a_script_makes_it_ready_with_its_status() {
     // systemd-notify is a child of the service's shell: attributed
     // through its parent.
     let mut svc = sh("db", "sleep 0.2; systemd-notify --ready --status='accepting connections'; exec sleep 100");
-    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("db", ServiceState::Running));
     assert_eq!(status(&engine, "db").status_text.as_deref(), Some("accepting connections"));
@@ -377,7 +377,7 @@ fn systemd_notify_from_a_script_makes_it_ready_with_its_status() {
 fn systemd_readiness_needs_the_notify_socket() {
     let mut engine = Engine::new("notify").unwrap();
     let mut svc = sh("db", "exec sleep 100");
-    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000).into());
     let err = engine.add_service(svc).unwrap_err().to_string();
     assert!(err.contains("needs the engine's notify socket"), "{err}");
 }
@@ -395,7 +395,7 @@ fn a_missed_watchdog_restarts_it_and_a_fed_one_does_not() {
         feed.display()
     );
     let mut svc = sh("api", &script);
-    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    svc.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000).into());
     svc.watchdog = Some(Duration::from_millis(300));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
@@ -458,7 +458,7 @@ fn real_sd_notify_libraries_work_unchanged() {
     let mut engine = notifying(dir.path());
     // Rust services: the sd-notify crate (readiness, status, watchdog).
     let mut rust = Service::new("rust", Command::argv([crate::util::helper(), "sd-notify".into(), "from rust".into()]));
-    rust.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    rust.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000).into());
     rust.watchdog = Some(Duration::from_millis(500));
     engine.add_service(rust).unwrap();
     // Python services: Debian's python3-sdnotify (.ci/run installs it).
@@ -467,7 +467,7 @@ fn real_sd_notify_libraries_work_unchanged() {
                   n.notify('READY=1\\nSTATUS=from python')\n\
                   time.sleep(100)\n";
     let mut python = Service::new("python", Command::argv(["/usr/bin/python3", "-c", script]));
-    python.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000));
+    python.ready = Some(ready(ReadyCheck::Systemd, 250, 10_000).into());
     engine.add_service(python).unwrap();
     turn_until(&mut engine, "both running", |e| {
         e.state("rust") == Some(ServiceState::Running) && e.state("python") == Some(ServiceState::Running)
@@ -489,7 +489,7 @@ fn a_probe_that_hangs_is_killed_at_its_deadline() {
     let mut engine = Engine::new("probes").unwrap();
     let mut svc = sh("web", "exec sleep 100");
     let probe = format!("echo $$ >> {}; exec sleep 100", pids.display());
-    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 30_000));
+    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 30_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a try that timed out", |e| status(e, "web").last_probe.is_some());
     let last = status(&engine, "web").last_probe.unwrap();

@@ -78,11 +78,11 @@ pub(super) fn read(s: &mut Scope<'_, '_>, f: &Fields<'_, '_>, kind: KindName, sv
     if kind == KindName::Daemon {
         if let Some(v) = f.get("ready") {
             let ready = ready(s, &mut r, v, svc);
-            svc.ready = ready;
+            svc.ready = ready.map(Box::new);
         }
         if let Some(v) = f.get("health") {
             let health = health(s, &mut r, v, svc);
-            svc.health = health;
+            svc.health = health.map(Box::new);
         }
         if let Some(v) = f.get("watchdog") {
             r.at.push(("watchdog".into(), v.span()));

@@ -301,10 +301,12 @@ pub struct Service {
     pub kind: Kind,
     /// When it counts as ready, and so `running`; without one, once it
     /// has stayed up for [`RestartPolicy::min_uptime`]. Daemons only.
-    pub ready: Option<ReadyPolicy>,
+    /// Boxed, as most services have none (so that thousands of services
+    /// stay small): `Some(ReadyPolicy::new(check).into())`.
+    pub ready: Option<Box<ReadyPolicy>>,
     /// A liveness check, made while it is ready; failing it restarts the
-    /// service. Daemons only.
-    pub health: Option<HealthCheck>,
+    /// service. Daemons only. Boxed, as `ready`.
+    pub health: Option<Box<HealthCheck>>,
     /// With [`ReadyCheck::Systemd`](crate::ReadyCheck::Systemd): once ready, `WATCHDOG=1` must come
     /// at least this often, or the service is restarted
     /// (`WATCHDOG_USEC` is set for it).

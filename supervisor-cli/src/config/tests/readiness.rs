@@ -8,13 +8,13 @@ use super::{argv, assert_at, errors, ok, one_error, service, ConfigErrors};
 /// The `ready` policy of a service `web` whose table ends with `lines`.
 #[track_caller]
 fn ready_of(lines: &str) -> ReadyPolicy {
-    service(&format!("[service.web]\ncommand = \"x\"\n{lines}\n")).ready.expect("a ready policy")
+    *service(&format!("[service.web]\ncommand = \"x\"\n{lines}\n")).ready.expect("a ready policy")
 }
 
 /// The health check of a service `web` whose table ends with `lines`.
 #[track_caller]
 fn health_of(lines: &str) -> HealthCheck {
-    service(&format!("[service.web]\ncommand = \"x\"\n{lines}\n")).health.expect("a health check")
+    *service(&format!("[service.web]\ncommand = \"x\"\n{lines}\n")).health.expect("a health check")
 }
 
 /// The only error of a service `web` whose third line is `line`: it must

@@ -243,7 +243,7 @@ fn with_ready() -> Rig {
     let mut r = Rig::new();
     let mut ready = crate::model::ReadyPolicy::new(crate::model::ReadyCheck::Fd(3));
     ready.timeout = Duration::from_secs(5);
-    r.svc.ready = Some(ready);
+    r.svc.ready = Some(ready.into());
     r
 }
 
