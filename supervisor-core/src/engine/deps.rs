@@ -71,14 +71,19 @@ impl Engine {
     /// Puts the edges of the service just placed at `idx` (a new one, or
     /// a new definition in the slot of an old one) in the graph.
     pub(super) fn link(&mut self, idx: usize) {
-        let n = self.slots.len();
+        let svc = &self.slots[idx].svc;
         let g = &mut self.deps;
+        if svc.requires.is_empty() && svc.after.is_empty() && g.out.get(idx).is_none_or(Vec::is_empty) {
+            // No edges, before or now: nothing to keep (an engine without
+            // dependencies keeps no graph at all).
+            return;
+        }
+        let n = self.slots.len();
         g.out.resize_with(n, Vec::new);
         g.into.resize_with(n, Vec::new);
         for (d, _) in std::mem::take(&mut g.out[idx]) {
             g.into[d].retain(|&(i, _)| i != idx);
         }
-        let svc = &self.slots[idx].svc;
         let find = |name: &String| self.by_name.get(name).copied();
         let out: Vec<(usize, bool)> = svc
             .requires
