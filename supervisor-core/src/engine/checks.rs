@@ -56,8 +56,8 @@ pub(super) struct Outcome {
 /// A probe try in flight.
 #[derive(Debug)]
 enum Run {
-    /// A command: its pid and the read end of its output.
-    Exec { pid: i32, output: Option<OwnedFd>, tail: Vec<u8> },
+    /// A command: its pid (its output goes to the service's probe pipe).
+    Exec { pid: i32 },
     /// A connection.
     Connect(Connection),
 }
@@ -74,6 +74,8 @@ static NONE: CheckState = CheckState {
     phase: Phase::Off,
     pid: None,
     ready_pipe: None,
+    probe_output: None,
+    tail: Vec::new(),
     run: None,
     due: None,
     watchdog_due: None,
@@ -124,6 +126,13 @@ pub(super) struct CheckState {
     pid: Option<i32>,
     /// `notify = "fd:N"`: our end of the pipe, until its first newline.
     ready_pipe: Option<OwnedFd>,
+    /// The pipe that probe commands write to (both ends: ours keeps it
+    /// from ever ending), made at the first one of a phase and kept
+    /// through it, so that a try costs no pipe and no change to the epoll
+    /// set.
+    probe_output: Option<(OwnedFd, OwnedFd)>,
+    /// The end of what the probe command of this try wrote.
+    tail: Vec<u8>,
     run: Option<Run>,
     /// When the next try starts or, with a try in flight, its deadline.
     due: Option<Instant>,
@@ -171,9 +180,9 @@ impl CheckState {
 
     /// The descriptor of the try in flight, and whether it waits to write.
     pub(super) fn probe_fd(&self) -> Option<(RawFd, bool)> {
-        match self.run.as_ref()? {
-            Run::Exec { output, .. } => output.as_ref().map(|o| (o.as_raw_fd(), false)),
-            Run::Connect(c) => Some((c.fd(), matches!(c.interest(), Interest::Write))),
+        match self.run.as_ref() {
+            Some(Run::Connect(c)) => Some((c.fd(), matches!(c.interest(), Interest::Write))),
+            _ => self.probe_output.as_ref().map(|(r, _)| (r.as_raw_fd(), false)),
         }
     }
 }
@@ -233,6 +242,8 @@ impl Engine {
         if phase != Phase::Ready {
             c.ready_pipe = None;
         }
+        c.probe_output = None;
+        c.tail.clear();
         let lines = match (&slot.svc.ready, phase) {
             (Some(r), Phase::Ready) => match &r.check {
                 ReadyCheck::Log(re) => regex_lite::Regex::new(re).ok(),
@@ -359,19 +370,25 @@ impl Engine {
         svc.stdin = crate::model::Input::Null;
         svc.stdout = Output::Transcript;
         svc.stderr = Output::Transcript;
-        let (r, w) = sys::pipe().map_err(|e| format!("probe: pipe: {e}"))?;
-        // The probe's end blocks, as a program expects of its output.
-        sys::set_nonblocking(w.as_raw_fd(), false).map_err(|e| format!("probe: pipe: {e}"))?;
-        let pipes = spawn::Pipes { stdout: Some(w.as_raw_fd()), stderr: Some(w.as_raw_fd()), ..Default::default() };
+        if self.slots[idx].checks.probe_output.is_none() {
+            let (r, w) = sys::pipe().map_err(|e| format!("probe: pipe: {e}"))?;
+            // The probe's end blocks, as a program expects of its output.
+            sys::set_nonblocking(w.as_raw_fd(), false).map_err(|e| format!("probe: pipe: {e}"))?;
+            self.slots[idx].checks.probe_output = Some((r, w));
+            self.touch(idx);
+        }
+        self.read_probe_output(idx);
+        self.slots[idx].checks.tail.clear();
+        let w = self.slots[idx].checks.probe_output.as_ref().map(|(_, w)| w.as_raw_fd());
+        let pipes = spawn::Pipes { stdout: w, stderr: w, ..Default::default() };
         let env = self.spawn_env(idx, false);
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let sp = spawn::spawn(&svc, pipes, &env).map_err(|e| format!("probe: {e}"))?;
-        drop(w);
         self.checks.pids.insert(sp.pid, idx);
         if let Some(e) = sp.exec_error {
             return Err(format!("probe: {e}"));
         }
-        Ok(Run::Exec { pid: sp.pid, output: Some(r), tail: Vec::new() })
+        Ok(Run::Exec { pid: sp.pid })
     }
 
     /// Ends the try in flight, if any: its process is killed (and reaped
@@ -430,36 +447,38 @@ impl Engine {
     pub(super) fn advance_try(&mut self, idx: usize, now: Instant) {
         let progress = match self.slots[idx].checks.run.as_mut() {
             Some(Run::Connect(conn)) => conn.advance(),
-            Some(Run::Exec { output, tail, .. }) => {
-                // Keep the tail of the output; the exit decides.
-                if let Some(fd) = output {
-                    let mut buf = [0u8; 1024];
-                    loop {
-                        match nix::unistd::read(&*fd, &mut buf) {
-                            Ok(0) => {
-                                *output = None;
-                                break;
-                            }
-                            Ok(n) => {
-                                tail.extend_from_slice(&buf[..n]);
-                                let cut = tail.len().saturating_sub(OUTPUT_KEPT);
-                                tail.drain(..cut);
-                            }
-                            Err(nix::errno::Errno::EINTR) => {}
-                            Err(_) => break,
-                        }
-                    }
-                }
-                self.touch(idx);
+            // The output of a command: kept; its exit decides.
+            _ => {
+                self.read_probe_output(idx);
                 return;
             }
-            None => return,
         };
         self.touch(idx);
         match progress {
             Progress::Waiting => {}
             Progress::Passed(what) => self.try_ended(idx, true, what, now),
             Progress::Failed(why) => self.try_ended(idx, false, why, now),
+        }
+    }
+
+    /// Keeps the end of what waits in the probe pipe.
+    fn read_probe_output(&mut self, idx: usize) {
+        if self.slots[idx].checks.probe_output.is_none() {
+            return;
+        }
+        let c: &mut CheckState = &mut self.slots[idx].checks;
+        let Some((r, _)) = c.probe_output.as_ref() else { return };
+        let mut buf = [0u8; 1024];
+        loop {
+            match nix::unistd::read(r, &mut buf) {
+                Ok(n) if n > 0 => {
+                    c.tail.extend_from_slice(&buf[..n]);
+                    let cut = c.tail.len().saturating_sub(OUTPUT_KEPT);
+                    c.tail.drain(..cut);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                _ => break,
+            }
         }
     }
 
@@ -474,8 +493,10 @@ impl Engine {
         self.advance_try(idx, now);
         // Reaped: its pid (and group) may name another process from now
         // on, so the run ends here, not through stop_try's kill.
-        let Some(Run::Exec { tail, .. }) = self.slots[idx].checks.run.take() else { return };
-        let line = last_line(&tail);
+        self.read_probe_output(idx);
+        let c = &mut self.slots[idx].checks;
+        c.run = None;
+        let line = last_line(&std::mem::take(&mut c.tail));
         let output = match (status, line.is_empty()) {
             (ExitStatus::Code(0), true) => "exit code 0".to_string(),
             (_, true) => status.to_string(),
