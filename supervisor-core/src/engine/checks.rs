@@ -443,16 +443,15 @@ impl Engine {
         self.arm_checks(idx);
     }
 
-    /// Moves a connecting try on (its socket is ready).
+    /// Moves a try on: a connection whose socket is ready, or the output
+    /// of a command.
     pub(super) fn advance_try(&mut self, idx: usize, now: Instant) {
-        let progress = match self.slots[idx].checks.run.as_mut() {
-            Some(Run::Connect(conn)) => conn.advance(),
+        let Some(Run::Connect(conn)) = self.slots[idx].checks.run.as_mut() else {
             // The output of a command: kept; its exit decides.
-            _ => {
-                self.read_probe_output(idx);
-                return;
-            }
+            self.read_probe_output(idx);
+            return;
         };
+        let progress = conn.advance();
         self.touch(idx);
         match progress {
             Progress::Waiting => {}
