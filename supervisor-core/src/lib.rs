@@ -60,9 +60,23 @@
 //! - a request from a [`Handle`]: a channel, and an eventfd that wakes the
 //!   engine at once;
 //! - a descriptor: the control socket and its clients, the pipes of the
-//!   services' transcripts, a pidfd for each tracked descendant;
+//!   services' transcripts, a pidfd for each tracked descendant, the
+//!   `sd_notify` socket ([`Engine::listen_notify`]), a readiness pipe
+//!   (`notify = "fd:N"`), a probe's socket or output;
 //! - the nearest deadline ([`Engine::next_deadline`]): a backoff, a stop
-//!   timeout, a task's next run.
+//!   timeout, a task's next run, a probe's next try or deadline, a
+//!   watchdog.
+//!
+//! **Readiness and dependencies.** A daemon with a [`ReadyPolicy`] is
+//! `starting` until it is ready ([`ReadyCheck`]: `READY=1` over
+//! `sd_notify`, a newline on a descriptor, a [`Probe`] that passes, a line
+//! of its output), then `running`; a [`HealthCheck`] restarts it when it
+//! fails, and so does a missed watchdog. [`Service::requires`] and
+//! [`Service::after`] make a graph that starts services once what they
+//! need is ready, stops them before it, and stops them while it is not
+//! ready, instead of letting them crash-loop; a shutdown goes in reverse
+//! dependency order. Every state that is not `running` says why
+//! ([`ServiceStatus::reason`]).
 //!
 //! [`Engine::run`] turns until a shutdown is complete. A program with a
 //! loop of its own instead waits on the engine's descriptor (the engine
