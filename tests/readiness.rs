@@ -525,3 +525,82 @@ fn backoff_and_fatal_say_why_and_when() {
     let reason = status(&engine, "crashy").reason.unwrap();
     assert!(reason.starts_with("gave up after 3 failures in a row: exited with code 1 after 0"), "{reason}");
 }
+
+/// Random graphs and random commands: once things settle, a running
+/// service has every service it requires running, and a service wanted up
+/// that is not running waits for one that is not.
+#[test]
+fn random_graphs_and_commands_keep_the_dependency_invariants() {
+    // A fixed seed, so that a failure repeats; SV_GRAPH_SEED tries others.
+    let mut seed: u64 =
+        std::env::var("SV_GRAPH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_1234_abcd_0001);
+    eprintln!("seed {seed}");
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    for round in 0..20 {
+        let mut engine = Engine::new("graph").unwrap();
+        let n = 3 + next(4);
+        let mut required: Vec<Vec<String>> = Vec::new();
+        for i in 0..n {
+            let mut svc = sh(&format!("s{i}"), "echo >&3; exec sleep 100");
+            svc.ready = Some(ready(ReadyCheck::Fd(3), 250, 10_000).into());
+            svc.stop_timeout = Duration::from_secs(2);
+            // Each may name earlier ones only: a graph without cycles.
+            for j in 0..i {
+                match next(4) {
+                    0 => svc.requires.push(format!("s{j}")),
+                    1 => svc.after.push(format!("s{j}")),
+                    _ => {}
+                }
+            }
+            if next(3) == 0 {
+                svc.expected = supervisor_core::Expected::Stopped;
+            }
+            required.push(svc.requires.clone());
+            engine.add_service(svc).unwrap();
+        }
+        let requests = [ServiceRequest::Start, ServiceRequest::Stop, ServiceRequest::Restart];
+        for _ in 0..6 {
+            let name = format!("s{}", next(n));
+            engine.command(&name, requests[next(3)]).unwrap();
+            for _ in 0..next(4) {
+                engine.turn(Some(Duration::from_millis(10))).unwrap();
+            }
+        }
+        let settled = |e: &Engine| {
+            e.status().services.iter().all(|s| matches!(s.state, ServiceState::Running | ServiceState::Stopped))
+        };
+        turn_until(&mut engine, "the services to settle", settled);
+        // Settled for a while, not for one turn.
+        for _ in 0..10 {
+            engine.turn(Some(Duration::from_millis(10))).unwrap();
+        }
+        assert!(settled(&engine), "round {round}: {:#?}", engine.status().services);
+        let all = engine.status().services;
+        let state = |name: &str| all.iter().find(|s| s.name == name).map(|s| s.state);
+        for s in &all {
+            if s.state == ServiceState::Running {
+                assert!(s.waiting_for.is_empty(), "round {round}: {} runs but waits: {:?}", s.name, s.waiting_for);
+                let idx: usize = s.name[1..].parse().unwrap();
+                for d in &required[idx] {
+                    assert_eq!(state(d), Some(ServiceState::Running), "round {round}: {} runs without {d}", s.name);
+                }
+            }
+            if s.wanted == supervisor_core::Expected::Running && s.state != ServiceState::Running {
+                assert!(!s.waiting_for.is_empty(), "round {round}: {} wanted up, stopped, waits for nothing", s.name);
+                assert!(
+                    s.waiting_for.iter().any(|d| state(d) != Some(ServiceState::Running)),
+                    "round {round}: {} waits for running services {:?}",
+                    s.name,
+                    s.waiting_for
+                );
+            }
+        }
+        engine.shutdown();
+        turn_until(&mut engine, "the end", Engine::is_finished);
+    }
+}
