@@ -382,7 +382,6 @@ impl Engine {
         let w = self.slots[idx].checks.probe_output.as_ref().map(|(_, w)| w.as_raw_fd());
         let pipes = spawn::Pipes { stdout: w, stderr: w, ..Default::default() };
         let env = self.spawn_env(idx, false);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let sp = spawn::spawn(&svc, pipes, &env).map_err(|e| format!("probe: {e}"))?;
         self.checks.pids.insert(sp.pid, idx);
         if let Some(e) = sp.exec_error {

@@ -83,7 +83,6 @@ impl Engine {
             let ready = if command.is_none() { self.ready_pipe_for(idx) } else { None };
             pipes.ready = ready.as_ref().map(|(w, at)| (w.as_raw_fd(), *at));
             let env = self.spawn_env(idx, command.is_none());
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let slot = &mut self.slots[idx];
             let spawned = spawn::spawn(command.unwrap_or(&slot.svc), pipes, &env);
             // The child has its copies; ours would keep the pipes open.

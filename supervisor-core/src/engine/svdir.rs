@@ -193,7 +193,6 @@ impl Engine {
         }
         let pipes = self.named_pipes_for(&svc);
         let env = self.spawn_env(idx, false);
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         match spawn::spawn(&svc, pipes, &env) {
             Ok(sp) if sp.exec_error.is_none() => {
                 log::info!("{}: finish started (pid {})", svc.name, sp.pid);

@@ -213,7 +213,7 @@ fn open_output(
     Ok(Some(raw))
 }
 
-fn prepare(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Prepared, SpawnError> {
+fn prepare(svc: &Service, pipes: Pipes, env: &[(&str, String)]) -> Result<Prepared, SpawnError> {
     let argv_s = svc.command.to_argv();
     let env = environment(svc, env);
     let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_os_str());
@@ -297,7 +297,7 @@ const CHILD_STACK: usize = 64 * 1024;
 /// a limit or the lock file cannot be resolved; [`SpawnError::Locked`]
 /// when the lock file is held; [`SpawnError::Fork`] when the child cannot
 /// be made.
-pub fn spawn(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Spawned, SpawnError> {
+pub fn spawn(svc: &Service, pipes: Pipes, env: &[(&str, String)]) -> Result<Spawned, SpawnError> {
     match spawn_once(svc, pipes, env)? {
         Some(sp) => Ok(sp),
         // The kernel could not unshare in part: made again with a copy of
@@ -308,7 +308,7 @@ pub fn spawn(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Spawne
 
 /// As [`spawn`]; `None` when the child could not unshare its descriptor
 /// table (before anything else; it was reaped), to be tried again.
-fn spawn_once(svc: &Service, pipes: Pipes, env: &[(&str, &str)]) -> Result<Option<Spawned>, SpawnError> {
+fn spawn_once(svc: &Service, pipes: Pipes, env: &[(&str, String)]) -> Result<Option<Spawned>, SpawnError> {
     let mut prep = prepare(svc, pipes, env)?;
     let (status_r, status_w) = pipe_cloexec().map_err(|e| SpawnError::io("pipe", &e))?;
     let (_low, below) = low_copies(&mut prep, status_w.as_raw_fd());

@@ -91,7 +91,7 @@ pub fn is_executable(p: &Path) -> bool {
 /// The environment of the child, as `KEY=VALUE` pairs: ours (unless
 /// `env.clear`), the service's, `extra` (what the engine adds at each
 /// start), and the service's name.
-pub(super) fn environment(svc: &Service, extra: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+pub(super) fn environment(svc: &Service, extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
     let mut env: std::collections::BTreeMap<OsString, OsString> =
         if svc.env.clear { std::collections::BTreeMap::default() } else { std::env::vars_os().collect() };
     for (k, v) in &svc.env.vars {
