@@ -17,6 +17,14 @@ fn turn_until(engine: &mut Engine, what: &str, mut done: impl FnMut(&Engine) -> 
     }
 }
 
+/// Turns `engine` for `span` (for what must not happen within it).
+fn turn_for(engine: &mut Engine, span: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < span {
+        engine.turn(Some(Duration::from_millis(20))).expect("turn");
+    }
+}
+
 fn sh(name: &str, script: &str) -> Service {
     let mut s = Service::new(name, Command::argv(["sh", "-c", script]));
     s.restart.min_uptime = Duration::from_millis(100);
@@ -54,10 +62,7 @@ fn fd_readiness_holds_starting_until_the_newline() {
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a process", |e| status(e, "db").pid.is_some());
     // Well past min_uptime, and still not ready.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(300) {
-        engine.turn(Some(Duration::from_millis(20))).unwrap();
-    }
+    turn_for(&mut engine, Duration::from_millis(300));
     let st = status(&engine, "db");
     assert_eq!(st.state, ServiceState::Starting);
     assert!(!st.ready);
@@ -399,10 +404,7 @@ fn a_missed_watchdog_restarts_it_and_a_fed_one_does_not() {
     svc.watchdog = Some(Duration::from_millis(300));
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "running", state_is("api", ServiceState::Running));
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(900) {
-        engine.turn(Some(Duration::from_millis(20))).unwrap();
-    }
+    turn_for(&mut engine, Duration::from_millis(900));
     assert_eq!(status(&engine, "api").restarts, 0, "fed, it must not be restarted");
     std::fs::remove_file(&feed).unwrap();
     turn_until(&mut engine, "a restart", |e| status(e, "api").restarts == 1);
@@ -475,10 +477,7 @@ fn real_sd_notify_libraries_work_unchanged() {
     assert_eq!(status(&engine, "rust").status_text.as_deref(), Some("from rust"));
     assert_eq!(status(&engine, "python").status_text.as_deref(), Some("from python"));
     // Fed by the crate every 100 ms: never restarted for its watchdog.
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_millis(1500) {
-        engine.turn(Some(Duration::from_millis(50))).unwrap();
-    }
+    turn_for(&mut engine, Duration::from_millis(1500));
     assert_eq!(status(&engine, "rust").restarts, 0);
 }
 
