@@ -118,6 +118,30 @@ fn a_live_pidfile_refuses_a_second_supervisor_and_a_stale_one_is_taken_over() {
 }
 
 #[test]
+fn up_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
+    let f = Fixture::new("[service.a]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    // What a supervisor just sent KILL looks like for a moment: its
+    // pidfile still locked, its socket not answering.
+    let run = f.path("rt/run");
+    fs::create_dir_all(&run).unwrap();
+    for d in [f.path("rt"), run.clone()] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let pidfile = run.join("supervisor.pid");
+    let mut dying = std::process::Command::new("flock").arg(&pidfile).args(["sleep", "1"]).spawn().unwrap();
+    fs::write(&pidfile, format!("{}\n", dying.id())).unwrap();
+    wait_for("the lock to be held", T, || {
+        matches!(supervisor_core::PidFile::read(&pidfile), Ok(supervisor_core::PidState::Held(_))).then_some(())
+    });
+    let (code, out, err) = f.cli_code(&["up"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("started"), "up took the dying holder for a running supervisor: {out}");
+    let d = Daemon { f: &f };
+    assert_ne!(d.pid(), dying.id() as i32);
+    dying.wait().unwrap();
+}
+
+#[test]
 fn after_kill_9_a_new_up_restores_wanted_states_without_duplicates() {
     let f = Fixture::new(
         r#"

@@ -68,3 +68,31 @@ fn exec_failure_shows_in_the_status() {
     assert!(err.starts_with("exec /nonexistent/ghost: No such file"), "{err}");
     assert_eq!(st.services[0].last_exit, Some(supervisor_core::ExitStatus::Code(127)));
 }
+
+#[test]
+fn a_service_being_replaced_never_drops_out_of_status() {
+    use std::os::fd::{AsFd, AsRawFd};
+    let mut engine = Engine::new("lib").unwrap();
+    engine.add_service(quick("web", &[&helper(), "sleep"])).unwrap();
+    turn_until(&mut engine, "running", |e| e.state("web") == Some(ServiceState::Running));
+    let old = engine.status().services.iter().find(|s| s.name == "web").and_then(|s| s.pid).unwrap();
+    // A status request waits for the engine's next turn...
+    let handle = engine.handle();
+    let asker = std::thread::spawn(move || handle.status());
+    let fd = engine.as_fd().as_raw_fd();
+    crate::util::wait_for("the request to wake the engine", Duration::from_secs(15), || {
+        let mut pfd = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd for the duration of the call.
+        (unsafe { libc::poll(pfd.as_mut_ptr(), 1, 0) } == 1).then_some(())
+    });
+    // ...while a new definition replaces web, whose old process ends
+    // before that turn: the turn reaps it and answers.
+    let mut new = quick("web", &[&helper(), "sleep"]);
+    new.stop_timeout = Duration::from_secs(9);
+    assert!(engine.replace_service(new).unwrap());
+    crate::util::wait_for("the old process to end", Duration::from_secs(15), || (!alive(old)).then_some(()));
+    engine.turn(Some(Duration::ZERO)).unwrap();
+    let snap = asker.join().unwrap().unwrap();
+    let web = snap.services.iter().find(|s| s.name == "web");
+    assert!(web.is_some_and(|w| w.pid != Some(old)), "web is missing or old: {web:?}");
+}

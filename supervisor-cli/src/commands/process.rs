@@ -313,6 +313,28 @@ fn ping(config: &Config) -> Option<i32> {
     reach.answering_pid().or_else(|| reach.running_pid())
 }
 
+/// As [`ping`], but a pidfile held by a supervisor that does not answer
+/// gets up to `patience` to settle: a supervisor that was just sent
+/// `KILL` holds its lock until the kernel has torn it down, and one that
+/// is starting holds it before it serves its socket. The answer is its
+/// pid once it answers, `None` once the lock is free, or the holder's
+/// pid when neither happened in time (a supervisor whose socket was
+/// removed).
+fn ping_settled(config: &Config, patience: Duration) -> Option<i32> {
+    let reach = super::reach::Reach::of(config);
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if let Some(pid) = reach.answering_pid() {
+            return Some(pid);
+        }
+        let holder = reach.running_pid()?;
+        if std::time::Instant::now() >= deadline {
+            return Some(holder);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// `up`: detaches a supervisor (fork, `setsid`, fork, `chdir`, `umask`,
 /// stdio to `/dev/null`), which re-executes itself as `supervisor: NAME`,
 /// and returns once it serves its socket, or with its own error.
@@ -321,7 +343,7 @@ fn ping(config: &Config) -> Option<i32> {
 ///
 /// When the daemon fails (its message), or does not answer in `timeout`.
 pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
-    if let Some(pid) = ping(config) {
+    if let Some(pid) = ping_settled(config, timeout.min(Duration::from_secs(2))) {
         crate::say!("supervisor {} is already running (pid {pid})", config.name);
         return Ok(exit::OK);
     }

@@ -154,6 +154,9 @@ impl Engine {
         self.drain_queue();
         self.fire_timers(now);
         self.fire_checks(now);
+        // A replaced service whose old process just ended gets its new
+        // definition before any request of this turn can find it gone.
+        self.apply_replacements();
         // What changed so far (also by the host between turns: a reload
         // that removed a service) is in the state file before any answer
         // of this turn goes out: a client never sees a state that the file
