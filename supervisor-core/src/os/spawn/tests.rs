@@ -46,7 +46,20 @@ fn the_child_holds_the_lock_for_as_long_as_it_runs() {
     assert_eq!(e.to_string(), format!("lock {} is held by another process", lock.display()));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(sp.pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     crate::os::reap::reap_blocking(&[sp.pid]);
-    drop(take_lock(&lock, false, false).expect("free once the child is gone"));
+    // Free once the child is gone. Other tests of this process fork too,
+    // and a child of theirs holds a copy of every descriptor until its
+    // exec closes it: give such a copy a moment (a copy kept here would
+    // never be let go).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match take_lock(&lock, false, false) {
+            Ok(fd) => break drop(fd),
+            Err(LockError::Held(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("not free once the child is gone: {e}"),
+        }
+    }
 
     svc.lock = Some(dir.path().join("no-such-dir/lock"));
     let e = spawn(&svc, Pipes::default(), &[]).unwrap_err();
