@@ -142,6 +142,28 @@ fn up_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
 }
 
 #[test]
+fn run_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
+    let mut f = Fixture::new("[service.a]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    let run = f.path("rt/run");
+    fs::create_dir_all(&run).unwrap();
+    for d in [f.path("rt"), run.clone()] {
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    }
+    let pidfile = run.join("supervisor.pid");
+    let mut dying = std::process::Command::new("flock").arg(&pidfile).args(["sleep", "1"]).spawn().unwrap();
+    fs::write(&pidfile, format!("{}\n", dying.id())).unwrap();
+    wait_for("the lock to be held", T, || {
+        matches!(supervisor_core::PidFile::read(&pidfile), Ok(supervisor_core::PidState::Held(_))).then_some(())
+    });
+    // Fails with the supervisor's log when it exits at once.
+    f.start();
+    let ours = f.supervisor.as_ref().map(std::process::Child::id);
+    assert_eq!(f.status()["supervisor"]["pid"].as_u64(), ours.map(u64::from));
+    f.wait_state("a", "running", T);
+    dying.wait().unwrap();
+}
+
+#[test]
 fn after_kill_9_a_new_up_restores_wanted_states_without_duplicates() {
     let f = Fixture::new(
         r#"

@@ -117,7 +117,15 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     let log_path = config.log_dir().join("supervisor.log");
     try_!(logger::to_file(&log_path).map_err(|e| format!("{}: {e}", log_path.display())));
     try_!(logger::add_targets(&config.event_log));
-    let mut pidfile = try_!(PidFile::acquire(&config.pidfile_path()));
+    let mut pidfile = match PidFile::acquire(&config.pidfile_path()) {
+        // A supervisor just sent KILL holds the lock a moment longer.
+        Err(supervisor_core::PidFileError::AlreadyRunning { .. })
+            if ping_settled(&config, Duration::from_secs(2)).is_none() =>
+        {
+            try_!(PidFile::acquire(&config.pidfile_path()))
+        }
+        other => try_!(other),
+    };
     let mut engine = try_!(Engine::new(config.name.clone()));
     engine.set_cgroups(config.cgroups);
     try_!(engine.own_process());
