@@ -117,22 +117,28 @@ fn a_live_pidfile_refuses_a_second_supervisor_and_a_stale_one_is_taken_over() {
     assert_eq!(read_pid(&f.path("rt/run/supervisor.pid")), Some(second));
 }
 
-#[test]
-fn up_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
-    let f = Fixture::new("[service.a]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
-    // What a supervisor just sent KILL looks like for a moment: its
-    // pidfile still locked, its socket not answering.
+/// What a supervisor just sent `KILL` looks like for a moment: its
+/// pidfile still locked, nothing answering on its socket. The lock goes
+/// after a second, with the returned process.
+fn dying_supervisor(f: &Fixture) -> std::process::Child {
     let run = f.path("rt/run");
     fs::create_dir_all(&run).unwrap();
     for d in [f.path("rt"), run.clone()] {
         fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     }
     let pidfile = run.join("supervisor.pid");
-    let mut dying = std::process::Command::new("flock").arg(&pidfile).args(["sleep", "1"]).spawn().unwrap();
+    let dying = std::process::Command::new("flock").arg(&pidfile).args(["sleep", "1"]).spawn().unwrap();
     fs::write(&pidfile, format!("{}\n", dying.id())).unwrap();
     wait_for("the lock to be held", T, || {
         matches!(supervisor_core::PidFile::read(&pidfile), Ok(supervisor_core::PidState::Held(_))).then_some(())
     });
+    dying
+}
+
+#[test]
+fn up_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
+    let f = Fixture::new("[service.a]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
+    let mut dying = dying_supervisor(&f);
     let (code, out, err) = f.cli_code(&["up"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("started"), "up took the dying holder for a running supervisor: {out}");
@@ -144,17 +150,7 @@ fn up_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
 #[test]
 fn run_waits_for_a_dying_supervisor_to_let_go_of_its_pidfile() {
     let mut f = Fixture::new("[service.a]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
-    let run = f.path("rt/run");
-    fs::create_dir_all(&run).unwrap();
-    for d in [f.path("rt"), run.clone()] {
-        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    }
-    let pidfile = run.join("supervisor.pid");
-    let mut dying = std::process::Command::new("flock").arg(&pidfile).args(["sleep", "1"]).spawn().unwrap();
-    fs::write(&pidfile, format!("{}\n", dying.id())).unwrap();
-    wait_for("the lock to be held", T, || {
-        matches!(supervisor_core::PidFile::read(&pidfile), Ok(supervisor_core::PidState::Held(_))).then_some(())
-    });
+    let mut dying = dying_supervisor(&f);
     // Fails with the supervisor's log when it exits at once.
     f.start();
     let ours = f.supervisor.as_ref().map(std::process::Child::id);
