@@ -32,6 +32,11 @@ fn sh(name: &str, script: &str) -> Service {
     s
 }
 
+/// A probe that runs `script` with `sh -c`.
+fn sh_probe(script: &str) -> Probe {
+    Probe::Exec(Command::argv(["sh", "-c", script]))
+}
+
 fn ready(check: ReadyCheck, interval_ms: u64, timeout_ms: u64) -> ReadyPolicy {
     let mut r = ReadyPolicy::new(check);
     r.interval = Duration::from_millis(interval_ms);
@@ -117,7 +122,7 @@ fn an_exec_probe_makes_it_ready_and_shows_its_last_output() {
     let mut engine = Engine::new("ready").unwrap();
     let mut svc = sh("web", "exec sleep 100");
     let probe = format!("test -e {0} && echo up || {{ echo not yet; exit 1; }}", flag.display());
-    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 10_000).into());
+    svc.ready = Some(ready(ReadyCheck::Probe(sh_probe(&probe)), 50, 10_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a failed try", |e| status(e, "web").last_probe.is_some());
     let st = status(&engine, "web");
@@ -154,7 +159,7 @@ fn failed_health_checks_restart_it_with_the_reason() {
     let mut engine = Engine::new("health").unwrap();
     let mut svc = sh("api", "exec sleep 100");
     let probe = format!("test -e {} || {{ echo gone; exit 1; }}", flag.display());
-    let mut health = HealthCheck::new(Probe::Exec(Command::argv(["sh", "-c", &probe])));
+    let mut health = HealthCheck::new(sh_probe(&probe));
     health.interval = Duration::from_millis(50);
     health.failures = 2;
     svc.health = Some(health.into());
@@ -488,7 +493,7 @@ fn a_probe_that_hangs_is_killed_at_its_deadline() {
     let mut engine = Engine::new("probes").unwrap();
     let mut svc = sh("web", "exec sleep 100");
     let probe = format!("echo $$ >> {}; exec sleep 100", pids.display());
-    svc.ready = Some(ready(ReadyCheck::Probe(Probe::Exec(Command::argv(["sh", "-c", &probe]))), 50, 30_000).into());
+    svc.ready = Some(ready(ReadyCheck::Probe(sh_probe(&probe)), 50, 30_000).into());
     engine.add_service(svc).unwrap();
     turn_until(&mut engine, "a try that timed out", |e| status(e, "web").last_probe.is_some());
     let last = status(&engine, "web").last_probe.unwrap();
