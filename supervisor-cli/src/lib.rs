@@ -99,6 +99,11 @@ pub enum Cmd {
         /// The readiness pipe that `up` hands down (for `up` only).
         #[arg(long, hide = true, value_name = "FD")]
         ready_fd: Option<i32>,
+        /// Act as the init process of a container: reap every orphan, and
+        /// exit only once every other process is gone (implied when the
+        /// supervisor is PID 1).
+        #[arg(long)]
+        init: bool,
     },
     /// Show the state of services (exit codes as LSB `status`).
     Status {

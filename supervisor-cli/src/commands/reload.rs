@@ -295,6 +295,9 @@ impl Reloader {
     pub fn reload(&mut self, engine: &mut Engine, dry_run: bool) -> ReloadReport {
         let path = self.current.path.clone();
         let now = stamp(&path);
+        if !dry_run {
+            engine.set_reloading(true);
+        }
         let report = match self.current.reread() {
             Err(errors) => {
                 let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
@@ -334,6 +337,7 @@ impl Reloader {
         if !dry_run {
             self.seen = now;
             self.settling = None;
+            engine.set_reloading(false);
         }
         report
     }

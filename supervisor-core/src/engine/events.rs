@@ -92,7 +92,7 @@ pub(super) struct Subscribers {
     /// Events not delivered because a subscriber's backlog was full.
     pub(super) dropped: u64,
     /// The number of the last change.
-    seq: u64,
+    pub(super) seq: u64,
     /// The last [`EVENT_HISTORY`] changes.
     history: VecDeque<StateChange>,
 }
