@@ -163,8 +163,12 @@ pub enum Cmd {
     /// the time is up (saying which and why), 7 when no supervisor runs.
     Wait {
         /// The services to wait for.
-        #[arg(value_name = "NAME", required = true)]
+        #[arg(value_name = "NAME", required_unless_present = "ready")]
         names: Vec<String>,
+        /// Without NAME: every service that should run (wanted running,
+        /// loop tasks aside); for a container's readiness probe.
+        #[arg(long)]
+        ready: bool,
         /// How long to wait.
         #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "60s")]
         timeout: Duration,

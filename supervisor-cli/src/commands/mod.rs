@@ -158,7 +158,7 @@ fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
         Cmd::Reload { dry_run, .. } => reload::reload(reach, dry_run),
         Cmd::RepairSocket => instances::repair_socket(reach),
         Cmd::Events { names, since_start } => events::events(reach, names, since_start),
-        Cmd::Wait { names, timeout } => wait::wait(reach, &names, timeout),
+        Cmd::Wait { names, ready, timeout } => wait::wait(reach, &names, ready && names.is_empty(), timeout),
         other => unreachable!("not a client command: {other:?}"),
     }
 }
