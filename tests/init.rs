@@ -331,3 +331,25 @@ impl Drop for Unmount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+#[test]
+fn run_init_without_pid1_stops_the_descendants_no_service_owns() {
+    // Not PID 1: a child subreaper, whose descendants are its to stop.
+    let services = r#"
+[service.leaver]
+command = "( env -i setsid /bin/sh -c 'echo $$ > DIR/escapee; exec sleep 1000' & ); exec sleep 1000"
+shell = true
+"#;
+    let mut fx = Fixture::with_supervisor_table("cgroups = false", services);
+    fx.start_with_shell("exec \"$@\" --init");
+    let escapee = wait_for("the escapee", Duration::from_secs(10), || crate::util::read_pid(&fx.path("escapee")));
+    let sup = fx.supervisor.as_ref().expect("started").id() as i32;
+    wait_for("the escapee to be the supervisor's child", Duration::from_secs(10), || {
+        let stat = fs::read_to_string(format!("/proc/{escapee}/stat")).ok()?;
+        (stat.rsplit(')').next()?.split_whitespace().nth(1)? == sup.to_string()).then_some(())
+    });
+    kill(Pid::from_raw(sup), Signal::SIGTERM).expect("TERM");
+    assert_eq!(fx.wait_exit(Duration::from_secs(20)), 0, "{}", fx.log());
+    assert!(!alive(escapee), "the escapee outlived the supervisor");
+    assert!(fx.log().contains("1 process(es) that no service owns are left"), "{}", fx.log());
+}

@@ -10,6 +10,7 @@ use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, S
 use super::*;
 
 /// `ready`, `health`, `watchdog`, `requires` and `after`.
+mod exit;
 mod readiness;
 
 const PATH: &str = "/etc/sv/demo.toml";
