@@ -11,6 +11,7 @@ mod cli_reach;
 mod cli_readiness;
 mod cli_reference;
 mod config_errors;
+mod container_examples;
 mod control_socket;
 mod daemon;
 mod embedding;
