@@ -165,6 +165,15 @@ pub mod protocol {
     pub use serde_json::Value;
 }
 
+pub mod metrics {
+    //! Prometheus metrics: the text exposition of a status snapshot
+    //! ([`render`], [`Engine::metrics`](crate::Engine::metrics)), served
+    //! over HTTP at `GET /metrics` by
+    //! [`Engine::serve_metrics`](crate::Engine::serve_metrics), on a TCP
+    //! address or a Unix socket ([`MetricsAddr`]).
+    pub use crate::model::metrics::{render, MetricsAddr, MetricsAddrError, CONTENT_TYPE, PREFIX};
+}
+
 pub mod servicedir {
     //! daemontools service directories: a directory with a `run` script
     //! becomes a [`Service`](crate::Service) ([`ServiceDir`]), and its
