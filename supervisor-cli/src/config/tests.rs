@@ -9,6 +9,8 @@ use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, S
 
 use super::*;
 
+/// `[supervisor] metrics`.
+mod metrics;
 /// `ready`, `health`, `watchdog`, `requires` and `after`.
 mod readiness;
 
