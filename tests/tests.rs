@@ -19,6 +19,7 @@ mod exec;
 mod external;
 mod faults;
 mod lifecycle;
+mod metrics;
 mod properties;
 mod readiness;
 mod reliability;
