@@ -384,3 +384,14 @@ fn a_bad_metrics_value_is_a_config_error_with_its_place() {
     let place = format!("{}:5:11: key \"metrics\": expected an address", f.config.display());
     assert!(err.contains(&place), "{err}");
 }
+
+#[test]
+fn the_command_has_its_man_page_and_completions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(supervisor_bin()).args(["man", "--dir"]).arg(dir.path()).output().expect("man");
+    assert!(out.status.success());
+    let page = std::fs::read_to_string(dir.path().join("supervisor-metrics.1")).expect("supervisor-metrics.1");
+    assert!(page.contains("Prometheus"), "{page}");
+    let out = Command::new(supervisor_bin()).args(["completions", "bash"]).output().expect("completions");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics"));
+}
