@@ -125,6 +125,8 @@ struct Client {
 #[derive(Debug)]
 pub(crate) struct MetricsServer {
     listener: Listener,
+    /// The address served (for a TCP port 0, the port the kernel chose).
+    addr: MetricsAddr,
     clients: Vec<Client>,
     next_id: ClientId,
     /// With no descriptor left, new connections wait until then (polling
@@ -141,29 +143,19 @@ impl MetricsServer {
     /// Any I/O error, its message naming the address.
     pub(crate) fn bind(addr: &MetricsAddr) -> io::Result<MetricsServer> {
         let named = |e: io::Error| io::Error::new(e.kind(), format!("metrics: cannot serve {addr}: {e}"));
-        let listener = match addr {
-            MetricsAddr::Tcp(a) => Listener::Tcp(TcpListener::bind(a).map_err(named)?),
+        let (listener, bound) = match addr {
+            MetricsAddr::Tcp(a) => {
+                let l = TcpListener::bind(a).map_err(named)?;
+                l.set_nonblocking(true).map_err(named)?;
+                let bound = MetricsAddr::Tcp(l.local_addr().map_err(named)?);
+                (Listener::Tcp(l), bound)
+            }
             MetricsAddr::Unix(path) => {
-                let (l, bound) = bind_unix(path).map_err(named)?;
-                Listener::Unix(l, path.clone(), bound)
+                let (l, file) = bind_unix(path).map_err(named)?;
+                (Listener::Unix(l, path.clone(), file), addr.clone())
             }
         };
-        match &listener {
-            Listener::Tcp(l) => l.set_nonblocking(true),
-            Listener::Unix(l, ..) => l.set_nonblocking(true),
-        }
-        .map_err(named)?;
-        Ok(MetricsServer { listener, clients: Vec::new(), next_id: 1, accept_paused_until: None })
-    }
-
-    /// The address it serves (for a TCP port 0, the port the kernel chose).
-    pub(crate) fn local_addr(&self) -> MetricsAddr {
-        match &self.listener {
-            Listener::Tcp(l) => {
-                l.local_addr().map_or_else(|_| MetricsAddr::Tcp(([0, 0, 0, 0], 0).into()), MetricsAddr::Tcp)
-            }
-            Listener::Unix(_, path, _) => MetricsAddr::Unix(path.clone()),
-        }
+        Ok(MetricsServer { listener, addr: bound, clients: Vec::new(), next_id: 1, accept_paused_until: None })
     }
 
     fn listener_fd(&self) -> RawFd {
@@ -324,8 +316,8 @@ fn drain(c: &mut Client) -> bool {
     true
 }
 
-/// Binds a Unix socket at `path`, replacing a stale socket file; the
-/// listener and the file's (device, inode).
+/// Binds a non-blocking Unix socket at `path`, replacing a stale socket
+/// file; the listener and the file's (device, inode).
 fn bind_unix(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
     if let Ok(meta) = fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -337,8 +329,13 @@ fn bind_unix(path: &Path) -> io::Result<(UnixListener, (u64, u64))> {
         fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
-    let meta = fs::symlink_metadata(path)?;
-    Ok((listener, (meta.dev(), meta.ino())))
+    match listener.set_nonblocking(true).and_then(|()| fs::symlink_metadata(path)) {
+        Ok(meta) => Ok((listener, (meta.dev(), meta.ino()))),
+        Err(e) => {
+            let _ = fs::remove_file(path);
+            Err(e)
+        }
+    }
 }
 
 impl FrontEnd for MetricsServer {
@@ -422,7 +419,7 @@ impl Engine {
     /// that is not a socket in the way); the message names the address.
     pub fn serve_metrics(&mut self, addr: &MetricsAddr) -> Result<MetricsAddr, EngineError> {
         let server = MetricsServer::bind(addr)?;
-        let bound = server.local_addr();
+        let bound = server.addr.clone();
         log::info!("metrics: serving GET /metrics on {bound}");
         self.attach_front_end(Box::new(server));
         Ok(bound)

@@ -78,7 +78,8 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed {
         // Answered once the whole head is in (a client that sends its
         // head in pieces is not cut off while it writes).
         match head_end(&buf[nl..]) {
-            Some(_) => {}
+            Some(end) if start + nl + end <= MAX_HEAD => {}
+            Some(_) => return Parsed::Done(Route::TooLarge),
             None if start + buf.len() > MAX_HEAD => return Parsed::Done(Route::TooLarge),
             None => return Parsed::Partial,
         }
@@ -230,6 +231,12 @@ mod tests {
             req.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
         assert_eq!(done(&req), Route::TooLarge);
+        req.extend_from_slice(b"\r\n");
+        assert_eq!(done(&req), Route::TooLarge, "complete, but too long");
+        let mut fits = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+        fits.resize(MAX_HEAD - 4, b'a');
+        fits.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(done(&fits), Route::Metrics { head: false }, "exactly {MAX_HEAD} bytes");
         assert_eq!(done(&vec![b'a'; MAX_HEAD + 1]), Route::TooLarge, "a request line without an end");
         assert_eq!(parse(&vec![b'a'; MAX_HEAD]), Parsed::Partial);
         assert_eq!(done(&vec![b'\n'; MAX_HEAD + 1]), Route::TooLarge, "empty lines count");
