@@ -265,6 +265,8 @@ fn read_request(c: &mut Client, now: Instant, requests: &mut Vec<(ClientId, Requ
         Parsed::Partial => true,
         Parsed::Done(Route::Metrics { head }) => {
             c.phase = Phase::Asked { head };
+            // Answered in this turn: not dropped before then.
+            c.deadline = now + CLIENT_TIMEOUT;
             requests.push((c.id, Request { id: Value::Null, command: Command::Metrics }));
             true
         }
