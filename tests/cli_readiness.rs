@@ -206,3 +206,33 @@ timeout = "20s"
     let mode = std::fs::metadata(f.path("rt/run")).unwrap().permissions();
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o711);
 }
+
+#[test]
+fn wait_ready_waits_for_every_service_that_should_run() {
+    let mut f = Fixture::new(
+        r#"
+[service.web]
+command = "while [ ! -e DIR/go ]; do sleep 0.02; done; exec sleep 1000"
+shell = true
+[service.web.ready]
+exec = "test -e DIR/go"
+interval = "50ms"
+[service.idle]
+command = "sleep 1000"
+expected = "stopped"
+[service.tick]
+kind = "task"
+command = "true"
+interval = "1h"
+"#,
+    );
+    f.start();
+    // A readiness probe: not yet, at once.
+    let (code, out, _) = f.cli_code(&["wait", "--ready", "--timeout", "0s"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("web: not ready after 0s"), "{out}");
+    std::fs::write(f.path("go"), "").unwrap();
+    // Neither the stopped service nor the loop task holds it up.
+    let (code, out, err) = f.cli_code(&["wait", "--ready", "--timeout", "20s"]);
+    assert_eq!((code, out.trim()), (0, "ready: web"), "{err}");
+}

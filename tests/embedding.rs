@@ -289,3 +289,50 @@ fn an_exit_and_a_due_timer_in_one_turn_do_not_confuse_the_machine() {
     drop(engine);
     wait_for("the dropped engine's descendant to die", LIMIT, || (!alive(descendant)).then_some(()));
 }
+
+#[test]
+fn a_critical_service_ends_run_and_gives_the_exit_code() {
+    let mut engine = Engine::new("critical").expect("engine");
+    engine.add_service(sleeper("other")).expect("other");
+    let mut main = Service::new("main", Command::argv(["sh", "-c", "exit 4"]));
+    main.critical = true;
+    engine.add_service(main).expect("main");
+    engine.run().expect("run ends by itself");
+    assert_eq!(engine.exit_code(), 4);
+    assert!(engine.status().services.iter().all(|s| s.pid.is_none()), "everything stopped");
+}
+
+#[test]
+fn all_exited_ends_run_with_the_worst_code() {
+    let mut engine = Engine::new("jobs").expect("engine");
+    engine.set_exit_when(supervisor_core::ExitWhen::AllExited);
+    for (name, code) in [("a", 0), ("b", 6), ("c", 2)] {
+        let mut s = Service::new(name, Command::argv(["sh".to_string(), "-c".into(), format!("exit {code}")]));
+        s.restart.mode = supervisor_core::RestartMode::Never;
+        engine.add_service(s).expect("add");
+    }
+    engine.run().expect("run ends by itself");
+    assert_eq!(engine.exit_code(), 6);
+}
+
+#[test]
+fn a_clean_shutdown_is_0_and_one_that_needed_kill_is_1() {
+    for (deaf, code) in [(false, 0), (true, 1)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = dir.path().join("up");
+        let trap = if deaf { "trap '' TERM" } else { "trap 'exit 0' TERM" };
+        let script = format!("{trap}; touch {}; while :; do sleep 0.05; done", up.display());
+        let mut engine = Engine::new("stop").expect("engine");
+        let mut s = Service::new("s", Command::argv(["sh".to_string(), "-c".into(), script]));
+        s.stop_timeout = Duration::from_millis(200);
+        engine.add_service(s).expect("add");
+        // Once the trap is set.
+        wait_for("the service to start", LIMIT, || {
+            engine.turn(Some(Duration::from_millis(10))).expect("turn");
+            up.exists().then_some(())
+        });
+        engine.shutdown();
+        engine.run().expect("run");
+        assert_eq!(engine.exit_code(), code, "deaf: {deaf}");
+    }
+}

@@ -18,6 +18,8 @@ mod engine;
 mod exec;
 mod external;
 mod faults;
+mod host_systemd;
+mod init;
 mod lifecycle;
 mod metrics;
 mod properties;

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use log::LevelFilter;
 use nix::unistd::{Group, User};
-use supervisor_core::{AccessPolicy, Service};
+use supervisor_core::{AccessPolicy, ExitWhen, Service};
 use toml::de::{DeTable, DeValue};
 
 mod across;
@@ -63,6 +63,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "allow_uids",
     "allow_groups",
     "reload",
+    "exit_when",
     "socket",
     "daemon",
     "event_log",
@@ -112,6 +113,10 @@ pub struct Config {
     /// symbolic link to `RUNTIME_DIR/run/control.sock`), zdaemon's
     /// `socket-name`; see [`Config::socket_path`].
     pub socket: Option<PathBuf>,
+    /// `[supervisor] exit_when` (default `signalled`): whether the
+    /// supervisor ends by itself once every service has finished
+    /// (`all-exited`, for job containers).
+    pub exit_when: ExitWhen,
     /// `[supervisor] daemon` (default true): whether `up` detaches; with
     /// false it runs the supervisor in the foreground, as zdaemon's
     /// `daemon off`.
@@ -265,6 +270,7 @@ impl Config {
             umask: settings.umask,
             log_level: settings.log_level,
             reload: settings.reload,
+            exit_when: settings.exit_when,
             access: settings.access,
             extras: extras_of(&services),
             services: services.into_iter().map(|r| r.service).collect(),
@@ -388,6 +394,7 @@ struct Settings {
     umask: u32,
     log_level: LevelFilter,
     reload: ReloadMode,
+    exit_when: ExitWhen,
     access: AccessPolicy,
     socket: Option<PathBuf>,
     daemon: bool,
@@ -416,6 +423,7 @@ impl Default for Settings {
             umask: DEFAULT_UMASK,
             log_level: LevelFilter::Info,
             reload: ReloadMode::Manual,
+            exit_when: ExitWhen::Signalled,
             access: AccessPolicy::default(),
             socket: None,
             daemon: true,
@@ -465,6 +473,10 @@ fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
     if let Some(v) = f.get("reload") {
         let options = [("manual", ReloadMode::Manual), ("auto", ReloadMode::Auto)];
         settings.reload = s.choice("reload", v, &options).unwrap_or_default();
+    }
+    if let Some(v) = f.get("exit_when") {
+        let options = [("signalled", ExitWhen::Signalled), ("all-exited", ExitWhen::AllExited)];
+        settings.exit_when = s.choice("exit_when", v, &options).unwrap_or_default();
     }
     if let Some(v) = f.get("socket") {
         settings.socket = s.path("socket", v);

@@ -99,6 +99,11 @@ pub enum Cmd {
         /// The readiness pipe that `up` hands down (for `up` only).
         #[arg(long, hide = true, value_name = "FD")]
         ready_fd: Option<i32>,
+        /// Act as the init process of a container: reap every orphan, and
+        /// exit only once every other process is gone (implied when the
+        /// supervisor is PID 1).
+        #[arg(long)]
+        init: bool,
     },
     /// Show the state of services (exit codes as LSB `status`).
     Status {
@@ -162,8 +167,12 @@ pub enum Cmd {
     /// the time is up (saying which and why), 7 when no supervisor runs.
     Wait {
         /// The services to wait for.
-        #[arg(value_name = "NAME", required = true)]
+        #[arg(value_name = "NAME", required_unless_present = "ready")]
         names: Vec<String>,
+        /// Without NAME: every service that should run (wanted running,
+        /// loop tasks aside); for a container's readiness probe.
+        #[arg(long)]
+        ready: bool,
         /// How long to wait.
         #[arg(long, value_parser = parse_duration, value_name = "DURATION", default_value = "60s")]
         timeout: Duration,

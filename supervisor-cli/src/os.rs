@@ -90,3 +90,19 @@ pub fn scrub_control_env() {
         std::env::remove_var(var);
     }
 }
+
+/// What the service manager that started this process (the host's
+/// systemd) set for it: `NOTIFY_SOCKET`, and the watchdog period
+/// (`WATCHDOG_USEC`, when `WATCHDOG_PID` is unset or names this process).
+/// Taken out of the environment, which the services inherit. Call it
+/// while the process is single-threaded.
+pub fn take_manager_env() -> Option<(String, Option<std::time::Duration>)> {
+    let socket = std::env::var("NOTIFY_SOCKET").ok();
+    let usec = std::env::var("WATCHDOG_USEC").ok().and_then(|v| v.parse::<u64>().ok());
+    let for_us = std::env::var("WATCHDOG_PID").ok().is_none_or(|p| p.parse() == Ok(std::process::id()));
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        std::env::remove_var(var);
+    }
+    let watchdog = usec.filter(|_| for_us).map(std::time::Duration::from_micros);
+    socket.filter(|s| !s.is_empty()).map(|s| (s, watchdog))
+}

@@ -46,7 +46,10 @@ mod frontend;
 mod groups;
 mod handle;
 mod host;
+mod init;
+mod manager;
 mod notify;
+mod outcome;
 mod poller;
 mod reload;
 mod report;
@@ -168,6 +171,13 @@ pub struct Engine {
     checks: checks::Registry,
     /// What the dependency graph needs to know between turns.
     deps: deps::Graph,
+    /// When the engine ends by itself, and with what exit code.
+    outcome: outcome::Outcome,
+    /// An init's duties, when it acts as one ([`Engine::act_as_init`]).
+    init: Option<Box<init::Init>>,
+    /// The service manager that started this process, when the engine
+    /// reports to it ([`Engine::notify_service_manager`]).
+    manager: Option<Box<manager::Manager>>,
     /// Services with a `supervise/` directory.
     supervised: Vec<usize>,
     /// One cgroup per service, where this process may make them (only
@@ -254,6 +264,9 @@ impl Engine {
             timers: BTreeSet::new(),
             checks: checks::Registry::default(),
             deps: deps::Graph::default(),
+            outcome: outcome::Outcome::default(),
+            init: None,
+            manager: None,
             supervised: Vec::new(),
             cgroups: None,
             cgroups_wanted: true,

@@ -145,7 +145,7 @@ mod os;
 pub use engine::{Engine, EngineError, Handle, HandleError, ReloadRequest, StateChange, EVENT_BACKLOG};
 pub use front::control::AccessPolicy;
 pub use model::{
-    parse_signal, signal_name, split_words, valid_service_name, Command, Environment, ExitStatus, Expected,
+    parse_signal, signal_name, split_words, valid_service_name, Command, Environment, ExitStatus, ExitWhen, Expected,
     ExternalSpec, Group, Health, HealthCheck, HealthStatus, HttpTarget, Input, InvalidService, Kind, KindStatus,
     LastRun, Limits, LsbStatus, Output, PassReport, Probe, ProbeStatus, ReadyCheck, ReadyPolicy, RestartCommand,
     RestartMode, RestartPolicy, Service, ServiceRequest, ServiceState, ServiceStatus, SplitError, StatusSnapshot,

@@ -65,7 +65,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
     // The file (or zdaemon's -p), with zdaemon's command-line options.
     let config = match (crate::load_config(&cli), &cli.command) {
         (Ok(config), _) => config,
-        (Err(e), Cmd::Run { ready_fd }) => return Err(process::fail_start(e, *ready_fd)),
+        (Err(e), Cmd::Run { ready_fd, .. }) => return Err(process::fail_start(e, *ready_fd)),
         (Err(e), _) => return Err(e),
     };
     let path = config.path.clone();
@@ -82,7 +82,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
             Ok(exit::OK)
         }
         Cmd::Up { timeout } => process::up(&config, timeout),
-        Cmd::Run { ready_fd } => process::run_foreground(config, ready_fd),
+        Cmd::Run { ready_fd, init } => process::run_foreground(config, ready_fd, init),
         Cmd::Logtail { name, lines, follow } => {
             // `logtail -n N`, as tail's -n: a number given to the global -n.
             let lines = cli.instance.as_deref().and_then(|n| n.parse().ok()).unwrap_or(lines);
@@ -161,7 +161,7 @@ fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
         Cmd::Reload { dry_run, .. } => reload::reload(reach, dry_run),
         Cmd::RepairSocket => instances::repair_socket(reach),
         Cmd::Events { names, since_start } => events::events(reach, names, since_start),
-        Cmd::Wait { names, timeout } => wait::wait(reach, &names, timeout),
+        Cmd::Wait { names, ready, timeout } => wait::wait(reach, &names, ready && names.is_empty(), timeout),
         Cmd::Metrics => metrics::metrics(reach),
         other => unreachable!("not a client command: {other:?}"),
     }

@@ -30,6 +30,10 @@ use crate::logger;
 /// before `KILL`: short, so that services are back within a second.
 const LEFTOVER_GRACE: Duration = Duration::from_millis(500);
 
+/// How long, as an init, the processes that no service owns get to stop
+/// on `TERM` at the end, before `KILL`.
+const INIT_GRACE: Duration = Duration::from_secs(5);
+
 fn failed(what: impl std::fmt::Display) -> CliError {
     CliError::Failed(what.to_string())
 }
@@ -68,11 +72,11 @@ fn make_runtime_dirs(config: &Config) -> Result<(), CliError> {
 /// # Errors
 ///
 /// When the instance is already running or its socket cannot be served.
-pub fn run_foreground(config: Config, ready_fd: Option<i32>) -> Result<u8, CliError> {
+pub fn run_foreground(config: Config, ready_fd: Option<i32>, init: bool) -> Result<u8, CliError> {
     // SAFETY: the descriptor is the readiness pipe that `up` handed down
     // (`run --ready-fd`); nothing else in this process owns it.
     let notifier = ready_fd.and_then(|fd| unsafe { Notifier::from_inherited(fd) });
-    match serve(config, notifier) {
+    match serve(config, notifier, init) {
         Ok(code) => Ok(code),
         Err((e, Some(n))) => {
             n.fail(&e.to_string());
@@ -95,7 +99,7 @@ pub fn fail_start(error: CliError, ready_fd: Option<i32>) -> CliError {
 
 type ServeError = (CliError, Option<Notifier>);
 
-fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
+fn serve(config: Config, notifier: Option<Notifier>, init: bool) -> Result<u8, ServeError> {
     macro_rules! try_ {
         ($e:expr) => {
             match $e {
@@ -107,6 +111,7 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     logger::init(config.log_level);
     crate::os::set_process_name(&format!("sv: {}", config.name));
     crate::os::scrub_control_env();
+    let manager = crate::os::take_manager_env();
     match supervisor_core::limits::raise_open_files_limit() {
         Ok(n) => log::debug!("open files: soft limit raised to {n} (services keep the one they inherit)"),
         Err(e) => log::warn!("cannot raise the limit on open files: {e}"),
@@ -128,11 +133,23 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     };
     let mut engine = try_!(Engine::new(config.name.clone()));
     engine.set_cgroups(config.cgroups);
-    try_!(engine.own_process());
+    if init || std::process::id() == 1 {
+        try_!(engine.act_as_init(INIT_GRACE));
+    } else {
+        try_!(engine.own_process());
+    }
+    engine.set_exit_when(config.exit_when);
+    if let Some((socket, watchdog)) = manager {
+        match engine.notify_service_manager(&socket, watchdog) {
+            Ok(()) => log::debug!("reporting to the service manager at {socket}"),
+            Err(e) => log::warn!("cannot report to the service manager (NOTIFY_SOCKET={socket}): {e}"),
+        }
+    }
     try_!(engine.stop_on_signals());
     // Stray signals must not end the supervisor (their default action);
-    // USR2 reopens the transcripts and the event log.
-    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
+    // USR2 reopens the transcripts and the event log; WINCH goes to the
+    // services.
+    for sig in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM, Signal::SIGWINCH] {
         try_!(engine.catch_signal(sig));
     }
     engine.set_instance_marker(config.runtime_dir.display().to_string());
@@ -198,6 +215,8 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
                 repair_socket(&mut engine, &mut socket_link, reloader.config());
                 name_link = name_link.or_else(|| NameLink::create(reloader.config()));
                 save_record(&record, &run_dir);
+            } else if sig == Signal::SIGWINCH {
+                forward(&mut engine, sig);
             } else {
                 log::warn!("SIG{} has no meaning for the supervisor; ignored", supervisor_core::signal_name(sig));
             }
@@ -214,8 +233,16 @@ fn serve(config: Config, notifier: Option<Notifier>) -> Result<u8, ServeError> {
     drop(name_link);
     drop(socket_link);
     drop(pidfile);
-    log::info!("supervisor {name} exits");
-    Ok(exit::OK)
+    let code = engine.exit_code();
+    log::info!("supervisor {name} exits with code {code}");
+    Ok(code)
+}
+
+/// Sends `sig` to every service that has a process.
+fn forward(engine: &mut Engine, sig: Signal) {
+    for s in engine.status().services {
+        let _ = engine.signal(&s.name, sig);
+    }
 }
 
 /// The instance record of the supervisor that `reloader` runs.
@@ -360,7 +387,7 @@ pub fn up(config: &Config, timeout: Duration) -> Result<u8, CliError> {
     }
     if !config.daemon {
         // `[supervisor] daemon = false` (zdaemon's `daemon off`).
-        return run_foreground(config.clone(), None);
+        return run_foreground(config.clone(), None, false);
     }
     let mut command = daemon_command(config)?;
     let daemonizer = Daemonizer::new().directory(&config.directory).umask(config.umask);

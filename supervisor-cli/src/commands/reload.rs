@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use supervisor_core::protocol::{Command, ReloadAction, ReloadChange, ReloadReport, Response};
 use supervisor_core::ReloadRequest;
-use supervisor_core::{Engine, Service};
+use supervisor_core::{Engine, ExitWhen, Service};
 
 use super::record::{stamp, Stamp};
 use crate::config::{Config, ReloadMode};
@@ -62,7 +62,8 @@ pub fn diff(old: &Config, new: &Config) -> ReloadReport {
 }
 
 /// Notes on the `[supervisor]` settings that differ: applied at once
-/// (`log_level`, `reload`) or needing a restart of the supervisor.
+/// (`log_level`, `reload`, `exit_when`) or needing a restart of the
+/// supervisor.
 fn supervisor_notes(old: &Config, new: &Config) -> Vec<String> {
     let mut notes = Vec::new();
     let mut restart = |what: String| notes.push(format!("{what}: {NEEDS_RESTART}"));
@@ -100,6 +101,7 @@ fn supervisor_notes(old: &Config, new: &Config) -> Vec<String> {
         c.extras.clear();
         c.log_level = log::LevelFilter::Off;
         c.reload = ReloadMode::Manual;
+        c.exit_when = ExitWhen::Signalled;
     }
     b.flavour = a.flavour;
     b.path = a.path.clone();
@@ -115,6 +117,10 @@ fn supervisor_notes(old: &Config, new: &Config) -> Vec<String> {
     if old.reload != new.reload {
         let mode = |m: ReloadMode| if m == ReloadMode::Auto { "auto" } else { "manual" };
         notes.push(format!("reload changed from {:?} to {:?}: applied", mode(old.reload), mode(new.reload)));
+    }
+    if old.exit_when != new.exit_when {
+        let (a, b) = (old.exit_when.as_str(), new.exit_when.as_str());
+        notes.push(format!("exit_when changed from {a:?} to {b:?}: applied"));
     }
     notes
 }
@@ -169,7 +175,7 @@ fn fields(svc: &Service) -> Vec<(String, String)> {
 /// `new`: removed services are stopped and removed first, then the groups
 /// set, then new services added and changed ones replaced, in the file's
 /// order (so that new members of a group start in order); `log_level` is
-/// set. Returns the problems met (also logged).
+/// set, and `exit_when`. Returns the problems met (also logged).
 pub fn apply(engine: &mut Engine, new: &Config, plan: &ReloadReport) -> Vec<String> {
     let mut problems = Vec::new();
     for change in plan.services.iter().filter(|c| c.action == ReloadAction::Remove) {
@@ -193,6 +199,7 @@ pub fn apply(engine: &mut Engine, new: &Config, plan: &ReloadReport) -> Vec<Stri
         }
     }
     logger::init(new.log_level);
+    engine.set_exit_when(new.exit_when);
     for p in &problems {
         log::error!("reload: {p}");
     }
@@ -300,6 +307,9 @@ impl Reloader {
     pub fn reload(&mut self, engine: &mut Engine, dry_run: bool) -> ReloadReport {
         let path = self.current.path.clone();
         let now = stamp(&path);
+        if !dry_run {
+            engine.set_reloading(true);
+        }
         let report = match self.current.reread() {
             Err(errors) => {
                 let errors: Vec<String> = errors.0.iter().map(ToString::to_string).collect();
@@ -339,6 +349,7 @@ impl Reloader {
         if !dry_run {
             self.seen = now;
             self.settling = None;
+            engine.set_reloading(false);
         }
         report
     }
@@ -526,7 +537,7 @@ command = "sleep 1"
     fn supervisor_settings_need_a_restart_or_apply_at_once() {
         let old = config("log_level = \"info\"\n");
         let text = "[supervisor]\nname = \"u\"\nruntime_dir = \"/tmp/sv-reload-unit2\"\nlog_level = \"debug\"\n\
-                    reload = \"auto\"\numask = \"077\"\n";
+                    reload = \"auto\"\numask = \"077\"\nexit_when = \"all-exited\"\n";
         let new = Config::parse(Path::new("/etc/sv/t.toml"), text).unwrap();
         let r = diff(&old, &new);
         let notes = r.notes.join("\n");
@@ -535,6 +546,7 @@ command = "sleep 1"
         assert!(notes.contains("umask changed from 022 to 077"), "{notes}");
         assert!(notes.contains("log_level changed from info to debug: applied"), "{notes}");
         assert!(notes.contains("reload changed from \"manual\" to \"auto\": applied"), "{notes}");
+        assert!(notes.contains("exit_when changed from \"signalled\" to \"all-exited\": applied"), "{notes}");
         assert!(!notes.contains("other [supervisor]"), "{notes}");
     }
 

@@ -1,5 +1,6 @@
 //! `wait NAME... [--timeout 60s]`: returns once every service named is
-//! ready; for scripts, readiness probes of containers, and tests.
+//! ready (`wait --ready`: every service that should run); for scripts,
+//! readiness probes of containers, and tests.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -46,8 +47,15 @@ fn verdict(s: &ServiceStatus, all: &HashMap<&str, &ServiceStatus>, depth: usize)
 /// # Errors
 ///
 /// Not running (7), an unknown service (1).
-pub fn wait(reach: &Reach, names: &[String], timeout: Duration) -> Result<u8, CliError> {
+pub fn wait(reach: &Reach, names: &[String], all: bool, timeout: Duration) -> Result<u8, CliError> {
     let deadline = Instant::now() + timeout;
+    let wanted;
+    let names = if all {
+        wanted = should_run(&everything(reach)?);
+        &wanted[..]
+    } else {
+        names
+    };
     // Follow the changes first, then look: none falls between.
     let follow = Command::Events { names: names.to_vec(), since_start: false };
     let (mut events, _) = reach.open(follow, Duration::from_secs(10), exit::NOT_RUNNING, exit::FAILURE)?;
@@ -92,6 +100,13 @@ pub fn wait(reach: &Reach, names: &[String], timeout: Duration) -> Result<u8, Cl
             return Ok(report(&asked, false));
         }
     }
+}
+
+/// `wait --ready`: the services that should run (wanted running), but
+/// loop tasks, which are never `running` between runs.
+fn should_run(services: &[ServiceStatus]) -> Vec<String> {
+    let task = |s: &ServiceStatus| s.extra.kind.as_deref() == Some("task");
+    services.iter().filter(|s| s.wanted == Expected::Running && !task(s)).map(|s| s.name.clone()).collect()
 }
 
 /// The status of every service.

@@ -179,7 +179,7 @@ fn start(config: &Config, waiting: &Waiting, restart: bool) -> Result<u8, CliErr
     if !running {
         if !config.daemon {
             // zdaemon's `daemon off`: the supervisor runs in the foreground.
-            return super::process::run_foreground(config.clone(), None);
+            return super::process::run_foreground(config.clone(), None, false);
         }
         super::process::up(config, Duration::from_secs(10))?;
     } else if !restart {

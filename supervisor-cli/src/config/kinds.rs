@@ -36,7 +36,9 @@ impl KindName {
 fn kinds_of(key: &str) -> (bool, bool, bool) {
     match key {
         "exit_codes" | "min_uptime" | "backoff_limit" | "forever" | "pidfile" | "finish" | "finish_timeout"
-        | "follow" | "start_test" | "start_timeout" | "ready" | "health" | "watchdog" => (true, false, false),
+        | "follow" | "start_test" | "start_timeout" | "ready" | "health" | "watchdog" | "critical" => {
+            (true, false, false)
+        }
         // A task's runs wait too; an external service's commands decide.
         "requires" | "after" => (true, true, false),
         "command" | "shell" | "stop_signal" | "stop_timeout" | "limits" | "lock" => (true, true, false),

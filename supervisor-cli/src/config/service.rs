@@ -42,6 +42,7 @@ pub(super) const SERVICE_KEYS: &[&str] = &[
     "finish",
     "finish_timeout",
     "follow",
+    "critical",
     "runtime_dir",
     "coordinate",
     "logfile",
@@ -216,6 +217,9 @@ pub(super) fn read_service(
     }
     if let Some(v) = f.get("follow") {
         svc.follow = s.boolean("follow", v).unwrap_or(false);
+    }
+    if let Some(v) = f.get("critical") {
+        svc.critical = s.boolean("critical", v).unwrap_or(false);
     }
     runtime_dir_keys(s, &f, &mut svc);
     super::kinds::read_kind(s, &f, kind, name_span.clone(), &mut svc);

@@ -9,6 +9,8 @@ use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, S
 
 use super::*;
 
+/// `[supervisor] exit_when` and `[service.NAME] critical`.
+mod exit;
 /// `[supervisor] metrics`.
 mod metrics;
 /// `ready`, `health`, `watchdog`, `requires` and `after`.

@@ -80,7 +80,9 @@ impl Engine {
             .then(|| self.saved_at.map(|t| t + super::saved::PID_SAVE_INTERVAL))
             .flatten();
         let unwatched = self.unwatched_members.then(|| Instant::now() + UNWATCHED_POLL);
-        timers.chain(ctl).chain(save).chain(unwatched).chain(self.sweep_at).min()
+        let init = self.init_deadline(Instant::now());
+        let own = [self.sweep_at, init, self.manager_deadline()];
+        timers.chain(ctl).chain(save).chain(unwatched).chain(own.into_iter().flatten()).min()
     }
 
     /// Whether a host polls the engine's descriptor.

@@ -89,7 +89,9 @@ impl Engine {
             reaped.extend(reap_pids(unwatched.into_iter()));
             let explained = !reaped.is_empty() || std::mem::take(&mut self.unsignalled_exits);
             if self.scope == ReapScope::WholeProcess {
-                if !explained {
+                // An init reaps every orphan at once: in a container they
+                // may be many, and each waits for nobody else.
+                if !explained || self.is_init() {
                     reaped.extend(reap_any());
                 } else if self.sweep_at.is_none() {
                     self.sweep_at = Some(now + self.sweep_every);

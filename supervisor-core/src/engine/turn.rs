@@ -173,7 +173,9 @@ impl Engine {
         self.advance_deps();
         self.apply_replacements();
         self.settle_waits();
+        self.apply_exit_policy();
         self.check_finished();
+        self.tell_manager();
         self.save_state();
         self.write_supervise_status();
         self.sync_host();
@@ -290,6 +292,7 @@ impl Engine {
         while let Some((idx, ev)) = self.queue.pop_front() {
             let now = Instant::now();
             self.touch(idx);
+            let critical_end = self.critical_exit(idx, &ev);
             let slot = &mut self.slots[idx];
             let before = slot.m.state();
             let external = slot.svc.kind.is_external();
@@ -318,6 +321,7 @@ impl Engine {
                 self.emit(idx, before, after, exit, old_pid);
             }
             self.sync_checks(idx, now);
+            self.note_end(idx, exit.filter(|_| critical_end), before);
             if failed {
                 self.member_failed(idx);
             }
@@ -353,6 +357,7 @@ impl Engine {
             Action::Signal(sig) => {
                 if sig == Signal::SIGKILL {
                     log::warn!("{}: stop timed out; sending KILL", self.slots[idx].svc.name);
+                    self.note_kill(idx);
                 }
                 self.signal_slot(idx, sig);
             }
@@ -369,7 +374,7 @@ impl Engine {
         }
         let all_down =
             self.slots.iter().all(|s| s.leader.is_none() && s.members.is_empty() && !s.held_stop && s.m.is_at_rest());
-        if all_down {
+        if all_down && self.others_gone() {
             log::info!("all services stopped");
             self.finished = true;
             for (to, id) in std::mem::take(&mut self.shutdown_waiters) {

@@ -2,6 +2,7 @@
 //! requests and answers about it. Plain data, with no I/O and no clock;
 //! everything else in the crate is built on these.
 
+mod exit;
 mod external;
 mod group;
 mod limits;
@@ -17,6 +18,7 @@ mod task;
 mod transcript;
 mod validate;
 
+pub use exit::ExitWhen;
 pub use external::ExternalSpec;
 pub use external::{Health, Operation, PassReport, RestartCommand, Step};
 pub use group::{Group, Strategy};

@@ -318,6 +318,12 @@ pub struct Service {
     /// Services it starts after (once they are ready, stopped or failed)
     /// and stops before; order only. Each must be added before it.
     pub after: Vec<String>,
+    /// When its process exits without being asked to, or it goes
+    /// `fatal`, the engine stops everything, and
+    /// [`Engine::exit_code`](crate::Engine::exit_code) is its exit code
+    /// (`128 + N` after signal N): the container's main service. Daemons
+    /// only.
+    pub critical: bool,
 }
 
 /// What kind of service a [`Service`] is.
@@ -391,6 +397,7 @@ impl Service {
             watchdog: None,
             requires: Vec::new(),
             after: Vec::new(),
+            critical: false,
         }
     }
 }

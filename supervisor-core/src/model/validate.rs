@@ -164,7 +164,7 @@ const MAX_NOTIFY_FD: i32 = 1023;
 /// The rules for readiness, health, the watchdog and dependencies, part
 /// of [`Service::validate`]:
 ///
-/// - `ready`, `health` and `watchdog` are for daemons;
+/// - `ready`, `health`, `watchdog` and `critical` are for daemons;
 /// - `requires` and `after` are for daemons and tasks (a task's runs wait
 ///   for them); an external service's commands decide on their own;
 /// - `watchdog` needs `ready` by [`ReadyCheck::Systemd`];
@@ -176,9 +176,12 @@ fn check_readiness(svc: &Service) -> Result<(), InvalidService> {
     let name = &svc.name;
     let bad = |field: &'static str, problem: &str| Err(InvalidService::new(name, field, problem));
     let daemon = matches!(svc.kind, Kind::Daemon);
-    for (field, set) in
-        [("ready", svc.ready.is_some()), ("health", svc.health.is_some()), ("watchdog", svc.watchdog.is_some())]
-    {
+    for (field, set) in [
+        ("ready", svc.ready.is_some()),
+        ("health", svc.health.is_some()),
+        ("watchdog", svc.watchdog.is_some()),
+        ("critical", svc.critical),
+    ] {
         if set && !daemon {
             return bad(field, &format!("only a daemon has one (this is a {} service)", svc.kind.as_str()));
         }

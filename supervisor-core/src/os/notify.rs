@@ -439,5 +439,7 @@ fn take_control(msg: &libc::msghdr) -> (Option<i32>, Vec<OwnedFd>) {
     (pid, fds)
 }
 
+pub(crate) mod client;
+
 #[cfg(test)]
 mod tests;

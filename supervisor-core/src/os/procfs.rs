@@ -20,7 +20,12 @@ pub struct ProcInfo {
     pub start_time: u64,
     /// A zombie: dead, waiting to be reaped.
     pub zombie: bool,
+    /// A kernel thread (`PF_KTHREAD`): no signal reaches it.
+    pub kernel: bool,
 }
+
+/// The `PF_KTHREAD` bit of the flags in `/proc/PID/stat`.
+const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// Parses the text of `/proc/PID/stat`.
 pub fn parse_stat(text: &str) -> Option<ProcInfo> {
@@ -33,6 +38,7 @@ pub fn parse_stat(text: &str) -> Option<ProcInfo> {
     Some(ProcInfo {
         pid,
         zombie: fields.first()? == &"Z",
+        kernel: fields.get(6)?.parse::<u64>().ok()? & PF_KTHREAD != 0,
         ppid: fields.get(1)?.parse().ok()?,
         pgid: fields.get(2)?.parse().ok()?,
         sid: fields.get(3)?.parse().ok()?,
@@ -167,6 +173,23 @@ impl ProcTable {
         self.procs.get(&pid)
     }
 
+    /// Every live process under `pid` (not itself), for a subreaper's
+    /// last sweep.
+    pub fn descendants(&self, pid: i32) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut stack = vec![pid];
+        while let Some(p) = stack.pop() {
+            for &kid in self.children.get(&p).into_iter().flatten() {
+                if kid != pid && !out.contains(&kid) {
+                    out.push(kid);
+                    stack.push(kid);
+                }
+            }
+        }
+        out.retain(|p| self.procs.get(p).is_some_and(|i| !i.zombie));
+        out
+    }
+
     /// Every live (non-zombie) process that belongs to a service whose
     /// processes include `roots` and whose process group is `pgid`:
     /// members of the group, and descendants of any of them (which catches
@@ -202,6 +225,38 @@ mod tests {
         let p = parse_stat(line).unwrap();
         assert_eq!((p.pid, p.ppid, p.pgid, p.sid, p.start_time), (4242, 1, 4242, 4242, 987_654));
         assert!(!p.zombie);
+        assert!(!p.kernel);
+    }
+
+    #[test]
+    fn kernel_threads_are_told_apart() {
+        let line = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 15 0 0";
+        assert!(parse_stat(line).unwrap().kernel);
+    }
+
+    #[test]
+    fn descendants_are_found_through_the_generations() {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
+        let shell = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (found, grandchildren) = loop {
+            let table = ProcTable::read();
+            let grandchildren = table.descendants(shell);
+            if !grandchildren.is_empty() || std::time::Instant::now() > deadline {
+                break (table.descendants(me), grandchildren);
+            }
+            std::thread::yield_now();
+        };
+        for p in grandchildren.iter().chain([&shell]) {
+            let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+        }
+        let _ = child.wait();
+        assert!(found.contains(&shell), "{found:?}");
+        assert!(!grandchildren.is_empty() && grandchildren.iter().all(|g| found.contains(g)), "{found:?}");
+        assert!(!found.contains(&me));
     }
 
     #[test]

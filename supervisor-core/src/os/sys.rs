@@ -483,6 +483,18 @@ impl Drop for SignalPipe {
     }
 }
 
+/// `CLOCK_MONOTONIC` in microseconds (what `sd_notify`'s
+/// `MONOTONIC_USEC=` carries).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+    // exists on Linux.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts);
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0) / 1_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,12 +88,21 @@ pub fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// The variables of `sd_notify` that the
+/// supervisor's own service manager set for it.
+const MANAGER_ENV: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// The environment of the child, as `KEY=VALUE` pairs: ours (unless
 /// `env.clear`), the service's, `extra` (what the engine adds at each
 /// start), and the service's name.
 pub(super) fn environment(svc: &Service, extra: &[(&str, String)]) -> Vec<(OsString, OsString)> {
-    let mut env: std::collections::BTreeMap<OsString, OsString> =
-        if svc.env.clear { std::collections::BTreeMap::default() } else { std::env::vars_os().collect() };
+    let mut env: std::collections::BTreeMap<OsString, OsString> = if svc.env.clear {
+        std::collections::BTreeMap::default()
+    } else {
+        // What the supervisor's own service manager gave it is not the
+        // services' to use.
+        std::env::vars_os().filter(|(k, _)| !MANAGER_ENV.iter().any(|m| k == m)).collect()
+    };
     for (k, v) in &svc.env.vars {
         env.insert(k.into(), v.into());
     }
