@@ -112,7 +112,9 @@ fn events_end_when_their_reader_goes_away() {
     let mut f = Fixture::new("[service.s]\ncommand = [\"HELPER\", \"sleep\"]\nmin_uptime = \"100ms\"\n");
     f.start();
     f.wait_state("s", "running", T);
-    let (read, write) = nix::unistd::pipe().unwrap();
+    // Close-on-exec: a process that another test spawns meanwhile must not
+    // keep the read end open (its writes would then never fail).
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(read);
     let mut child = Command::new(supervisor_bin())
         .args(["-c", &f.config.display().to_string(), "events", "--since-start"])

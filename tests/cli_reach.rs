@@ -191,7 +191,9 @@ fn a_closed_standard_output_is_not_a_failure() {
     let mut f = Fixture::new(SLEEPER);
     f.start();
     f.wait_state("s", "running", T);
-    let (read, write) = nix::unistd::pipe().unwrap();
+    // Close-on-exec: a process that another test spawns meanwhile must not
+    // keep the read end open (its writes would then never fail).
+    let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     drop(read);
     let out = Command::new(supervisor_bin())
         .args(["-c", &f.config.display().to_string(), "status"])

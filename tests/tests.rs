@@ -22,6 +22,7 @@ mod faults;
 mod host_systemd;
 mod init;
 mod lifecycle;
+mod metrics;
 mod properties;
 mod readiness;
 mod reliability;

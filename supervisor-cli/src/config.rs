@@ -36,6 +36,7 @@ mod deps;
 mod error;
 mod kinds;
 mod locate;
+mod metrics;
 mod readiness;
 mod service;
 pub mod simplevisor;
@@ -67,6 +68,7 @@ const SUPERVISOR_KEYS: &[&str] = &[
     "daemon",
     "event_log",
     "cgroups",
+    "metrics",
 ];
 
 /// The default `[supervisor] umask`.
@@ -124,6 +126,9 @@ pub struct Config {
     /// `[supervisor] cgroups` (default true): whether each service gets a
     /// cgroup of its own where the supervisor may make one.
     pub cgroups: bool,
+    /// `[supervisor] metrics`: where Prometheus metrics are served, if
+    /// anywhere (docs/metrics.md).
+    pub metrics: Option<supervisor_core::metrics::MetricsAddr>,
     /// The settings of each service that only the command line uses
     /// (`logfile`, `start_test`, `start_timeout`), by service name; a
     /// service without an entry has the defaults.
@@ -275,6 +280,7 @@ impl Config {
             daemon: settings.daemon,
             event_log: settings.event_log,
             cgroups: settings.cgroups,
+            metrics: settings.metrics,
             overrides: Overrides::default(),
         })
     }
@@ -394,6 +400,7 @@ struct Settings {
     daemon: bool,
     event_log: Vec<EventLogTarget>,
     cgroups: bool,
+    metrics: Option<supervisor_core::metrics::MetricsAddr>,
 }
 
 /// `[supervisor] reload`: when the configuration file is read again.
@@ -422,6 +429,7 @@ impl Default for Settings {
             daemon: true,
             event_log: Vec::new(),
             cgroups: true,
+            metrics: None,
         }
     }
 }
@@ -481,6 +489,9 @@ fn read_supervisor(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Settings {
     }
     if let Some(v) = f.get("cgroups") {
         settings.cgroups = s.boolean("cgroups", v).unwrap_or(true);
+    }
+    if let Some(v) = f.get("metrics") {
+        settings.metrics = metrics::read_metrics(s, v);
     }
     if let Some(v) = f.get("allow_uids") {
         settings.access.uids = ids(s, "allow_uids", v, "user");

@@ -159,6 +159,10 @@ pub enum Cmd {
         #[arg(long)]
         since_start: bool,
     },
+    /// Print the metrics of the running supervisor in Prometheus' text
+    /// exposition format: what `[supervisor] metrics` serves at
+    /// `/metrics` (docs/metrics.md).
+    Metrics,
     /// Wait until the services are ready: exit 0 then, 1 when one fails or
     /// the time is up (saying which and why), 7 when no supervisor runs.
     Wait {

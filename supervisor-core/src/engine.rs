@@ -66,7 +66,7 @@ pub use events::{StateChange, EVENT_BACKLOG};
 pub use handle::{Handle, HandleError};
 pub use reload::ReloadRequest;
 
-pub(crate) use frontend::{ClientId, FrontEnd};
+pub(crate) use frontend::{ClientId, FrontEnd, FrontId, Role};
 use handle::{Inbox, ReplyTo};
 use requests::Wait;
 use slot::{Member, Slot};
@@ -116,7 +116,8 @@ pub struct Engine {
     signals: SignalPipe,
     terminate_on_signals: bool,
     scope: ReapScope,
-    control: Option<Box<dyn FrontEnd>>,
+    /// The control socket and the metrics endpoint, when served.
+    fronts: frontend::FrontEnds,
     waits: Vec<Wait>,
     shutdown_waiters: Vec<(ReplyTo, Value)>,
     shutting_down: bool,
@@ -230,7 +231,7 @@ impl Engine {
             signals,
             terminate_on_signals: false,
             scope: ReapScope::OwnPids,
-            control: None,
+            fronts: frontend::FrontEnds::default(),
             waits: Vec::new(),
             shutdown_waiters: Vec::new(),
             shutting_down: false,
@@ -309,10 +310,11 @@ impl Engine {
         std::mem::take(&mut self.caught)
     }
 
-    /// Takes requests from `front` (the control socket) from now on.
+    /// Takes requests from `front` (the control socket, the metrics
+    /// endpoint) from now on, in place of the one of its role.
     pub(crate) fn attach_front_end(&mut self, front: Box<dyn FrontEnd>) {
         self.nudge();
-        self.control = Some(front);
+        self.fronts.attach(front);
     }
 
     /// Binds the control socket again if its file is gone or is not the
@@ -322,7 +324,7 @@ impl Engine {
     /// afterwards, false when there is none or it cannot be made (logged).
     pub fn repair_control_socket(&mut self) -> bool {
         self.nudge();
-        self.control.as_mut().is_some_and(|c| c.repair())
+        self.fronts.of_role(Role::Control).is_some_and(FrontEnd::repair)
     }
 
     /// The instance name.

@@ -46,10 +46,11 @@
 //!    crate's `unsafe` code is here, each block with its reason.
 //! 4. **The engine** (`engine/`): the thin, single-threaded loop that
 //!    feeds the machines and carries out their actions.
-//! 5. **Front ends** (`front/`): the control socket and daemontools
-//!    service directories. They reach the engine through the same typed
-//!    requests ([`ServiceRequest`]) as [`Engine::command`] and a
-//!    [`Handle`].
+//! 5. **Front ends** (`front/`): the control socket, the metrics endpoint
+//!    ([`Engine::serve_metrics`]) and daemontools service directories.
+//!    They reach the engine through the same typed requests
+//!    ([`ServiceRequest`], [`protocol::Command`]) as [`Engine::command`]
+//!    and a [`Handle`].
 //!
 //! **Waiting.** The engine sleeps in `poll(2)` until one of these needs it,
 //! with no periodic tick:
@@ -59,9 +60,9 @@
 //!   [`Engine::stop_on_signals`] `SIGTERM` and `SIGINT`);
 //! - a request from a [`Handle`]: a channel, and an eventfd that wakes the
 //!   engine at once;
-//! - a descriptor: the control socket and its clients, the pipes of the
-//!   services' transcripts, a pidfd for each tracked descendant, the
-//!   `sd_notify` socket ([`Engine::listen_notify`]), a readiness pipe
+//! - a descriptor: the control socket and its clients, the metrics
+//!   endpoint and its clients, the pipes of the services' transcripts, a
+//!   pidfd for each tracked descendant, the `sd_notify` socket ([`Engine::listen_notify`]), a readiness pipe
 //!   (`notify = "fd:N"`), a probe's socket or output;
 //! - the nearest deadline ([`Engine::next_deadline`]): a backoff, a stop
 //!   timeout, a task's next run, a probe's next try or deadline, a
@@ -163,6 +164,15 @@ pub mod protocol {
     pub use crate::model::protocol::*;
     /// A request's `id`: any JSON value, repeated in its response.
     pub use serde_json::Value;
+}
+
+pub mod metrics {
+    //! Prometheus metrics: the text exposition of a status snapshot
+    //! ([`render`], [`Engine::metrics`](crate::Engine::metrics)), served
+    //! over HTTP at `GET /metrics` by
+    //! [`Engine::serve_metrics`](crate::Engine::serve_metrics), on a TCP
+    //! address or a Unix socket ([`MetricsAddr`]).
+    pub use crate::model::metrics::{render, MetricsAddr, MetricsAddrError, CONTENT_TYPE, PREFIX};
 }
 
 pub mod servicedir {

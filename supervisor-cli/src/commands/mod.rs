@@ -14,6 +14,7 @@ pub mod exec;
 pub mod front;
 pub mod instances;
 pub mod logs;
+pub mod metrics;
 pub mod process;
 pub mod reach;
 pub mod record;
@@ -117,6 +118,7 @@ pub fn dispatch(cli: Cli) -> Result<u8, CliError> {
         | Cmd::Reload { .. }
         | Cmd::RepairSocket
         | Cmd::Events { .. }
+        | Cmd::Metrics
         | Cmd::Wait { .. } => unreachable!("client commands, or zdaemon's forms of them"),
         Cmd::Fg { .. } | Cmd::Kill { .. } => unreachable!("handled by zdaemon::dispatch"),
     }
@@ -139,6 +141,7 @@ fn is_client(command: &Cmd) -> bool {
             | Cmd::Reload { scan: None, .. }
             | Cmd::RepairSocket
             | Cmd::Events { .. }
+            | Cmd::Metrics
             | Cmd::Wait { .. }
     )
 }
@@ -159,6 +162,7 @@ fn client(reach: &Reach, command: Cmd) -> Result<u8, CliError> {
         Cmd::RepairSocket => instances::repair_socket(reach),
         Cmd::Events { names, since_start } => events::events(reach, names, since_start),
         Cmd::Wait { names, ready, timeout } => wait::wait(reach, &names, ready && names.is_empty(), timeout),
+        Cmd::Metrics => metrics::metrics(reach),
         other => unreachable!("not a client command: {other:?}"),
     }
 }

@@ -159,6 +159,9 @@ fn serve(config: Config, notifier: Option<Notifier>, init: bool) -> Result<u8, S
         log::warn!("stopped {leftovers} process(es) left by a previous supervisor of {}", config.name);
     }
     try_!(engine.serve_control(&config.bound_socket_path(), config.access.clone()));
+    if let Some(addr) = &config.metrics {
+        try_!(engine.serve_metrics(addr));
+    }
     // Only services with notify = "systemd" need it; they say so if it is
     // missing.
     if notifies_as_other_user(&config) {

@@ -84,6 +84,11 @@ fn supervisor_notes(old: &Config, new: &Config) -> Vec<String> {
     if old.access != new.access {
         restart("allow_uids or allow_groups changed".to_string());
     }
+    if old.metrics != new.metrics {
+        let show =
+            |m: &Option<supervisor_core::metrics::MetricsAddr>| m.as_ref().map_or("none".into(), ToString::to_string);
+        restart(format!("metrics changed from {} to {}", show(&old.metrics), show(&new.metrics)));
+    }
     let specific = !notes.is_empty();
     // Whatever else `[supervisor]` holds (settings this function does not
     // name) also waits for a restart.

@@ -29,7 +29,7 @@ const PROBES: &[&str] = &["exec", "tcp", "unix", "http"];
 /// The descriptors that `notify = "fd:N"` may name.
 const NOTIFY_FDS: Range<i32> = 3..1024;
 /// The longest path of a Unix socket (`sun_path` less its NUL).
-const MAX_SOCKET_PATH: usize = 107;
+pub(super) const MAX_SOCKET_PATH: usize = 107;
 
 type Fields<'v, 'i> = BTreeMap<&'static str, &'v Raw<'i>>;
 

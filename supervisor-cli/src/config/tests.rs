@@ -9,8 +9,11 @@ use supervisor_core::{Command, Expected, Limits, Output, RestartMode, Service, S
 
 use super::*;
 
-/// `ready`, `health`, `watchdog`, `requires` and `after`.
+/// `[supervisor] exit_when` and `[service.NAME] critical`.
 mod exit;
+/// `[supervisor] metrics`.
+mod metrics;
+/// `ready`, `health`, `watchdog`, `requires` and `after`.
 mod readiness;
 
 const PATH: &str = "/etc/sv/demo.toml";

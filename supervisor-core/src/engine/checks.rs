@@ -81,6 +81,7 @@ static NONE: CheckState = CheckState {
     watchdog_due: None,
     armed: None,
     failures: 0,
+    failures_total: 0,
     last: None,
     last_health: None,
     status_text: None,
@@ -141,6 +142,8 @@ pub(super) struct CheckState {
     armed: Option<Instant>,
     /// Health checks failed in a row.
     pub(super) failures: u32,
+    /// Health checks failed since the supervisor started.
+    pub(super) failures_total: u64,
     /// The last probe try (readiness or health).
     pub(super) last: Option<Outcome>,
     /// The last health check since it became ready.
@@ -425,6 +428,7 @@ impl Engine {
                     c.failures = 0;
                 } else {
                     c.failures += 1;
+                    c.failures_total += 1;
                     log::warn!("{name}: health check failed ({} of {}): {output}", c.failures, h.failures);
                     if c.failures >= h.failures {
                         let reason = format!("health check failed {} times in a row: {output}", c.failures);

@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use super::frontend::ClientId;
+use super::frontend::{ClientId, FrontId};
 use super::Engine;
 use crate::model::protocol::{Event, Response, EVENT_HISTORY};
 use crate::model::{ExitStatus, ServiceState};
@@ -71,6 +71,7 @@ impl StateChange {
 /// A control client that follows the changes (`events`).
 #[derive(Debug)]
 struct Watcher {
+    front: FrontId,
     client: ClientId,
     /// Its request's id, repeated on every line.
     id: Value,
@@ -186,15 +187,17 @@ impl Engine {
     /// Sends `change` to a watcher; false when it is gone.
     fn stream_to(&mut self, w: &Watcher, change: &StateChange) -> bool {
         let line = Response::with_event(w.id.clone(), change.to_event());
-        self.control.as_mut().is_some_and(|c| c.stream(w.client, &line))
+        self.fronts.get_mut(w.front).is_some_and(|f| f.stream(w.client, &line))
     }
 
-    /// `events`: control client `client` follows the changes of `names`
-    /// (all when `None`) from now on, after those kept since the start
-    /// when `since_start`; answered at once.
-    pub(super) fn watch(&mut self, client: ClientId, id: Value, names: Option<Vec<String>>, since_start: bool) {
-        let w = Watcher { client, id, names };
-        let acked = self.control.as_mut().is_some_and(|c| c.stream(client, &Response::ok(w.id.clone())));
+    /// `events`: client `client` of front end `front` (the control
+    /// socket) follows the changes of `names` (all when `None`) from now
+    /// on, after those kept since the start when `since_start`; answered
+    /// at once.
+    pub(super) fn watch(&mut self, to: (FrontId, ClientId), id: Value, names: Option<Vec<String>>, since_start: bool) {
+        let (front, client) = to;
+        let w = Watcher { front, client, id, names };
+        let acked = self.fronts.get_mut(front).is_some_and(|f| f.stream(client, &Response::ok(w.id.clone())));
         if !acked {
             return;
         }

@@ -65,6 +65,7 @@ impl Engine {
             HealthStatus {
                 state: state.into(),
                 failures: s.checks.failures,
+                failures_total: s.checks.failures_total,
                 last_output: last.map(|o| o.output.clone()),
             }
         });

@@ -15,8 +15,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use serde_json::Value;
 
 use super::events::{StateChange, EVENT_BACKLOG};
-use super::ClientId;
 use super::Engine;
+use super::{ClientId, FrontId};
 use crate::model::protocol::{Command, ErrorCode, Request, Response, Selection};
 use crate::model::{signal_name, ServiceRequest, StatusSnapshot};
 use nix::sys::signal::Signal;
@@ -24,8 +24,9 @@ use nix::sys::signal::Signal;
 /// Where the answer to a request goes.
 #[derive(Debug, Clone)]
 pub(crate) enum ReplyTo {
-    /// A client of the control socket.
-    Socket(ClientId),
+    /// A client of a front end (the control socket, the metrics
+    /// endpoint).
+    Socket(FrontId, ClientId),
     /// A [`Handle`], waiting on its channel.
     Handle(Sender<Response>),
 }
@@ -215,6 +216,17 @@ impl Handle {
         response.status.ok_or_else(|| HandleError::Refused("the engine sent no status".into()))
     }
 
+    /// The metrics in Prometheus' text exposition format, as
+    /// [`Engine::metrics`] gives them.
+    ///
+    /// # Errors
+    ///
+    /// [`HandleError::EngineGone`].
+    pub fn metrics(&self) -> Result<String, HandleError> {
+        let response = self.call(Command::Metrics, "")?;
+        response.metrics.ok_or_else(|| HandleError::Refused("the engine sent no metrics".into()))
+    }
+
     /// Stops every service (in reverse group order) and ends the engine's
     /// [`run`](Engine::run). Returns once every service is stopped; a
     /// second call, or one during a shutdown, waits for the same end.
@@ -282,9 +294,9 @@ impl Engine {
     /// handle that stopped waiting, is skipped).
     pub(super) fn reply(&mut self, to: &ReplyTo, response: &Response) {
         match to {
-            ReplyTo::Socket(client) => {
-                if let Some(c) = self.control.as_mut() {
-                    c.respond(*client, response);
+            ReplyTo::Socket(front, client) => {
+                if let Some(f) = self.fronts.get_mut(*front) {
+                    f.respond(*client, response);
                 }
             }
             ReplyTo::Handle(tx) => {

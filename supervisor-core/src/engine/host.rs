@@ -74,7 +74,7 @@ impl Engine {
     pub fn next_deadline(&self) -> Option<Instant> {
         let finishers = self.finishers.values().filter_map(|&i| self.slots.get(i)?.finishing.map(|(_, t)| t));
         let timers = self.timers.first().map(|&(t, _)| t).into_iter().chain(finishers).chain(self.checks.next());
-        let ctl = self.control.as_ref().and_then(|c| c.deadline());
+        let ctl = self.fronts.deadline();
         // Pids waiting to be written to the state file.
         let save = (self.state_dirty && self.state_path.is_some())
             .then(|| self.saved_at.map(|t| t + super::saved::PID_SAVE_INTERVAL))

@@ -20,6 +20,13 @@ impl Engine {
         self.snapshot((0..self.slots.len()).filter(|&i| !(self.slots[i].retired && self.slots[i].is_down())))
     }
 
+    /// The metrics of the engine and every service in Prometheus' text
+    /// exposition format: [`metrics::render`](crate::metrics::render) of
+    /// the [`status`](Engine::status).
+    pub fn metrics(&self) -> String {
+        crate::model::metrics::render(&self.status())
+    }
+
     /// A snapshot of the supervisor and the services at `idxs`.
     pub(super) fn snapshot(&self, idxs: impl Iterator<Item = usize>) -> StatusSnapshot {
         let now = Instant::now();
@@ -29,6 +36,8 @@ impl Engine {
                 pid: std::process::id() as i32,
                 uptime_s: now.saturating_duration_since(self.started).as_secs_f64(),
                 events_dropped: self.events.dropped,
+                events_emitted: self.events.seq,
+                control_requests: self.fronts.control_requests,
             },
             services: idxs.map(|i| self.service_status(i, now)).collect(),
         }
@@ -51,6 +60,7 @@ impl Engine {
             descendants: s.members.len(),
             transcript: s.output.as_ref().map(|o| o.transcript().config().path.clone()),
             dropped_bytes: s.output.as_ref().map_or(0, |o| o.transcript().dropped()),
+            transcript_bytes: s.output.as_ref().map_or(0, |o| o.transcript().written()),
             transcript_error: s.output.as_ref().and_then(|o| o.transcript().error().map(str::to_owned)),
             ready: false,
             ready_since: None,

@@ -119,7 +119,7 @@ impl Engine {
                 return;
             }
             Command::Events { names, since_start } => {
-                let ReplyTo::Socket(client) = to else {
+                let ReplyTo::Socket(front, client) = to else {
                     let msg = "events are streamed over the control socket; a Handle subscribes with Handle::subscribe";
                     return reply(self, Response::error(Value::Null, ErrorCode::BadRequest, msg));
                 };
@@ -131,9 +131,10 @@ impl Engine {
                         Err(e) => return reply(self, *e),
                     }
                 };
-                self.watch(client, id, names, since_start);
+                self.watch((front, client), id, names, since_start);
                 return;
             }
+            Command::Metrics => return reply(self, Response::with_metrics(Value::Null, self.metrics())),
             Command::Shutdown => {
                 if self.finished {
                     // Asked again after the end: the answer is the same.

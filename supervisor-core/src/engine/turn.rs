@@ -22,7 +22,9 @@ const TIMER_BUDGET: Duration = Duration::from_millis(2);
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Source {
     Signals,
-    Control,
+    /// A descriptor of a front end (the control socket, the metrics
+    /// endpoint).
+    Front(super::FrontId),
     Member(usize, i32),
     /// The pidfd of a service's main process.
     Leader(usize, i32),
@@ -74,10 +76,7 @@ impl Engine {
         while !self.finished {
             self.turn(None)?;
         }
-        if let Some(c) = self.control.as_mut() {
-            c.close(Duration::from_secs(1));
-        }
-        self.control = None;
+        self.fronts.close(Duration::from_secs(1));
         Ok(())
     }
 
@@ -106,7 +105,7 @@ impl Engine {
             super::clock::log_step(step);
         }
 
-        let mut control_ready = Vec::new();
+        let mut front_ready = Vec::new();
         let mut sigchld = false;
         // Processes whose pidfds say they ended.
         let mut ended = Vec::new();
@@ -131,7 +130,7 @@ impl Engine {
                         }
                     }
                 }
-                Source::Control => control_ready.push(pfd.fd),
+                Source::Front(id) => front_ready.push((id, pfd.fd)),
                 Source::Inbox => inbox = true,
                 Source::Notify => self.read_notify(),
                 Source::Services => {
@@ -162,16 +161,8 @@ impl Engine {
         // of this turn goes out: a client never sees a state that the file
         // does not have yet.
         self.save_state();
-        if let Some(ctl) = self.control.as_mut() {
-            let requests = if control_ready.is_empty() {
-                ctl.idle(now);
-                Vec::new()
-            } else {
-                ctl.ready(&control_ready, now)
-            };
-            for (client, req) in requests {
-                self.handle_request(ReplyTo::Socket(client), req);
-            }
+        for (front, client, req) in self.fronts.take_requests(&front_ready, now) {
+            self.handle_request(ReplyTo::Socket(front, client), req);
         }
         if inbox {
             self.read_inbox();
@@ -224,7 +215,7 @@ impl Engine {
                 Some(pid)
             }
             Source::Leader(_, pid) => Some(pid),
-            Source::Signals | Source::Control | Source::Inbox | Source::Services | Source::Notify => None,
+            Source::Signals | Source::Front(_) | Source::Inbox | Source::Services | Source::Notify => None,
         }
     }
 
@@ -260,10 +251,8 @@ impl Engine {
         if let Some(n) = &self.checks.notify {
             add(n.fd(), libc::POLLIN, Source::Notify);
         }
-        if let Some(c) = &self.control {
-            for (fd, ev) in c.poll_fds() {
-                add(fd, ev, Source::Control);
-            }
+        for (id, fd, ev) in self.fronts.poll_fds() {
+            add(fd, ev, Source::Front(id));
         }
         let mut services = self.services.borrow_mut();
         services.sync(&self.slots, &mut self.touched.borrow_mut());

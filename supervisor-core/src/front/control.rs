@@ -22,7 +22,7 @@ use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use serde_json::Value;
 
-use crate::engine::{ClientId, Engine, EngineError, FrontEnd};
+use crate::engine::{ClientId, Engine, EngineError, FrontEnd, Role};
 use crate::model::protocol::{ErrorCode, Request, Response};
 use crate::os::runtime_dir::make_private_dir;
 use conn::Client;
@@ -475,6 +475,10 @@ impl ControlServer {
 }
 
 impl FrontEnd for ControlServer {
+    fn role(&self) -> Role {
+        Role::Control
+    }
+
     fn poll_fds(&self) -> Vec<(RawFd, i16)> {
         ControlServer::poll_fds(self)
     }

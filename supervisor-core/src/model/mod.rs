@@ -7,6 +7,7 @@ mod external;
 mod group;
 mod limits;
 mod lsb;
+pub(crate) mod metrics;
 pub(crate) mod protocol;
 mod readiness;
 mod request;

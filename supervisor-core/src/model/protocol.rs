@@ -153,6 +153,10 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "is_false")]
         since_start: bool,
     },
+    /// The metrics in Prometheus' text exposition format (see
+    /// [`metrics::render`](crate::metrics::render)), answered in the
+    /// response's `metrics`.
+    Metrics,
 }
 
 /// How many past state changes the supervisor keeps for `events
@@ -272,6 +276,9 @@ pub struct Response {
     /// For `events`: one state change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
+    /// For `metrics`: the text exposition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 /// What a reload does to one service.
@@ -348,40 +355,38 @@ pub struct ReloadReport {
 impl Response {
     /// A failure.
     pub fn error(id: Value, code: ErrorCode, message: impl Into<String>) -> Response {
-        Response {
-            id,
-            ok: false,
-            error: Some(ErrorBody { code, message: message.into() }),
-            status: None,
-            services: None,
-            reload: None,
-            event: None,
-        }
+        Response { ok: false, error: Some(ErrorBody { code, message: message.into() }), ..Response::ok(id) }
     }
 
     /// A success with a status snapshot.
     #[must_use]
     pub fn with_status(id: Value, status: StatusSnapshot) -> Response {
-        Response { id, ok: true, error: None, status: Some(status), services: None, reload: None, event: None }
+        Response { status: Some(status), ..Response::ok(id) }
     }
 
     /// An answer about services: ok when every one is.
     #[must_use]
     pub fn with_services(id: Value, services: Vec<ServiceResult>) -> Response {
         let ok = services.iter().all(|s| s.ok);
-        Response { id, ok, error: None, status: None, services: Some(services), reload: None, event: None }
+        Response { ok, services: Some(services), ..Response::ok(id) }
     }
 
     /// A plain success (the first answer to `events`).
     #[must_use]
     pub fn ok(id: Value) -> Response {
-        Response { id, ok: true, error: None, status: None, services: None, reload: None, event: None }
+        Response { id, ok: true, error: None, status: None, services: None, reload: None, event: None, metrics: None }
     }
 
     /// One line of an `events` stream.
     #[must_use]
     pub fn with_event(id: Value, event: Event) -> Response {
-        Response { id, ok: true, error: None, status: None, services: None, reload: None, event: Some(event) }
+        Response { event: Some(event), ..Response::ok(id) }
+    }
+
+    /// The answer to `metrics`: the text exposition.
+    #[must_use]
+    pub fn with_metrics(id: Value, text: String) -> Response {
+        Response { metrics: Some(text), ..Response::ok(id) }
     }
 
     /// The answer to `reload`: ok unless the file had errors.

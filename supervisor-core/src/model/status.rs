@@ -177,6 +177,10 @@ pub struct ServiceStatus {
     /// Output bytes that could not be written to the transcript.
     #[serde(default)]
     pub dropped_bytes: u64,
+    /// Bytes written to the transcript (with their timestamps and tags)
+    /// since the supervisor started.
+    #[serde(default)]
+    pub transcript_bytes: u64,
     /// Why the transcript cannot be written now, if it cannot.
     #[serde(default)]
     pub transcript_error: Option<String>,
@@ -222,6 +226,9 @@ pub struct HealthStatus {
     pub state: String,
     /// Checks failed in a row.
     pub failures: u32,
+    /// Checks failed since the supervisor started.
+    #[serde(default)]
+    pub failures_total: u64,
     /// The last check's output line.
     pub last_output: Option<String>,
 }
@@ -281,6 +288,13 @@ pub struct SupervisorStatus {
     /// [`Engine::subscribe`](crate::Engine::subscribe)).
     #[serde(default)]
     pub events_dropped: u64,
+    /// State changes of services since the engine started (the `seq` of
+    /// the last [`StateChange`](crate::StateChange)).
+    #[serde(default)]
+    pub events_emitted: u64,
+    /// Requests received on the control socket.
+    #[serde(default)]
+    pub control_requests: u64,
 }
 
 /// A status snapshot of a whole engine, as `status --json` prints it.

@@ -58,6 +58,7 @@ pub struct Transcript {
     partial: [Vec<u8>; 2],
     out: Vec<u8>,
     dropped: u64,
+    written: u64,
     failing: Option<String>,
     retry_open: Option<Instant>,
     name: String,
@@ -79,6 +80,7 @@ impl Transcript {
             partial: [Vec::new(), Vec::new()],
             out: Vec::new(),
             dropped: 0,
+            written: 0,
             failing: None,
             retry_open: None,
             name: name.to_string(),
@@ -95,6 +97,12 @@ impl Transcript {
     #[must_use]
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Bytes written to the file so far (timestamps and tags included).
+    #[must_use]
+    pub fn written(&self) -> u64 {
+        self.written
     }
 
     /// The current write error, if writing fails.
@@ -289,6 +297,7 @@ impl Transcript {
         }
         let Some(e) = error else {
             self.size += written as u64;
+            self.written += written as u64;
             self.recovered();
             return;
         };
@@ -301,6 +310,7 @@ impl Transcript {
             let _ = file.write(b"\n");
         }
         self.size += whole as u64;
+        self.written += whole as u64;
         self.dropped += (bytes.len() - whole) as u64;
         self.fail(format!("write {}: {e}", self.cfg.path.display()));
     }
@@ -439,6 +449,7 @@ mod tests {
         t.write(OutputStream::Out, b"back\n");
         assert_eq!(read(&path), "back\n");
         assert!(t.error().is_none());
+        assert_eq!(t.written(), 11, "what was written is counted, what was lost is not");
     }
 
     #[test]
