@@ -139,3 +139,30 @@ fn the_example_unit_passes_systemd_analyze_verify() {
         text.lines().filter(|l| l.contains("supervisor@")).filter(|l| !l.contains("network-online.target")).collect();
     assert!(problems.is_empty(), "{text}");
 }
+
+#[test]
+fn ready_comes_when_nothing_more_will_get_ready_and_after_every_reload() {
+    // web waits for db, which cannot start: neither will be ready, and
+    // READY=1 must not wait for them (systemd would time the unit out).
+    let services = r#"
+[service.db]
+command = "/nonexistent/db"
+[service.web]
+command = ["sleep", "1000"]
+requires = ["db"]
+[service.other]
+command = ["sleep", "1000"]
+min_uptime = "100ms"
+"#;
+    let mut fx = Fixture::new(services);
+    let mut manager = Manager::bind(&fx.path("systemd.sock"));
+    fx.start_with_shell(&format!("NOTIFY_SOCKET={} exec \"$@\"", fx.path("systemd.sock").display()));
+    let ready = manager.expect("READY=1", Duration::from_secs(10), |m| m.lines().any(|l| l == "READY=1"));
+    assert_eq!(fx.service("other")["state"], "running", "{ready:?}");
+    assert_eq!(fx.service("db")["state"], "fatal", "{ready:?}");
+    assert_eq!(fx.service("web")["waiting_for"], serde_json::json!(["db"]), "{ready:?}");
+    // A reload ends with READY=1 whatever the services do.
+    assert!(fx.cli(&["reload"]).status.success());
+    manager.expect("RELOADING=1", Duration::from_secs(10), |m| m.contains("RELOADING=1"));
+    manager.expect("READY=1 after the reload", Duration::from_secs(10), |m| m.lines().any(|l| l == "READY=1"));
+}

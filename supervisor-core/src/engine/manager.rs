@@ -73,16 +73,20 @@ impl Engine {
     /// Tells the service manager (if any) that a reload of the
     /// configuration begins (`RELOADING=1`) or was applied (`READY=1`).
     pub fn set_reloading(&mut self, reloading: bool) {
-        let Some(m) = self.manager.as_mut() else { return };
+        let Some(mut m) = self.manager.take() else { return };
         if reloading && !m.reloading {
             let now = crate::os::sys::monotonic_usec();
             m.say(&format!("RELOADING=1\nMONOTONIC_USEC={now}\nSTATUS=reloading the configuration"));
-            m.status_seq = None;
-        } else if !reloading && m.reloading {
-            m.ready_sent = false;
-            m.status_seq = None;
+        } else if !reloading && m.reloading && m.ready_sent {
+            // Applied: systemd waits for READY=1 to end the reload, not
+            // for the services (the first READY=1 waits for them).
+            let (summary, _) = self.summary();
+            m.say(&format!("READY=1\nSTATUS={}", one_line(&summary)));
+            m.status = summary;
         }
+        m.status_seq = None;
         m.reloading = reloading;
+        self.manager = Some(m);
         self.nudge();
     }
 
@@ -122,28 +126,54 @@ impl Engine {
     }
 
     /// A one-line count of the services by state (`4 running, 1 fatal`),
-    /// and whether every service that should run is ready or has given
-    /// up.
+    /// and whether every service that should run is ready, or will not
+    /// get there by itself.
     fn summary(&self) -> (String, bool) {
         let mut counts: Vec<(ServiceState, usize)> = Vec::new();
         let mut settled = true;
-        for s in self.slots.iter().filter(|s| !s.retired) {
+        for (idx, s) in self.slots.iter().enumerate().filter(|(_, s)| !s.retired) {
             let state = s.m.state();
             match counts.iter_mut().find(|(st, _)| *st == state) {
                 Some((_, n)) => *n += 1,
                 None => counts.push((state, 1)),
             }
-            let should_run = s.m.want_up() || s.waiting || s.held_start;
-            let ready = match &s.m {
-                Behaviour::Task(_) => matches!(state, ServiceState::Idle | ServiceState::Running),
-                _ => state == ServiceState::Running,
-            };
-            settled &= !should_run || ready || matches!(state, ServiceState::Exited | ServiceState::Fatal);
+            settled &= !should_run(s) || is_ready(s) || self.stuck(idx, 0);
         }
         counts.sort_by_key(|&(st, _)| ServiceState::ALL.iter().position(|&a| a == st));
         let parts: Vec<String> = counts.iter().map(|(st, n)| format!("{n} {st}")).collect();
         let text = if parts.is_empty() { "no services".to_string() } else { parts.join(", ") };
         (text, settled)
+    }
+}
+
+impl Engine {
+    /// Whether the service at `idx` is not ready and will not get there by
+    /// itself: not wanted, finished or given up, or waiting for a
+    /// dependency that is stuck so.
+    fn stuck(&self, idx: usize, depth: usize) -> bool {
+        let s = &self.slots[idx];
+        if is_ready(s) {
+            return false;
+        }
+        if !should_run(s) || matches!(s.m.state(), ServiceState::Exited | ServiceState::Fatal) {
+            return true;
+        }
+        let deps = s.svc.requires.iter().chain(&s.svc.after).filter_map(|n| self.by_name.get(n).copied());
+        s.waiting && depth < 64 && deps.into_iter().any(|d| self.stuck(d, depth + 1))
+    }
+}
+
+/// Whether a service is wanted up, or waits to start.
+fn should_run(s: &super::Slot) -> bool {
+    s.m.want_up() || s.waiting || s.held_start
+}
+
+/// Ready: a daemon or an external service runs; a loop task is
+/// scheduled.
+fn is_ready(s: &super::Slot) -> bool {
+    match &s.m {
+        Behaviour::Task(_) => matches!(s.m.state(), ServiceState::Idle | ServiceState::Running),
+        _ => s.m.state() == ServiceState::Running,
     }
 }
 
