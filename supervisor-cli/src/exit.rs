@@ -49,8 +49,8 @@ pub enum CliError {
     },
     /// The supervisor holds its pidfile, but its socket does not answer.
     #[error(
-        "supervisor {name} is running as pid {pid}, but its control socket {socket} is missing or does not answer; \
-         `supervisor repair-socket` (or `kill -USR1 {pid}`) makes it again"
+        "supervisor {name} is running as pid {pid}, but its control socket {socket} is missing or does not answer: \
+         it may still be starting; if this lasts, `supervisor repair-socket` (or `kill -USR1 {pid}`) makes it again"
     )]
     SocketMissing {
         /// The instance.
