@@ -264,6 +264,21 @@ pub mod fuzzing {
     pub use crate::os::notify::{parse as notify_parse, Message as NotifyMessage, MAX_STATUS_CHARS};
     use crate::{ExitStatus, Expected, Service, ServiceState};
 
+    /// The longest request head the metrics endpoint reads.
+    pub const METRICS_MAX_HEAD: usize = crate::front::metrics::http::MAX_HEAD;
+
+    /// The metrics endpoint's reading of a request head received so far
+    /// (`front/metrics/http.rs`): `None` while it waits for more, else the
+    /// whole response it sends (with `body` as the exposition).
+    #[must_use]
+    pub fn metrics_request(head: &[u8], body: &str) -> Option<Vec<u8>> {
+        use crate::front::metrics::http::{parse, response, Parsed};
+        match parse(head) {
+            Parsed::Partial => None,
+            Parsed::Done(route) => Some(response(route, body)),
+        }
+    }
+
     /// The daemon state machine (`machine/daemon.rs`), as the engine drives
     /// it for a service of kind daemon.
     #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ use crate::engine::{ClientId, Engine, EngineError, FrontEnd, Role};
 use crate::model::metrics::MetricsAddr;
 use crate::model::protocol::{Command, Request, Response};
 
-mod http;
+pub(crate) mod http;
 
 use http::{parse, response, Parsed, Route, MAX_HEAD};
 
