@@ -19,7 +19,10 @@
 //!    (see `load.rs`);
 //! 9. readiness: start to ready of 1000 services with and without a tree
 //!    of dependencies, `sd_notify` latency, the cost of health checks (see
-//!    `ready.rs`).
+//!    `ready.rs`);
+//! 10. a container's PID 1 with 10 services (a PID namespace of
+//!     `unshare`): start to ready, PID 1's memory and the shutdown, ours
+//!     beside tini and s6-svscan (see `container.rs`; root only).
 //!
 //! It drives the release binaries `supervisor` and `sv-test-helper`, found
 //! next to this executable's target directory:
@@ -32,8 +35,11 @@
 //! `BENCH_QUICK=1` (a smoke run: 10 kills, 100 services instead of 1000,
 //! 2 s of idleness, 20 MB of transcript instead of 200 MB),
 //! `BENCH_ONLY=PART,...` (run only some parts: `restart`, `rss`, `hundred`,
-//! `fleet`, `transcript`, `handle`, `peers`, `load`, `scale`, `ready`). Without the `--bench` argument that `cargo bench`
-//! passes (as under `cargo test --benches`), nothing is measured.
+//! `fleet`, `transcript`, `handle`, `peers`, `load`, `scale`, `ready`,
+//! `container`), `BENCH_STATIC_BIN=PATH` (part `container`: a static build
+//! of `supervisor` to measure as PID 1 beside the release one). Without the
+//! `--bench` argument that `cargo bench` passes (as under `cargo test
+//! --benches`), nothing is measured.
 //!
 //! Every supervisor is run in its own temporary directory, and stopped at
 //! the end with `shutdown`; a guard kills whatever is left (any process
@@ -53,6 +59,7 @@ use supervisor_core::protocol::Command as Request;
 use supervisor_core::protocol::ControlClient;
 use supervisor_core::{ServiceState, StatusSnapshot};
 
+mod container;
 mod handle;
 mod load;
 mod peers;
@@ -122,6 +129,9 @@ fn run() -> Res<()> {
     if settings.wants("ready") {
         ready::bench_ready(&bins, &settings, &mut report)?;
     }
+    if settings.wants("container") {
+        container::bench_container(&bins, &settings, &mut report)?;
+    }
     report.print();
     Ok(())
 }
@@ -153,8 +163,8 @@ struct Settings {
 }
 
 /// The parts that `BENCH_ONLY` can name, in the order they run.
-const PARTS: [&str; 10] =
-    ["restart", "rss", "hundred", "fleet", "transcript", "handle", "peers", "load", "scale", "ready"];
+const PARTS: [&str; 11] =
+    ["restart", "rss", "hundred", "fleet", "transcript", "handle", "peers", "load", "scale", "ready", "container"];
 
 impl Settings {
     /// Reads `BENCH_QUICK`, `BENCH_KILLS` and `BENCH_ONLY`.
