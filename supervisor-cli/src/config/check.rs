@@ -356,6 +356,23 @@ impl Scope<'_, '_> {
         }
     }
 
+    /// `path` (already resolved) when a Unix socket can have it: at most
+    /// [`MAX_SOCKET_PATH`] bytes; otherwise an error at `value`.
+    pub(super) fn socket_path(&mut self, key: &str, value: &Raw<'_>, path: PathBuf) -> Option<PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let len = path.as_os_str().as_bytes().len();
+        if len <= MAX_SOCKET_PATH {
+            return Some(path);
+        }
+        let message = format!(
+            "expected a socket path of at most {MAX_SOCKET_PATH} bytes, found {:?}, which is {len} bytes long \
+             (a relative path is resolved against the configuration file's directory)",
+            path.display().to_string()
+        );
+        self.error(value.span(), Some(key), message);
+        None
+    }
+
     /// A non-empty path string, resolved against the base directory.
     pub(super) fn path(&mut self, key: &str, value: &Raw<'_>) -> Option<PathBuf> {
         match value.get_ref() {
@@ -367,6 +384,9 @@ impl Scope<'_, '_> {
         }
     }
 }
+
+/// The longest path of a Unix socket (`sun_path` less its NUL).
+const MAX_SOCKET_PATH: usize = 107;
 
 /// `path` made absolute against `base`, with `.` components removed.
 pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {

@@ -1,13 +1,10 @@
 //! `[supervisor] metrics`: where the supervisor serves its Prometheus
 //! metrics (see `docs/metrics.md`).
 
-use std::os::unix::ffi::OsStrExt;
-
 use supervisor_core::metrics::MetricsAddr;
 use toml::de::DeValue;
 
 use super::check::{resolve, Raw, Scope};
-use super::readiness::MAX_SOCKET_PATH;
 
 const EXPECTED: &str =
     "an address such as \"127.0.0.1:9100\", a port such as \"9100\" (on 127.0.0.1), or a Unix socket path with a `/`";
@@ -27,17 +24,7 @@ pub(super) fn read_metrics(s: &mut Scope<'_, '_>, v: &Raw<'_>) -> Option<Metrics
         }
         Ok(MetricsAddr::Unix(path)) => {
             let path = resolve(s.base, &path);
-            let len = path.as_os_str().as_bytes().len();
-            if len <= MAX_SOCKET_PATH {
-                return Some(MetricsAddr::Unix(path));
-            }
-            let message = format!(
-                "expected a socket path of at most {MAX_SOCKET_PATH} bytes, found {:?}, which is {len} bytes long \
-                 (a relative path is resolved against the configuration file's directory)",
-                path.display().to_string()
-            );
-            s.error(v.span(), Some("metrics"), message);
-            None
+            s.socket_path("metrics", v, path).map(MetricsAddr::Unix)
         }
         Ok(addr) => Some(addr),
         Err(_) => {

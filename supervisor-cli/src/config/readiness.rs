@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use supervisor_core::runtime_dir;
@@ -28,8 +27,6 @@ const READY_METHODS: &[&str] = &["notify", "exec", "tcp", "unix", "http", "log"]
 const PROBES: &[&str] = &["exec", "tcp", "unix", "http"];
 /// The descriptors that `notify = "fd:N"` may name.
 const NOTIFY_FDS: Range<i32> = 3..1024;
-/// The longest path of a Unix socket (`sun_path` less its NUL).
-pub(super) const MAX_SOCKET_PATH: usize = 107;
 
 type Fields<'v, 'i> = BTreeMap<&'static str, &'v Raw<'i>>;
 
@@ -287,17 +284,7 @@ fn probe(s: &mut Scope<'_, '_>, parent: &str, method: &str, v: &Raw<'_>, svc: &S
         "exec" => exec(s, &key, v, svc).map(Probe::Exec),
         "unix" => {
             let path = s.path(&key, v)?;
-            let len = path.as_os_str().as_bytes().len();
-            if len <= MAX_SOCKET_PATH {
-                return Some(Probe::Unix(path));
-            }
-            let message = format!(
-                "expected a socket path of at most {MAX_SOCKET_PATH} bytes, found {:?}, which is {len} bytes long \
-                 (a relative path is resolved against the configuration file's directory)",
-                path.display().to_string()
-            );
-            s.error(v.span(), Some(&key), message);
-            None
+            s.socket_path(&key, v, path).map(Probe::Unix)
         }
         "tcp" => {
             let addr = match v.get_ref() {
