@@ -19,6 +19,10 @@ pub(super) struct Outcome {
     code: Option<u8>,
     /// Services that needed `SIGKILL` to stop during the shutdown.
     killed: Vec<String>,
+    /// The event count when the services were last found not all
+    /// finished: only a change of state can finish them (or a reload,
+    /// which sets the policy again).
+    looked_at: Option<u64>,
 }
 
 impl Engine {
@@ -29,6 +33,8 @@ impl Engine {
     pub fn set_exit_when(&mut self, when: ExitWhen) {
         self.nudge();
         self.outcome.when = when;
+        // Services may have come or gone too (a reload sets it).
+        self.outcome.looked_at = None;
     }
 
     /// The exit code for a program that ends with this engine, once
@@ -96,10 +102,14 @@ impl Engine {
         if self.shutting_down {
             return;
         }
-        if self.outcome.code.is_none() && self.outcome.when == ExitWhen::AllExited && self.all_finished() {
-            let code = self.slots.iter().filter(|s| !s.retired).map(finished_code).max().unwrap_or(0);
-            log::info!("every service has finished: the supervisor exits with code {code}");
-            self.outcome.code = Some(code);
+        let all_exited = self.outcome.when == ExitWhen::AllExited && self.outcome.code.is_none();
+        if all_exited && self.outcome.looked_at != Some(self.events.seq) {
+            self.outcome.looked_at = Some(self.events.seq);
+            if self.all_finished() {
+                let code = self.slots.iter().filter(|s| !s.retired).map(finished_code).max().unwrap_or(0);
+                log::info!("every service has finished: the supervisor exits with code {code}");
+                self.outcome.code = Some(code);
+            }
         }
         if self.outcome.code.is_some() {
             self.shutdown();
