@@ -31,8 +31,12 @@ impl Pid1 {
     /// supervisor's command line (`"$@"`) in a new PID namespace (its
     /// directory is in `$SV_DIR`, open to all).
     fn start_with(extra: &str, services: &str, script: &str) -> Pid1 {
+        Pid1::launch(Fixture::with_supervisor_table(extra, services), script)
+    }
+
+    /// As [`Pid1::start_with`], on the configuration of `fx`.
+    fn launch(mut fx: Fixture, script: &str) -> Pid1 {
         require_root("unshare makes PID namespaces as root");
-        let mut fx = Fixture::with_supervisor_table(extra, services);
         let dir = fx.dir.path().display().to_string();
         fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
         fx.start_with_shell(&format!("SV_DIR={dir}\n{script}"));
@@ -319,6 +323,39 @@ exec unshare --mount --propagation private /bin/sh -c '
         let others = p.others();
         (others.len() == 2 && others.iter().all(|o| o.1 != 'Z')).then_some(())
     });
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.exit_code(Duration::from_secs(20)), 0, "{}", p.fx.log());
+}
+
+#[test]
+fn pid1_as_nobody_keeps_its_runtime_dir_in_xdg_runtime_dir() {
+    require_root("mounts and setpriv need root");
+    // No runtime_dir: a user other than root gets
+    // $XDG_RUNTIME_DIR/supervisor/NAME, here on a tmpfs (DIR/rt is a link
+    // to it, where the fixture looks for the socket).
+    let fx = Fixture::new("[service.web]\ncommand = \"sleep 1000\"\n");
+    let text = fs::read_to_string(&fx.config).expect("config");
+    let text: Vec<&str> = text.lines().filter(|l| !l.starts_with("runtime_dir")).collect();
+    let text = text.join("\n");
+    fs::write(&fx.config, text).expect("config");
+    let xdg = fx.path("xdg");
+    fs::create_dir(&xdg).expect("mkdir");
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "uid=65534,gid=65534,mode=0700", "tmpfs"]).arg(&xdg).status();
+    assert!(mounted.expect("mount").success());
+    let _unmount = Unmount(xdg.clone());
+    std::os::unix::fs::symlink(xdg.join("supervisor/t"), fx.path("rt")).expect("link");
+    let nobody = format!("setpriv --reuid=65534 --regid=65534 --clear-groups -- env XDG_RUNTIME_DIR={}", xdg.display());
+    let script = format!("exec unshare --pid --fork --mount-proc --kill-child {nobody} \"$@\"");
+    let mut p = Pid1::launch(fx, &script);
+    // A client finds it the same way: as the same user, with the same
+    // XDG_RUNTIME_DIR.
+    let config = p.fx.config.display().to_string();
+    let sv = crate::util::supervisor_bin().display().to_string();
+    let client = format!("{nobody} {sv} -c {config} wait --ready --timeout 10s");
+    let out = Command::new("sh").args(["-c", &client]).output().expect("wait --ready");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(xdg.join("supervisor/t/run/control.sock").exists());
     p.signal(Signal::SIGTERM);
     assert_eq!(p.exit_code(Duration::from_secs(20)), 0, "{}", p.fx.log());
 }
